@@ -1,0 +1,69 @@
+"""The boundary between the session runner (sessions_app) and the agent (agents/).
+
+The runner gives the agent a Playwright page, a TaskSpec and an AgentCallbacks object; the agent
+drives the page and returns an AgentResult or raises AgentError. Everything here is plain data:
+no Django, no HTTP, no billing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True)
+class SecretEntry:
+    """Credentials for sites whose host matches `match` (exact host, `*.domain` or `all`)."""
+
+    match: str
+    fields: dict[str, str]
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    prompt: str
+    max_input_tokens: int = 100_000
+    max_output_tokens: int = 100_000
+    output_type: str = "text"  # "text" | "structured_json" | "structured_csv"
+    output_schema: Any = None  # JSON Schema dict, or list of CSV column names
+    secrets: tuple[SecretEntry, ...] = ()
+    files: tuple[str, ...] = ()  # local paths the agent may attach to file inputs
+    max_steps: int = 50
+
+
+@dataclass
+class AgentResult:
+    message: str  # text, a JSON string (structured_json) or CSV text (structured_csv)
+    input_tokens: int = 0
+    output_tokens: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class AgentError(Exception):
+    """The task failed. `code` is an UPPER_SNAKE code from api.md §1.12 or our own."""
+
+    def __init__(self, code: str, message: str, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.details = details or {}
+
+
+class TaskStopped(Exception):
+    """The user stopped the task (state stop, guardrail stop, session end). Not a failure."""
+
+
+class AgentCallbacks(Protocol):
+    async def event(self, kind: str, payload: dict[str, Any]) -> None:
+        """Report an event: kind is "agent" ({"content": str}), "action" ({"name", "target"}) or
+        "response_update" ({"message": str}). Payloads never carry secret values."""
+
+    async def usage(self, input_tokens: int, output_tokens: int) -> None:
+        """Report tokens used by one model call (deltas, not totals)."""
+
+    async def checkpoint(self) -> None:
+        """Called between actions. Waits while the task is paused or under human control;
+        raises TaskStopped when the task was stopped."""
+
+    async def ask_human(self, question: str) -> str:
+        """Raise a guardrail and wait for the answer; raises TaskStopped on a `stop` answer."""

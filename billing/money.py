@@ -1,0 +1,28 @@
+"""The one place that converts micro-dollars for display and for Stripe, rounding explicitly."""
+
+from __future__ import annotations
+
+from decimal import ROUND_FLOOR, ROUND_HALF_EVEN, Decimal
+
+MICROS_PER_USD = 1_000_000
+
+
+def micros_to_usd(micros: int) -> float:
+    """USD number for JSON responses (6 decimal places, exact for any micro amount)."""
+    return float(Decimal(micros) / MICROS_PER_USD)
+
+
+def usd_to_micros(usd: float | str | Decimal) -> int:
+    return int((Decimal(str(usd)) * MICROS_PER_USD).to_integral_value(rounding=ROUND_HALF_EVEN))
+
+
+def micros_to_cents_floor(micros: int) -> int:
+    return int((Decimal(micros) / 10_000).to_integral_value(rounding=ROUND_FLOOR))
+
+
+def cents_to_micros(cents: int) -> int:
+    return cents * 10_000
+
+
+def format_usd(micros: int) -> str:
+    return f"${Decimal(micros) / MICROS_PER_USD:,.2f}"

@@ -1,0 +1,153 @@
+"""One error envelope for every API error (spec README §2).
+
+`{"success": false, "message": m, "error": m, "code": "UPPER_SNAKE", "details": {...}}`
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.http import Http404, HttpRequest, JsonResponse
+from rest_framework import exceptions, status
+from rest_framework.response import Response
+
+logger = logging.getLogger(__name__)
+
+API_PREFIXES = (
+    "/start/", "/task/", "/sessions", "/v1/", "/account", "/files", "/environments",
+    "/profiles", "/cron-jobs", "/policies", "/mcp", "/api/",
+)
+
+
+class ApiError(Exception):
+    """A domain error with the HTTP status and code the contract names."""
+
+    status_code = 400
+    code = "BAD_REQUEST"
+    default_message = "Bad request"
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        code: str | None = None,
+        status_code: int | None = None,
+        details: dict[str, Any] | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        self.message = message or self.default_message
+        super().__init__(self.message)
+        if code:
+            self.code = code
+        if status_code:
+            self.status_code = status_code
+        self.details = details or {}
+        self.extra = extra or {}
+
+
+class InvalidParameter(ApiError):
+    code = "INVALID_PARAMETER"
+
+    def __init__(self, parameter: str, message: str, **details: Any) -> None:
+        super().__init__(message, details={"parameter": parameter, **details})
+
+
+class MissingField(ApiError):
+    code = "MISSING_REQUIRED_FIELD"
+
+    def __init__(self, field: str, message: str | None = None) -> None:
+        super().__init__(
+            message or f"Missing required field: {field}",
+            details={"field": field, "parameter": field},
+        )
+
+
+class NotFound(ApiError):
+    status_code = 404
+    code = "NOT_FOUND"
+    default_message = "Not found"
+
+
+class ServiceUnavailable(ApiError):
+    status_code = 503
+    code = "INSTANCE_UNAVAILABLE"
+    default_message = "No available instances."
+
+
+def error_body(status_code: int, code: str, message: str, details: dict[str, Any] | None = None,
+               **extra: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {"success": False, "message": message, "error": message, "code": code}
+    body["details"] = details or {}
+    body.update(extra)
+    return body
+
+
+def _first_error(detail: Any, path: str = "") -> tuple[str, str]:
+    """Return (parameter path, message) of the first DRF validation error."""
+    if isinstance(detail, dict):
+        for key, value in detail.items():
+            name = path if key == "non_field_errors" else (f"{path}.{key}" if path else str(key))
+            return _first_error(value, name)
+    if isinstance(detail, list) and detail:
+        for index, value in enumerate(detail):
+            if value:
+                sub = f"{path}[{index}]" if isinstance(value, (dict, list)) else path
+                return _first_error(value, sub)
+    return path, str(detail)
+
+
+def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
+    headers: dict[str, str] = {}
+    if isinstance(exc, ApiError):
+        body = error_body(exc.status_code, exc.code, exc.message, exc.details, **exc.extra)
+        return Response(body, status=exc.status_code)
+    if isinstance(exc, exceptions.ValidationError):
+        parameter, message = _first_error(exc.detail)
+        text = f"Invalid parameter '{parameter}': {message}" if parameter else message
+        return Response(
+            error_body(400, "INVALID_PARAMETER", text, {"parameter": parameter}), status=400
+        )
+    if isinstance(exc, exceptions.NotAuthenticated):
+        message = "API key required. Provide Authorization: Bearer <api_key>"
+        return Response(error_body(401, "UNAUTHORIZED", message), status=401,
+                        headers={"WWW-Authenticate": "Bearer"})
+    if isinstance(exc, exceptions.APIException):
+        code = {
+            400: "BAD_REQUEST", 401: "UNAUTHORIZED", 403: "FORBIDDEN", 404: "NOT_FOUND",
+            405: "METHOD_NOT_ALLOWED", 406: "NOT_ACCEPTABLE", 415: "UNSUPPORTED_MEDIA_TYPE",
+            429: "RATE_LIMIT_EXCEEDED",
+        }.get(exc.status_code, "ERROR")
+        if isinstance(exc, exceptions.ParseError):
+            code = "INVALID_JSON"
+        if getattr(exc, "auth_header", None):
+            headers["WWW-Authenticate"] = exc.auth_header  # type: ignore[attr-defined]
+        return Response(error_body(exc.status_code, code, str(exc.detail)), status=exc.status_code,
+                        headers=headers)
+    if isinstance(exc, Http404):
+        return Response(error_body(404, "NOT_FOUND", "Not found"), status=404)
+    logger.exception("Unhandled API error")
+    return Response(error_body(500, "INTERNAL_ERROR", "Internal server error"), status=500)
+
+
+def is_api_path(path: str) -> bool:
+    return path.startswith(API_PREFIXES)
+
+
+def handler404(request: HttpRequest, exception: Exception | None = None) -> Any:
+    if is_api_path(request.path):
+        return JsonResponse(error_body(404, "NOT_FOUND", f"No endpoint at {request.path}"), status=404)
+    from django.views.defaults import page_not_found
+
+    return page_not_found(request, exception or Http404())
+
+
+def handler500(request: HttpRequest) -> Any:
+    if is_api_path(request.path):
+        return JsonResponse(
+            error_body(500, "INTERNAL_ERROR", "Internal server error"),
+            status=status.HTTP_500_INTERNAL_SERVER_ERROR,
+        )
+    from django.views.defaults import server_error
+
+    return server_error(request)

@@ -1,0 +1,228 @@
+"""All settings, read from the environment. Every variable is listed in the README.
+
+Defaults work with nothing configured: SQLite under var/, Redis on 127.0.0.1:6379, the offline
+agent provider, Chromium from Debian's package.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+import dj_database_url
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(os.environ.get("ENIGMA_VAR_DIR", BASE_DIR / "var"))
+VAR_DIR.mkdir(parents=True, exist_ok=True)
+
+
+def env_bool(name: str, default: bool = False) -> bool:
+    value = os.environ.get(name)
+    if value is None or value == "":
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def env_int(name: str, default: int) -> int:
+    value = os.environ.get(name, "")
+    return int(value) if value.strip() else default
+
+
+def env_float(name: str, default: float) -> float:
+    value = os.environ.get(name, "")
+    return float(value) if value.strip() else default
+
+
+def env_list(name: str, default: str = "") -> list[str]:
+    return [item.strip() for item in os.environ.get(name, default).split(",") if item.strip()]
+
+
+def _secret_key() -> str:
+    """DJANGO_SECRET_KEY, or a random key kept in var/ so that restarts keep sessions and keys."""
+    if os.environ.get("DJANGO_SECRET_KEY"):
+        return os.environ["DJANGO_SECRET_KEY"]
+    path = VAR_DIR / "secret_key"
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(50))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+SECRET_KEY = _secret_key()
+DEBUG = env_bool("DJANGO_DEBUG")
+ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost,testserver")
+CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS")
+
+INSTALLED_APPS = [
+    "daphne",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "channels",
+    "accounts",
+    "billing",
+    "sessions_app",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "enigma_site.urls"
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+WSGI_APPLICATION = None
+ASGI_APPLICATION = "enigma_site.asgi.application"
+
+DATABASES = {
+    "default": dj_database_url.parse(
+        os.environ.get("DATABASE_URL") or f"sqlite:///{VAR_DIR / 'enigma.sqlite3'}",
+        conn_max_age=env_int("DATABASE_CONN_MAX_AGE", 0),
+    )
+}
+if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+    # WAL and a busy timeout let the web process and the workers write the same file.
+    DATABASES["default"]["OPTIONS"] = {
+        "timeout": 20,
+        "transaction_mode": "IMMEDIATE",
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+    }
+    # A file, not memory, so the worker processes that tests start can open the test database.
+    DATABASES["default"]["TEST"] = {"NAME": str(VAR_DIR / "test.sqlite3")}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_USER_MODEL = "accounts.User"
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+LOGIN_URL = "/login/"
+LOGIN_REDIRECT_URL = "/"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = False
+USE_TZ = True
+
+STATIC_URL = "/static/"
+STATIC_ROOT = VAR_DIR / "static"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+MEDIA_ROOT = Path(os.environ.get("ENIGMA_MEDIA_ROOT", VAR_DIR / "media"))
+
+EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND", "django.core.mail.backends.console.EmailBackend")
+EMAIL_HOST = os.environ.get("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25)
+EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS")
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "Enigma <noreply@localhost>")
+
+REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+
+CHANNEL_LAYERS = {
+    "default": {
+        "BACKEND": "channels_redis.core.RedisChannelLayer",
+        "CONFIG": {"hosts": [REDIS_URL], "capacity": 500, "expiry": 30},
+    }
+}
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["accounts.authentication.ApiKeyAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PARSER_CLASSES": [
+        "rest_framework.parsers.JSONParser",
+        "rest_framework.parsers.MultiPartParser",
+        "rest_framework.parsers.FormParser",
+    ],
+    "EXCEPTION_HANDLER": "enigma_site.errors.api_exception_handler",
+    "UNAUTHENTICATED_USER": None,
+}
+
+# Celery: Redis is the broker; results are not needed (state lives in the database).
+CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", REDIS_URL)
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_ALWAYS_EAGER = False
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env_int("ENIGMA_BROKER_VISIBILITY_S", 7200)}
+CELERY_TASK_ROUTES = {"sessions.host_session": {"queue": "browsers"}}
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+
+# Keys are HMAC-ed with this secret; changing it invalidates every API key.
+ENIGMA_KEY_HMAC_SECRET = os.environ.get("ENIGMA_KEY_HMAC_SECRET", SECRET_KEY)
+ENIGMA_PUBLIC_URL = os.environ.get("ENIGMA_PUBLIC_URL", "").rstrip("/")
+
+# Rate limits per team and endpoint scope, requests per sliding 60 s window (api.md §6.3).
+ENIGMA_RATE_LIMITS: dict[str, int] = {
+    "start-session": 10,
+    "send-message": 10,
+    "run-task": 10,
+    "chat-completions": 10,
+    "files-upload": 10,
+}
+for _item in env_list("ENIGMA_RATE_LIMITS"):
+    _scope, _, _limit = _item.partition("=")
+    ENIGMA_RATE_LIMITS[_scope.strip()] = int(_limit)
+ENIGMA_RATE_LIMIT_WINDOW_S = env_int("ENIGMA_RATE_LIMIT_WINDOW_S", 60)
+
+# Sessions and the browser runtime.
+ENIGMA_INLINE_WAIT_S = env_float("ENIGMA_INLINE_WAIT_S", 50)
+ENIGMA_INACTIVITY_TIMEOUT_S = env_float("ENIGMA_INACTIVITY_TIMEOUT_S", 300)
+ENIGMA_SESSION_MAX_LIFETIME_S = env_float("ENIGMA_SESSION_MAX_LIFETIME_S", 4 * 3600)
+ENIGMA_ORPHAN_GRACE_S = env_float("ENIGMA_ORPHAN_GRACE_S", 300)
+ENIGMA_HEARTBEAT_S = env_float("ENIGMA_HEARTBEAT_S", 2)
+ENIGMA_HEARTBEAT_STALE_S = env_float("ENIGMA_HEARTBEAT_STALE_S", 10)
+ENIGMA_SWEEP_INTERVAL_S = env_float("ENIGMA_SWEEP_INTERVAL_S", 5)
+ENIGMA_WORKER_CAPACITY = env_int("ENIGMA_WORKER_CAPACITY", 20)
+ENIGMA_WARM_POOL = env_int("ENIGMA_WARM_POOL", 2)
+CHROMIUM_PATH = os.environ.get("CHROMIUM_PATH", "/usr/lib/chromium/chromium")
+ENIGMA_ALLOWED_PRIVATE_HOSTS = frozenset(env_list("ENIGMA_ALLOWED_PRIVATE_HOSTS"))
+ENIGMA_AGENT_PROVIDER = os.environ.get("ENIGMA_AGENT_PROVIDER", "auto")
+ENIGMA_ANTHROPIC_MODEL = os.environ.get("ENIGMA_ANTHROPIC_MODEL", "claude-sonnet-4-5")
+ENIGMA_SCREENCAST_QUALITY = env_int("ENIGMA_SCREENCAST_QUALITY", 60)
+ENIGMA_SCREENCAST_EVERY_NTH_FRAME = env_int("ENIGMA_SCREENCAST_EVERY_NTH_FRAME", 2)
+
+# Billing.
+ENIGMA_METER_INTERVAL_S = env_float("ENIGMA_METER_INTERVAL_S", 10)
+STRIPE_API_KEY = os.environ.get("STRIPE_API_KEY", "")
+STRIPE_PUBLISHABLE_KEY = os.environ.get("STRIPE_PUBLISHABLE_KEY", "")
+STRIPE_WEBHOOK_SECRET = os.environ.get("STRIPE_WEBHOOK_SECRET", "")
+STRIPE_API_BASE = os.environ.get("STRIPE_API_BASE", "")
+STRIPE_JS_URL = os.environ.get("STRIPE_JS_URL", "https://js.stripe.com/v3/")
+ENIGMA_TOPUP_MIN_USD = env_float("ENIGMA_TOPUP_MIN_USD", 5)
+ENIGMA_TOPUP_MAX_USD = env_float("ENIGMA_TOPUP_MAX_USD", 1000)
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": os.environ.get("ENIGMA_LOG_LEVEL", "INFO")},
+    "loggers": {"httpx": {"level": "WARNING"}, "httpx2": {"level": "WARNING"}},
+}

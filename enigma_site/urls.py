@@ -1,0 +1,10 @@
+from django.contrib import admin
+from django.urls import include, path
+
+urlpatterns = [
+    path("admin/", admin.site.urls),
+    path("", include("sessions_app.urls")),
+]
+
+handler404 = "enigma_site.errors.handler404"
+handler500 = "enigma_site.errors.handler500"

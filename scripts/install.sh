@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Install what the project needs on a fresh Debian machine: system packages when missing, the venv.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+[ -x "${CHROMIUM_PATH:-/usr/lib/chromium/chromium}" ] || need+=(chromium)
+[ -d /usr/share/doc/python3.11/html ] || need+=(python3.11-doc)
+if [ "${DB:-}" = "postgres" ] && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+  need+=(postgresql)
+fi
+if [ ${#need[@]} -gt 0 ]; then
+  echo "Installing system packages: ${need[*]}"
+  if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+stamp=.venv/.installed
+if [ ! -f "$stamp" ] || [ requirements.txt -nt "$stamp" ] || [ constraints.txt -nt "$stamp" ]; then
+  .venv/bin/pip install -q --upgrade pip
+  .venv/bin/pip install -q -r requirements.txt -c constraints.txt
+  touch "$stamp"
+fi
+if [ -f tests/js/package.json ] && command -v npm >/dev/null 2>&1; then
+  if [ ! -d tests/js/node_modules ] || [ tests/js/package.json -nt tests/js/node_modules ]; then
+    (cd tests/js && npm install --silent --no-audit --no-fund >/dev/null)
+  fi
+fi

@@ -1,0 +1,257 @@
+"""REST endpoints of sessions and tasks (api.md §1.2-§1.6 plus the listing additions).
+
+run-task and send-message(newTask) wait up to ENIGMA_INLINE_WAIT_S for the task. The wait is
+async (a Redis notification per task), so waiting requests hold no thread: the DRF view does the
+sync part, then `inline_wait` awaits outside of it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any, Callable
+
+from asgiref.sync import sync_to_async
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.utils import timezone
+from django.views.decorators.csrf import csrf_exempt
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from billing.money import micros_to_usd
+from billing.selectors import team_balance_micros
+from enigma_site.api import ApiView, ok
+from enigma_site.errors import InvalidParameter, MissingField
+from enigma_site.redis import get_async_redis
+
+from . import registry, selectors, services
+from .events import events_after, task_channel
+from .models import BrowserSession, Task
+from .schema import parse_message, parse_session_body
+
+
+def public_base_url(request: HttpRequest | Request) -> str:
+    return settings.ENIGMA_PUBLIC_URL or f"{request.scheme}://{request.get_host()}"
+
+
+def poll_url(request: HttpRequest | Request, task: Task) -> str:
+    return f"{public_base_url(request)}/task/{task.session_id}/{task.pk}"
+
+
+def start_session_body(request: Request, session: BrowserSession, task: Task | None) -> dict[str, Any]:
+    base = public_base_url(request)
+    from .streaming import viewer_url
+
+    body: dict[str, Any] = {
+        "sessionId": session.pk,
+        "socketURL": base,
+        "streaming": {
+            "webRTCURL": None,
+            "webViewURL": viewer_url(request, session, control=True),
+            "dimensions": {"width": 1024, "height": 600},
+        },
+        "initialPrompt": session.config.get("initialPrompt", ""),
+        "expiresIn": int(settings.ENIGMA_INACTIVITY_TIMEOUT_S * 1000),
+        "balance": micros_to_usd(team_balance_micros(team=session.team_id)),
+        "message": "Connect to instance using sessionId in auth",
+    }
+    if task is not None:
+        body["taskId"] = task.pk
+        body["pollUrl"] = poll_url(request, task)
+    return body
+
+
+class StartSessionApi(ApiView):
+    rate_scope = "start-session"
+
+    def post(self, request: Request) -> Response:
+        spec = parse_session_body(request.data, require_task=False)
+        session, task = services.session_start(team=self.principal.team,
+                                               api_key=self.principal.api_key, spec=spec)
+        return ok(start_session_body(request, session, task))
+
+
+class RunTaskApi(ApiView):
+    rate_scope = "run-task"
+
+    def post(self, request: Request) -> Response:
+        spec = parse_session_body(request.data, require_task=True)
+        session, task = services.session_start(team=self.principal.team,
+                                               api_key=self.principal.api_key, spec=spec)
+        assert task is not None
+        response = ok({"sessionId": session.pk, "taskId": task.pk})
+        response.wait_task = (self.principal.team.pk, session.pk, task.pk)  # type: ignore[attr-defined]
+        return response
+
+
+class SendMessageApi(ApiView):
+    rate_scope = "send-message"
+
+    def post(self, request: Request) -> Response:
+        data = request.data
+        if not isinstance(data, dict) or not data.get("sessionId") or data.get("message") is None:
+            missing = "sessionId" if not isinstance(data, dict) or not data.get("sessionId") else "message"
+            raise MissingField(missing, "sessionId and message are required")
+        for key in data:
+            if key not in ("sessionId", "message"):
+                raise InvalidParameter(key, f"Unknown field '{key}'")
+        if not isinstance(data["sessionId"], str):
+            raise InvalidParameter("sessionId", "Invalid parameter 'sessionId': must be a string")
+        session = selectors.session_get(team=self.principal.team, session_id=data["sessionId"])
+        message = parse_message(data["message"])
+        task = services.session_message(session=session, message=message)
+        if task is None:
+            return ok(message="Message sent successfully")
+        response = ok({"sessionId": session.pk, "taskId": task.pk})
+        response.wait_task = (self.principal.team.pk, session.pk, task.pk)  # type: ignore[attr-defined]
+        return response
+
+
+class TaskPollApi(ApiView):
+    def get(self, request: Request, session_id: str, task_id: str) -> Response:
+        task = selectors.task_get(team=self.principal.team, session_id=session_id, task_id=task_id)
+        body = selectors.task_response(task, poll_url=poll_url(request, task))
+        return Response(body)
+
+
+class SessionListApi(ApiView):
+    def get(self, request: Request) -> Response:
+        state = request.query_params.get("state")
+        if state and state not in BrowserSession.State.values:
+            raise InvalidParameter("state", "Invalid parameter 'state': must be one of "
+                                   + ", ".join(BrowserSession.State.values))
+        try:
+            page = int(request.query_params.get("page", "1"))
+            limit = int(request.query_params.get("limit", "20"))
+        except ValueError as exc:
+            raise InvalidParameter("page", "Invalid parameter 'page' or 'limit': must be integers") from exc
+        if page < 1:
+            raise InvalidParameter("page", "Invalid parameter 'page': must be at least 1")
+        if not 1 <= limit <= 100:
+            raise InvalidParameter("limit", "Invalid parameter 'limit': must be between 1 and 100")
+        query = selectors.session_list(team=self.principal.team, state=state)
+        total = query.count()
+        rows = query[(page - 1) * limit: page * limit]
+        return ok(sessions=[selectors.session_summary(s) for s in rows],
+                  pagination={"page": page, "limit": limit, "total": total,
+                              "pages": (total + limit - 1) // limit})
+
+
+class SessionDetailApi(ApiView):
+    def get(self, request: Request, session_id: str) -> Response:
+        session = selectors.session_get(team=self.principal.team, session_id=session_id)
+        return ok(selectors.session_detail(session, base_url=public_base_url(request)))
+
+
+class SessionEventsApi(ApiView):
+    def get(self, request: Request, session_id: str) -> Response:
+        session = selectors.session_get(team=self.principal.team, session_id=session_id)
+        try:
+            after = int(request.query_params.get("after", "0"))
+        except ValueError as exc:
+            raise InvalidParameter("after", "Invalid parameter 'after': must be an event id") from exc
+        events = events_after(session_id=session.pk, after=after)
+        return ok(events=events, lastEventId=events[-1]["id"] if events else after)
+
+
+class HealthApi(ApiView):
+    authentication_classes: list[Any] = []
+    permission_classes: list[Any] = []
+
+    def get(self, request: Request) -> Response:
+        problems: list[str] = []
+        try:
+            BrowserSession.objects.exists()
+        except Exception:
+            problems.append("database")
+        workers: list[registry.WorkerInfo] = []
+        try:
+            workers = registry.live_workers()
+        except Exception:
+            problems.append("redis")
+        capacity = sum(w.capacity for w in workers)
+        in_use = 0
+        if "database" not in problems:
+            in_use = BrowserSession.objects.filter(state__in=BrowserSession.LIVE_STATES).count()
+        if "redis" not in problems and not workers:
+            problems.append("workers")
+        free = max(0, capacity - in_use)
+        if "redis" not in problems and workers and free == 0:
+            problems.append("browser capacity")
+        body = {
+            "success": not problems,
+            "status": "healthy" if not problems else "unhealthy",
+            "instancesAvailable": free > 0,
+            "instanceCount": free,
+            "workers": len(workers),
+            "capacity": capacity,
+            "inUse": in_use,
+            "timestamp": timezone.now().isoformat().replace("+00:00", "Z"),
+        }
+        if problems:
+            message = "Unavailable: " + ", ".join(problems)
+            body.update({"message": message, "error": message, "code": "SERVICE_UNAVAILABLE",
+                         "details": {"down": problems}})
+            return Response(body, status=503)
+        return Response(body)
+
+
+async def wait_task_settled(task_id: str, timeout: float) -> None:
+    """Return when the task leaves the running states, or after `timeout` seconds."""
+    redis = get_async_redis()
+    pubsub = redis.pubsub()
+    await pubsub.subscribe(task_channel(task_id))
+    try:
+        settled = await sync_to_async(
+            lambda: Task.objects.filter(pk=task_id).exclude(state__in=(Task.State.QUEUED, Task.State.RUNNING)).exists()
+        )()
+        if settled:
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while (remaining := deadline - loop.time()) > 0:
+            message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=min(remaining, 5))
+            if message is not None:
+                state = json.loads(message["data"]).get("state")
+                if state not in (Task.State.QUEUED, Task.State.RUNNING):
+                    return
+    finally:
+        await pubsub.unsubscribe()
+        await pubsub.aclose()
+
+
+def _waiting_view(drf_view: Callable[..., Any]) -> Callable[..., Any]:
+    @csrf_exempt
+    async def view(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        response = await sync_to_async(drf_view)(request, *args, **kwargs)
+        wait = getattr(response, "wait_task", None)
+        if wait is None:
+            return response
+        team_id, session_id, task_id = wait
+        await wait_task_settled(task_id, settings.ENIGMA_INLINE_WAIT_S)
+
+        def body() -> dict[str, Any]:
+            task = selectors.task_get(team=team_id, session_id=session_id, task_id=task_id)
+            out = selectors.task_response(task, poll_url=poll_url(request, task))
+            if out.get("pending"):
+                out["status"] = "pending"
+            return out
+
+        final = JsonResponse(await sync_to_async(body)(), status=200)
+        for header in ("X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset"):
+            if header in response:
+                final[header] = response[header]
+        return final
+
+    return view
+
+
+start_session = StartSessionApi.as_view()
+run_task = _waiting_view(RunTaskApi.as_view())
+send_message = _waiting_view(SendMessageApi.as_view())
+task_poll = TaskPollApi.as_view()
+session_list = SessionListApi.as_view()
+session_detail = SessionDetailApi.as_view()
+session_events = SessionEventsApi.as_view()
+health = HealthApi.as_view()

@@ -1,0 +1,70 @@
+"""The one helper through which every session event is stored and pushed to clients.
+
+An event is stored in the session's log (its id is the sequence number clients resume from),
+then sent to the channel-layer group of the session, which the socket consumers join. Task
+waiters (inline REST responses) listen on a Redis channel per task.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from asgiref.sync import async_to_sync, sync_to_async
+from channels.layers import get_channel_layer
+
+from enigma_site.redis import get_async_redis, get_redis
+
+from .models import SessionEvent
+
+logger = logging.getLogger(__name__)
+
+
+def group_name(session_id: str) -> str:
+    return f"session.{session_id}"
+
+
+def task_channel(task_id: str) -> str:
+    return f"enigma:task:{task_id}"
+
+
+def _store(session_id: str, name: str, payload: dict[str, Any], task_id: str = "") -> dict[str, Any]:
+    kind = str(payload.get("type", name))
+    event = SessionEvent.objects.create(session_id=session_id, name=name, type=kind,
+                                        task_id=task_id, payload=payload)
+    return {"type": "session.event", "id": event.pk, "name": name, "payload": payload}
+
+
+def event_emit(*, session_id: str, name: str, payload: dict[str, Any], task_id: str = "") -> int:
+    """Store and broadcast an event from sync code; returns the event id."""
+    message = _store(session_id, name, payload, task_id)
+    try:
+        async_to_sync(get_channel_layer().group_send)(group_name(session_id), message)
+    except Exception:  # the log is the source of truth; a client catches up from it
+        logger.warning("could not broadcast event %s of session %s", message["id"], session_id)
+    return int(message["id"])
+
+
+async def aevent_emit(*, session_id: str, name: str, payload: dict[str, Any], task_id: str = "") -> int:
+    """Store and broadcast an event from async code (the session runner)."""
+    message = await sync_to_async(_store, thread_sensitive=False)(session_id, name, payload, task_id)
+    try:
+        await get_channel_layer().group_send(group_name(session_id), message)
+    except Exception:
+        logger.warning("could not broadcast event %s of session %s", message["id"], session_id)
+    return int(message["id"])
+
+
+def task_notify(task_id: str, state: str) -> None:
+    get_redis().publish(task_channel(task_id), json.dumps({"state": state}))
+
+
+async def atask_notify(task_id: str, state: str) -> None:
+    await get_async_redis().publish(task_channel(task_id), json.dumps({"state": state}))
+
+
+def events_after(*, session_id: str, after: int, limit: int = 500) -> list[dict[str, Any]]:
+    rows = SessionEvent.objects.filter(session_id=session_id, id__gt=after).order_by("id")[:limit]
+    return [{"id": e.pk, "name": e.name, "data": e.payload, "createdAt": e.created_at.isoformat()}
+            for e in rows]

@@ -1,0 +1,542 @@
+"""The session runner: hosts one session's browser context in a worker process for its life.
+
+It reads the session's command stream, runs tasks one at a time through the agent, applies
+pause / resume / stop / terminate, takeover and manual interactions, heart-beats, meters usage,
+checkpoints the browser state, and ends the session on terminate, terminateOnCompletion,
+inactivity, the lifetime cap or an empty balance. Database calls go through `db()` so the event
+loop never blocks on them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Callable
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from asgiref.sync import sync_to_async
+from channels.layers import get_channel_layer
+from django.conf import settings
+from django.db.models import F
+from django.utils import timezone
+
+from agents.browser import BlockedNavigation, NetworkPolicy, SessionBrowser
+from agents.loop import run_agent
+from agents.providers import get_provider
+from agents.types import AgentError, SecretEntry, TaskSpec, TaskStopped
+from enigma_site.redis import get_async_redis
+
+from . import metering, services
+from .commands import stream_key
+from .events import aevent_emit, atask_notify
+from .models import BrowserSession, Task
+from .schema import CHROME_HEIGHT
+
+if TYPE_CHECKING:
+    from .runtime import WorkerRuntime
+
+logger = logging.getLogger(__name__)
+
+
+def db(func: Callable[..., Any]) -> Callable[..., Any]:
+    return sync_to_async(func, thread_sensitive=False)
+
+
+def frames_group(session_id: str) -> str:
+    return f"frames.{session_id}"
+
+
+class _SessionGone(Exception):
+    """The session ended elsewhere or another worker holds it now: stop without writing."""
+
+
+class TaskCallbacks:
+    """AgentCallbacks for one task: events, usage, pause/stop checkpoints, guardrails."""
+
+    def __init__(self, runner: SessionRunner, task: Task) -> None:
+        self.runner = runner
+        self.task = task
+
+    async def event(self, kind: str, payload: dict[str, Any]) -> None:
+        if kind == "agent":
+            body = {"type": "agent", "content": str(payload.get("content", "")), "taskId": self.task.pk}
+        elif kind == "action":
+            body = {"type": "action", "data": {"name": payload.get("name"), "target": payload.get("target")},
+                    "taskId": self.task.pk}
+        else:
+            body = {"type": "response_update", "data": {"message": str(payload.get("message", ""))},
+                    "taskId": self.task.pk}
+        await self.runner.emit("message", body, task_id=self.task.pk)
+
+    async def usage(self, input_tokens: int, output_tokens: int) -> None:
+        await self.runner.add_usage(self.task, input_tokens, output_tokens)
+
+    async def checkpoint(self) -> None:
+        runner = self.runner
+        while True:
+            if runner.stop_requested:
+                raise TaskStopped()
+            if not (runner.paused or runner.human_control):
+                return
+            runner.resumed.clear()
+            await runner.resumed.wait()
+
+    async def ask_human(self, question: str) -> str:
+        return await self.runner.raise_guardrail(self.task, question)
+
+
+class SessionRunner:
+    def __init__(self, runtime: WorkerRuntime, session_id: str, generation: int) -> None:
+        self.runtime = runtime
+        self.session_id = session_id
+        self.generation = generation
+        self.done = asyncio.Event()
+        self.wake = asyncio.Event()
+        self.resumed = asyncio.Event()
+        self.browser: SessionBrowser | None = None
+        self.policy: NetworkPolicy | None = None
+        self.session: BrowserSession | None = None
+        self.paused = False
+        self.human_control = False
+        self.stop_requested = False
+        self.agent_task: asyncio.Task[Any] | None = None
+        self.current_task: Task | None = None
+        self.guardrail_future: asyncio.Future[str] | None = None
+        self.waiting_human = False
+        self.secrets: dict[str, list[dict[str, Any]]] = {}
+        self.task_entries: dict[str, str] = {}
+        self.last_activity = time.monotonic()
+        self.last_command_id = "0-0"
+        self.blocked_hosts: set[str] = set()
+        self._checkpoint_pending = False
+        self._viewers = 0
+
+    # ----- lifecycle -----------------------------------------------------------------------
+
+    async def run(self) -> None:
+        loops: list[asyncio.Task[Any]] = []
+        try:
+            session = await db(BrowserSession.objects.select_related("team").get)(pk=self.session_id)
+            self.session = session
+            takeover = session.started_at is not None
+            self.paused, self.human_control = session.paused, session.human_control
+            self.policy = NetworkPolicy(
+                avoid_domains=list(session.config.get("avoidDomains", [])),
+                allowed_private_hosts=settings.ENIGMA_ALLOWED_PRIVATE_HOSTS,
+                on_blocked=self._on_blocked,
+            )
+            self.browser = await self.runtime.host.acquire(
+                policy=self.policy, storage_state=session.storage_state if takeover else None)
+            self.browser.page.on("framenavigated", self._on_navigated)
+            await self._load_commands()
+            if takeover and session.current_url:
+                with contextlib.suppress(Exception):
+                    await self.browser.goto(session.current_url)
+            elif not takeover and session.config.get("startingUrl") and not session.config.get("initialPrompt"):
+                with contextlib.suppress(Exception):
+                    await self.browser.goto(session.config["startingUrl"])
+            now = timezone.now()
+            activated = await db(BrowserSession.objects.filter(
+                pk=self.session_id, generation=self.generation, state__in=BrowserSession.LIVE_STATES,
+            ).update)(state=BrowserSession.State.ACTIVE, started_at=session.started_at or now,
+                      orphaned_at=None, heartbeat_at=now)
+            if activated != 1:
+                raise _SessionGone()
+            if takeover:
+                await self.emit("instance:reconnected", {"type": "instance:reconnected",
+                                                         "message": "Instance connection restored"})
+            await self.emit("message", {"type": "session_active", "sessionId": self.session_id})
+            loops = [asyncio.create_task(coro) for coro in (
+                self._command_loop(), self._task_loop(), self._heartbeat_loop(), self._meter_loop())]
+            await self.done.wait()
+        except _SessionGone:
+            logger.info("session %s is no longer ours", self.session_id)
+        except asyncio.CancelledError:
+            logger.info("runner of session %s cancelled (worker shutting down)", self.session_id)
+            raise
+        except Exception:
+            logger.exception("session %s runner crashed", self.session_id)
+            with contextlib.suppress(Exception):
+                await self.end(BrowserSession.State.FAILED, "error")
+        finally:
+            for loop_task in loops:
+                loop_task.cancel()
+            for loop_task in loops:
+                with contextlib.suppress(BaseException):
+                    await loop_task
+            if self.agent_task and not self.agent_task.done():
+                self.agent_task.cancel()
+            if self.browser is not None:
+                with contextlib.suppress(Exception):
+                    await self.browser.close()
+            ended = await db(lambda: not BrowserSession.objects.filter(
+                pk=self.session_id, state__in=BrowserSession.LIVE_STATES).exists())()
+            if ended:
+                await get_async_redis().delete(stream_key(self.session_id))
+
+    async def end(self, state: str, reason: str) -> None:
+        """End the session (once), meter the last seconds, and stop the runner."""
+        if self.agent_task and not self.agent_task.done():
+            self.stop_requested = True
+            self.agent_task.cancel()
+        ended = await db(services.session_end)(session_id=self.session_id, state=state,
+                                               reason=reason, generation=self.generation)
+        if ended:
+            with contextlib.suppress(Exception):
+                await db(metering.session_meter)(session_id=self.session_id)
+        self.done.set()
+
+    # ----- events ---------------------------------------------------------------------------
+
+    async def emit(self, name: str, payload: dict[str, Any], *, task_id: str = "") -> None:
+        await aevent_emit(session_id=self.session_id, name=name, payload=payload, task_id=task_id)
+
+    def _on_blocked(self, url: str, reason: str) -> None:
+        host = url.split("/")[2] if "://" in url else url
+        if host in self.blocked_hosts:
+            return
+        self.blocked_hosts.add(host)
+        task_id = self.current_task.pk if self.current_task else ""
+        asyncio.get_running_loop().create_task(self.emit(
+            "message", {"type": "response_update", "data": {"message": f"Blocked request to {host}: {reason}",
+                                                            "blocked": {"url": url, "reason": reason}},
+                        "taskId": task_id}, task_id=task_id))
+
+    def _on_navigated(self, frame: Any) -> None:
+        if self.browser is None or frame != self.browser.page.main_frame or self._checkpoint_pending:
+            return
+        self._checkpoint_pending = True
+        asyncio.get_running_loop().create_task(self._checkpoint_soon())
+
+    async def _checkpoint_soon(self) -> None:
+        await asyncio.sleep(0.5)
+        self._checkpoint_pending = False
+        await self.checkpoint_browser()
+
+    async def checkpoint_browser(self) -> None:
+        """Save storage state, URL and title so another worker can restore the session."""
+        if self.browser is None or self.done.is_set():
+            return
+        try:
+            state = await self.browser.storage_state()
+            url, title = await self.browser.url_and_title()
+        except Exception:
+            return
+        await db(BrowserSession.objects.filter(
+            pk=self.session_id, generation=self.generation, state__in=BrowserSession.LIVE_STATES).update
+        )(storage_state=state, current_url=url[:4000], current_title=title[:1000])
+
+    # ----- commands -------------------------------------------------------------------------
+
+    async def _load_commands(self) -> None:
+        """Rebuild the secrets of queued tasks from the stream; older control commands are skipped."""
+        entries = await get_async_redis().xrange(stream_key(self.session_id), "-", "+")
+        for entry_id, fields in entries:
+            if fields.get("kind") == "newTask":
+                data = json.loads(fields["data"])
+                self.secrets[data["taskId"]] = data.get("secrets") or []
+                self.task_entries[data["taskId"]] = entry_id
+            self.last_command_id = entry_id
+
+    async def _command_loop(self) -> None:
+        redis = get_async_redis()
+        key = stream_key(self.session_id)
+        while not self.done.is_set():
+            result = await redis.xread({key: self.last_command_id}, block=1000, count=50)
+            for _stream, entries in result or []:
+                for entry_id, fields in entries:
+                    self.last_command_id = entry_id
+                    self.last_activity = time.monotonic()
+                    try:
+                        await self._apply(entry_id, fields.get("kind", ""), json.loads(fields.get("data", "{}")))
+                    except Exception:
+                        logger.exception("command %s of session %s failed", entry_id, self.session_id)
+                        await self.emit("message", {"type": "error", "error": "Command failed",
+                                                    "code": "COMMAND_FAILED"})
+
+    async def _apply(self, entry_id: str, kind: str, data: dict[str, Any]) -> None:
+        if kind == "newTask":
+            self.secrets[data["taskId"]] = data.get("secrets") or []
+            self.task_entries[data["taskId"]] = entry_id
+            self.wake.set()
+        elif kind == "state":
+            await self._apply_state(data["newState"])
+        elif kind == "guardrail":
+            future = self.guardrail_future
+            if future is not None and not future.done():
+                if data.get("newState") == "stop":
+                    future.set_exception(TaskStopped())
+                else:
+                    future.set_result(data.get("answer", ""))
+        elif kind == "interaction":
+            await self._apply_interaction(data)
+        elif kind == "screencast":
+            await self._apply_screencast(bool(data.get("on")))
+
+    async def _set_flags(self, **flags: bool) -> None:
+        for name, value in flags.items():
+            setattr(self, name, value)
+        await db(BrowserSession.objects.filter(pk=self.session_id, generation=self.generation).update)(**flags)
+        if not (self.paused or self.human_control):
+            self.resumed.set()
+
+    async def _apply_state(self, new_state: str) -> None:
+        if new_state == "terminate":
+            await self.end(BrowserSession.State.TERMINATED, "terminated")
+        elif new_state == "pause":
+            await self._set_flags(paused=True)
+            await self.emit("message", {"type": "paused", "sessionId": self.session_id})
+        elif new_state == "resume":
+            await self._set_flags(paused=False)
+            await self.emit("message", {"type": "resumed", "sessionId": self.session_id})
+        elif new_state == "stop":
+            if self.agent_task and not self.agent_task.done():
+                self.stop_requested = True
+                self.agent_task.cancel()
+            await self._set_flags(paused=False)
+            await self.emit("message", {"type": "stopped", "sessionId": self.session_id,
+                                        "taskId": self.current_task.pk if self.current_task else None})
+
+    async def _apply_interaction(self, action: dict[str, Any]) -> None:
+        assert self.browser is not None
+        kind = action["type"]
+        if kind == "takeOverControl":
+            await self._set_flags(human_control=True)
+            await self.emit("message", {"type": "takeover", "control": "human"})
+            return
+        if kind == "releaseControl":
+            await self._set_flags(human_control=False)
+            await self.emit("message", {"type": "takeover", "control": "agent"})
+            return
+        if kind in ("CLICK", "DOUBLE_CLICK"):
+            await self.browser.click(action["x"], action["y"] - CHROME_HEIGHT, double=kind == "DOUBLE_CLICK")
+            target = f"({action['x']:g}, {action['y']:g})"
+        elif kind == "TYPE":
+            await self.browser.type_text(action["text"], human_like=action.get("humanLike", False))
+            target = f"{len(action['text'])} characters"
+        else:
+            await self.browser.key_press(action["key"])
+            target = action["key"]
+        await self.emit("message", {"type": "action", "data": {"name": kind, "target": target},
+                                    "source": "human"})
+
+    async def _apply_screencast(self, on: bool) -> None:
+        assert self.browser is not None
+        if on and self._viewers == 0:
+            await self.browser.start_screencast(
+                self._on_frame, quality=settings.ENIGMA_SCREENCAST_QUALITY,
+                every_nth_frame=settings.ENIGMA_SCREENCAST_EVERY_NTH_FRAME)
+            self._viewers = 1
+        elif not on and self._viewers:
+            await self.browser.stop_screencast()
+            self._viewers = 0
+
+    async def _on_frame(self, jpeg: bytes, metadata: dict[str, Any]) -> None:
+        url, title = ("", "")
+        if self.browser is not None:
+            with contextlib.suppress(Exception):
+                url, title = self.browser.page.url, ""
+        await get_channel_layer().group_send(frames_group(self.session_id), {
+            "type": "session.frame", "sessionId": self.session_id,
+            "data": base64.b64encode(jpeg).decode(), "url": url, "title": title,
+            "timestamp": metadata.get("timestamp"), "sentAt": time.time(),
+        })
+
+    # ----- tasks ----------------------------------------------------------------------------
+
+    async def _task_loop(self) -> None:
+        while not self.done.is_set():
+            task = await db(lambda: Task.objects.filter(
+                session_id=self.session_id, state=Task.State.QUEUED).order_by("seq").first())()
+            if task is None:
+                self.wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.wake.wait(), timeout=1.0)
+                continue
+            await self._run_task(task)
+            self.last_activity = time.monotonic()
+            if task.config.get("terminateOnCompletion") and not self.done.is_set():
+                await self.end(BrowserSession.State.COMPLETED, "terminateOnCompletion")
+
+    async def _run_task(self, task: Task) -> None:
+        assert self.browser is not None and self.policy is not None and self.session is not None
+        claimed = await db(Task.objects.filter(pk=task.pk, state=Task.State.QUEUED).update)(
+            state=Task.State.RUNNING, started_at=timezone.now())
+        if claimed != 1:
+            return
+        await db(task.refresh_from_db)()
+        self.current_task, self.stop_requested, self.blocked_hosts = task, False, set()
+        config = task.config
+        self.policy.avoid_domains = sorted(set(self.session.config.get("avoidDomains", []))
+                                           | set(config.get("avoidDomains", [])))
+        await self.emit("message", {"type": "task_started", "taskId": task.pk, "data": {"taskId": task.pk}},
+                        task_id=task.pk)
+        await self.emit("message", {"type": "response_update", "taskId": task.pk,
+                                    "data": {"message": "Starting task... Browsing the web now."}},
+                        task_id=task.pk)
+        spec = TaskSpec(
+            prompt=task.prompt,
+            max_input_tokens=int(config.get("maxInputTokens", 100_000)),
+            max_output_tokens=int(config.get("maxOutputTokens", 100_000)),
+            output_type=config.get("outputType", "text"),
+            output_schema=config.get("outputSchema"),
+            secrets=tuple(SecretEntry(match=s["match"], fields=s["fields"])
+                          for s in self.secrets.pop(task.pk, [])),
+        )
+        outcome: dict[str, Any]
+        try:
+            result = await self._supervise(task, spec, config)
+            extra = result.extra or {}
+            outcome = {"state": Task.State.COMPLETED, "result_message": result.message,
+                       "result_data": {k: extra[k] for k in ("files", "network") if extra.get(k)}}
+        except TaskStopped:
+            outcome = {"state": Task.State.STOPPED, "error": "Task was stopped", "code": "TASK_STOPPED"}
+        except TimeoutError:
+            ms = int(config.get("maxDuration", 300_000))
+            outcome = {"state": Task.State.FAILED, "code": "TASK_TIMEOUT",
+                       "error": f"Task exceeded maximum duration of {ms}ms"}
+        except AgentError as exc:
+            outcome = {"state": Task.State.FAILED, "code": exc.code, "error": exc.message,
+                       "error_details": exc.details}
+        except BlockedNavigation as exc:
+            outcome = {"state": Task.State.FAILED, "code": "NAVIGATION_BLOCKED",
+                       "error": f"Navigation to {exc.url} was blocked: {exc.reason}",
+                       "error_details": {"url": exc.url, "reason": exc.reason}}
+        except asyncio.CancelledError:
+            if not self.stop_requested:
+                raise
+            outcome = {"state": Task.State.STOPPED, "error": "Task was stopped", "code": "TASK_STOPPED"}
+        except Exception as exc:
+            logger.exception("task %s crashed", task.pk)
+            code = "PAGE_CRASH" if "crash" in str(exc).lower() or "closed" in str(exc).lower() else "INTERNAL_ERROR"
+            outcome = {"state": Task.State.FAILED, "code": code,
+                       "error": "Browser page crashed during execution" if code == "PAGE_CRASH"
+                       else "The task failed because of an internal error"}
+        finally:
+            self.current_task = None
+            self.agent_task = None
+        await self._finish_task(task, outcome)
+
+    async def _supervise(self, task: Task, spec: TaskSpec, config: dict[str, Any]) -> Any:
+        """Run the agent; maxDuration counts only time not spent paused or waiting for a human."""
+        assert self.browser is not None
+        if config.get("startingUrl"):
+            await self.browser.goto(config["startingUrl"])
+        callbacks = TaskCallbacks(self, task)
+        self.agent_task = asyncio.create_task(
+            run_agent(self.browser.page, spec, callbacks, provider=self.runtime.provider))
+        budget = int(config.get("maxDuration", 300_000)) / 1000
+        used = 0.0
+        while True:
+            started = time.monotonic()
+            done, _ = await asyncio.wait({self.agent_task}, timeout=min(0.5, max(0.01, budget - used)))
+            if done:
+                return self.agent_task.result()
+            if not (self.paused or self.human_control or self.waiting_human):
+                used += time.monotonic() - started
+            if used >= budget:
+                self.agent_task.cancel()
+                with contextlib.suppress(BaseException):
+                    await self.agent_task
+                raise TimeoutError()
+
+    async def _finish_task(self, task: Task, outcome: dict[str, Any]) -> None:
+        state = outcome.pop("state")
+        updated = await db(Task.objects.filter(pk=task.pk, state__in=Task.OPEN_STATES).update)(
+            state=state, completed_at=timezone.now(), **outcome)
+        entry = self.task_entries.pop(task.pk, None)
+        if entry:
+            await get_async_redis().xdel(stream_key(self.session_id), entry)
+        if updated != 1:
+            return  # the session ended meanwhile and closed the task
+        await db(task.refresh_from_db)()
+        from .selectors import task_usage
+
+        usage = await db(task_usage)(task)
+        if state == Task.State.COMPLETED:
+            data = {"message": task.result_message, **(task.result_data or {})}
+            await self.emit("message", {"type": "task_completed", "sessionId": self.session_id,
+                                        "taskId": task.pk, "data": data, "usage": usage}, task_id=task.pk)
+        else:
+            await self.emit("message", {"type": "error", "taskId": task.pk, "status": state,
+                                        "error": task.error, "code": task.code,
+                                        "details": task.error_details, "usage": usage}, task_id=task.pk)
+        await atask_notify(task.pk, state)
+        await self.checkpoint_browser()
+
+    async def raise_guardrail(self, task: Task, question: str) -> str:
+        loop = asyncio.get_running_loop()
+        self.guardrail_future = loop.create_future()
+        self.waiting_human = True
+        try:
+            await db(Task.objects.filter(pk=task.pk).update)(state=Task.State.GUARDRAIL,
+                                                             guardrail_question=question)
+            await self.emit("message", {"type": "guardrail_trigger", "taskId": task.pk,
+                                        "data": {"type": "human_input_needed", "value": question}},
+                            task_id=task.pk)
+            await atask_notify(task.pk, Task.State.GUARDRAIL)
+            answer = await self.guardrail_future
+        finally:
+            self.waiting_human = False
+            self.guardrail_future = None
+        await db(Task.objects.filter(pk=task.pk, state=Task.State.GUARDRAIL).update)(
+            state=Task.State.RUNNING, guardrail_question="")
+        await self.emit("message", {"type": "response_update", "taskId": task.pk,
+                                    "data": {"message": "Got the answer; continuing the task."}},
+                        task_id=task.pk)
+        return answer
+
+    async def add_usage(self, task: Task, input_tokens: int, output_tokens: int) -> None:
+        task.input_tokens += input_tokens
+        task.output_tokens += output_tokens
+        await db(Task.objects.filter(pk=task.pk).update)(
+            input_tokens=F("input_tokens") + input_tokens, output_tokens=F("output_tokens") + output_tokens)
+        await db(BrowserSession.objects.filter(pk=self.session_id).update)(
+            input_tokens=F("input_tokens") + input_tokens, output_tokens=F("output_tokens") + output_tokens)
+
+    # ----- timers ---------------------------------------------------------------------------
+
+    async def _heartbeat_loop(self) -> None:
+        assert self.session is not None
+        lifetime_end = self.session.created_at + timedelta(seconds=settings.ENIGMA_SESSION_MAX_LIFETIME_S)
+        while not self.done.is_set():
+            await asyncio.sleep(settings.ENIGMA_HEARTBEAT_S)
+            beat = await db(BrowserSession.objects.filter(
+                pk=self.session_id, generation=self.generation, state__in=BrowserSession.LIVE_STATES,
+            ).update)(heartbeat_at=timezone.now())
+            if beat != 1:
+                logger.info("session %s ended elsewhere or was taken over", self.session_id)
+                if self.agent_task and not self.agent_task.done():
+                    self.stop_requested = True
+                    self.agent_task.cancel()
+                self.done.set()
+                return
+            if timezone.now() >= lifetime_end:
+                await self.end(BrowserSession.State.TERMINATED, "max_lifetime")
+                return
+            idle = time.monotonic() - self.last_activity
+            busy = self.current_task is not None
+            if not busy and idle >= settings.ENIGMA_INACTIVITY_TIMEOUT_S:
+                await self.end(BrowserSession.State.TERMINATED, "expired")
+                return
+
+    async def _meter_loop(self) -> None:
+        while not self.done.is_set():
+            await asyncio.sleep(settings.ENIGMA_METER_INTERVAL_S)
+            balance = await db(metering.session_meter)(session_id=self.session_id)
+            if balance <= 0 and not self.done.is_set():
+                task = self.current_task
+                if task is not None and self.agent_task and not self.agent_task.done():
+                    self.stop_requested = True
+                    self.agent_task.cancel()
+                    await db(Task.objects.filter(pk=task.pk, state__in=Task.OPEN_STATES).update)(
+                        state=Task.State.FAILED, completed_at=timezone.now(), code="INSUFFICIENT_BALANCE",
+                        error="The team balance ran out while the task was running")
+                    await atask_notify(task.pk, Task.State.FAILED)
+                await self.end(BrowserSession.State.TERMINATED, "balance_exhausted")
+                return

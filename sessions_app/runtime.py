@@ -1,0 +1,147 @@
+"""The browser runtime of one worker process: one Chromium, an event loop, many session runners.
+
+Celery runs `host_session` in a thread pool (one thread per hosted session, up to the worker's
+capacity); each call claims the session and blocks on its runner, which lives on this process's
+single asyncio loop next to the shared Chromium and its warm contexts. The loop also heart-beats
+the worker into the registry and runs the orphan sweep.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import socket
+import threading
+from concurrent.futures import Future
+from typing import Any
+
+from django.conf import settings
+from django.db import close_old_connections
+
+from agents.browser import BrowserHost
+from agents.providers import get_provider
+from enigma_site.redis import get_async_redis
+
+from . import registry, services, sweep
+from .runner import SessionRunner, db
+
+logger = logging.getLogger(__name__)
+
+
+class WorkerRuntime:
+    def __init__(self) -> None:
+        self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+        self.capacity = settings.ENIGMA_WORKER_CAPACITY
+        self.loop = asyncio.new_event_loop()
+        self.host = BrowserHost(chromium_path=settings.CHROMIUM_PATH,
+                                warm_pool_size=settings.ENIGMA_WARM_POOL)
+        self.provider = get_provider(settings.ENIGMA_AGENT_PROVIDER)
+        self.runners: dict[str, SessionRunner] = {}
+        self._thread = threading.Thread(target=self._run_loop, name="enigma-runtime", daemon=True)
+        self._background: list[asyncio.Task[Any]] = []
+        self._stopping = False
+
+    def _run_loop(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_forever()
+
+    def start(self) -> None:
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self._boot(), self.loop).result(timeout=60)
+        logger.info("worker %s ready: capacity %s", self.worker_id, self.capacity)
+
+    async def _boot(self) -> None:
+        await self.host.start()
+        await self._beat()
+        self._background = [asyncio.create_task(self._heartbeat_loop()),
+                            asyncio.create_task(self._sweep_loop())]
+
+    async def _beat(self) -> None:
+        await db(registry.worker_heartbeat)(worker_id=self.worker_id, capacity=self.capacity,
+                                            sessions=len(self.runners), warm=self.host.warm_count)
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            await asyncio.sleep(settings.ENIGMA_HEARTBEAT_S)
+            try:
+                if await self.host.healthy():
+                    await self._beat()
+                else:
+                    logger.error("Chromium is gone; this worker stops advertising capacity")
+            except Exception:
+                logger.exception("worker heartbeat failed")
+
+    async def _sweep_loop(self) -> None:
+        redis = get_async_redis()
+        while True:
+            await asyncio.sleep(settings.ENIGMA_SWEEP_INTERVAL_S)
+            try:
+                # One sweeper at a time across workers.
+                if await redis.set("enigma:lock:sweep", self.worker_id, nx=True,
+                                   px=int(settings.ENIGMA_SWEEP_INTERVAL_S * 1000)):
+                    await db(sweep.sessions_sweep)()
+            except Exception:
+                logger.exception("session sweep failed")
+
+    def host_session(self, session_id: str) -> None:
+        """Claim and host the session until it ends (blocks the calling Celery thread)."""
+        if self._stopping:
+            return
+        generation = services.session_claim(session_id=session_id, worker_id=self.worker_id)
+        if generation is None:
+            return
+        close_old_connections()
+        future: Future[None] = asyncio.run_coroutine_threadsafe(
+            self._host(session_id, generation), self.loop)
+        future.result()
+
+    async def _host(self, session_id: str, generation: int) -> None:
+        runner = SessionRunner(self, session_id, generation)
+        self.runners[session_id] = runner
+        try:
+            await self._beat()
+            await runner.run()
+        finally:
+            self.runners.pop(session_id, None)
+            await self._beat()
+
+    def stop(self) -> None:
+        """Stop hosting: runners stop without ending their sessions (another worker takes over)."""
+        if self._stopping or not self._thread.is_alive():
+            return
+        self._stopping = True
+
+        async def _shutdown() -> None:
+            for runner in list(self.runners.values()):
+                runner.done.set()
+            await asyncio.sleep(0.2)
+            for task in self._background:
+                task.cancel()
+            await self.host.stop()
+            await db(registry.worker_unregister)(self.worker_id)
+
+        try:
+            asyncio.run_coroutine_threadsafe(_shutdown(), self.loop).result(timeout=20)
+        except Exception:
+            logger.exception("runtime shutdown failed")
+        self.loop.call_soon_threadsafe(self.loop.stop)
+
+
+_runtime: WorkerRuntime | None = None
+_lock = threading.Lock()
+
+
+def get_runtime() -> WorkerRuntime:
+    global _runtime
+    with _lock:
+        if _runtime is None:
+            _runtime = WorkerRuntime()
+            _runtime.start()
+        return _runtime
+
+
+def stop_runtime() -> None:
+    if _runtime is not None:
+        _runtime.stop()

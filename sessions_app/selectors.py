@@ -1,0 +1,187 @@
+"""Reads of sessions and tasks, always scoped to a team, and their response shapes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.db.models import QuerySet
+from django.utils import timezone
+
+from accounts.models import Team
+from billing.money import micros_to_usd
+from billing.selectors import current_price
+
+from .models import BrowserSession, Task
+
+
+def session_get(*, team: Team | int, session_id: str) -> BrowserSession:
+    """Return the team's session, or raise SessionNotFound (also for another team's id)."""
+    from .services import SessionNotFound
+
+    team_id = team if isinstance(team, int) else team.pk
+    session = BrowserSession.objects.filter(pk=str(session_id)[:64], team_id=team_id).first()
+    if session is None:
+        raise SessionNotFound(f"Session {session_id} does not exist or has expired")
+    return session
+
+
+def task_get(*, team: Team | int, session_id: str, task_id: str) -> Task:
+    from .services import TaskNotFound
+
+    session = session_get(team=team, session_id=session_id)
+    task = Task.objects.filter(pk=str(task_id)[:64], session=session).select_related("session").first()
+    if task is None:
+        raise TaskNotFound(f"Task {task_id} not found in session {session_id}")
+    return task
+
+
+def session_list(*, team: Team | int, state: str | None = None) -> QuerySet[BrowserSession]:
+    team_id = team if isinstance(team, int) else team.pk
+    query = BrowserSession.objects.filter(team_id=team_id).order_by("-created_at")
+    if state:
+        query = query.filter(state=state)
+    return query
+
+
+def _seconds(start: Any, end: Any) -> float:
+    if start is None:
+        return 0.0
+    return round(((end or timezone.now()) - start).total_seconds(), 3)
+
+
+def usage_object(*, input_tokens: int, output_tokens: int, seconds: float, cost_micros: int) -> dict[str, Any]:
+    """Both key sets of spec README §5."""
+    cost = micros_to_usd(cost_micros)
+    return {
+        "inputTokens": input_tokens,
+        "outputTokens": output_tokens,
+        "computeTime": seconds,
+        "cost": cost,
+        "prompt_tokens": input_tokens,
+        "completion_tokens": output_tokens,
+        "total_tokens": input_tokens + output_tokens,
+        "completion_time": seconds,
+    }
+
+
+def task_cost_micros(task: Task) -> int:
+    """Token cost of the task plus compute for its own running time (for display)."""
+    price = current_price()
+    tokens = (task.input_tokens * price.input_per_million_micros
+              + task.output_tokens * price.output_per_million_micros) // 1_000_000
+    ms = int(_seconds(task.started_at, task.completed_at) * 1000)
+    return tokens + ms * price.compute_per_minute_micros // 60_000
+
+
+def task_usage(task: Task) -> dict[str, Any]:
+    return usage_object(input_tokens=task.input_tokens, output_tokens=task.output_tokens,
+                        seconds=_seconds(task.started_at, task.completed_at),
+                        cost_micros=task_cost_micros(task))
+
+
+def session_usage(session: BrowserSession) -> dict[str, Any]:
+    return usage_object(input_tokens=session.input_tokens, output_tokens=session.output_tokens,
+                        seconds=_seconds(session.created_at, session.ended_at),
+                        cost_micros=session.cost_micros)
+
+
+def task_data(task: Task) -> dict[str, Any]:
+    data: dict[str, Any] = {"message": task.result_message}
+    data.update(task.result_data or {})
+    return data
+
+
+def task_response(task: Task, *, poll_url: str) -> dict[str, Any]:
+    """The task body for inline responses and polls: both generations' shapes (README §5)."""
+    session = task.session
+    usage = task_usage(task)
+    base: dict[str, Any] = {"success": True, "sessionId": session.pk, "taskId": task.pk}
+    if task.state == Task.State.COMPLETED:
+        data = task_data(task)
+        legacy_data = {**data, "prompt_tokens": usage["prompt_tokens"],
+                       "completion_tokens": usage["completion_tokens"],
+                       "total_tokens": usage["total_tokens"],
+                       "completion_time": usage["completion_time"]}
+        base.update({
+            "status": "complete",
+            "type": "task_completed",
+            "data": data,
+            "usage": usage,
+            "result": {"type": "task_completed", "data": legacy_data, "usage": usage},
+            "completedAt": task.completed_at.isoformat() if task.completed_at else None,
+        })
+        return base
+    if task.state == Task.State.GUARDRAIL:
+        base.update({
+            "status": "guardrail_trigger",
+            "type": "guardrail_trigger",
+            "data": {"type": "human_input_needed", "value": task.guardrail_question},
+            "usage": usage,
+        })
+        return base
+    if task.state in (Task.State.FAILED, Task.State.STOPPED, Task.State.TERMINATED):
+        message = task.error or {"stopped": "Task was stopped", "terminated": "Session was terminated"}.get(task.state, "Task failed")
+        base.update({
+            "success": False,
+            "status": task.state,
+            "error": message,
+            "message": message,
+            "code": task.code or task.state.upper(),
+            "details": task.error_details or {},
+            "usage": usage,
+        })
+        return base
+    status = "paused" if (session.paused or session.human_control) and task.state == Task.State.RUNNING else (
+        "running" if task.state == Task.State.RUNNING else "queued")
+    base.update({
+        "status": status,
+        "pending": True,
+        "pollUrl": poll_url,
+        "message": "Task still running. Poll GET /task/:sessionId/:taskId for result.",
+        "usage": usage,
+    })
+    return base
+
+
+def session_detail(session: BrowserSession, *, base_url: str) -> dict[str, Any]:
+    tasks = list(session.tasks.all())
+    return {
+        "sessionId": session.pk,
+        "state": session.state,
+        "endReason": session.end_reason or None,
+        "paused": session.paused,
+        "humanControl": session.human_control,
+        "currentUrl": session.current_url or None,
+        "currentTitle": session.current_title or None,
+        "createdAt": session.created_at.isoformat(),
+        "startedAt": session.started_at.isoformat() if session.started_at else None,
+        "lastActivityAt": session.last_activity_at.isoformat(),
+        "endedAt": session.ended_at.isoformat() if session.ended_at else None,
+        "config": session.config,
+        "usage": session_usage(session),
+        "tasks": [
+            {
+                "taskId": t.pk,
+                "status": t.state,
+                "prompt": t.prompt,
+                "createdAt": t.created_at.isoformat(),
+                "startedAt": t.started_at.isoformat() if t.started_at else None,
+                "completedAt": t.completed_at.isoformat() if t.completed_at else None,
+                "pollUrl": f"{base_url}/task/{session.pk}/{t.pk}",
+                "usage": task_usage(t),
+            }
+            for t in tasks
+        ],
+    }
+
+
+def session_summary(session: BrowserSession) -> dict[str, Any]:
+    return {
+        "sessionId": session.pk,
+        "state": session.state,
+        "endReason": session.end_reason or None,
+        "createdAt": session.created_at.isoformat(),
+        "endedAt": session.ended_at.isoformat() if session.ended_at else None,
+        "currentUrl": session.current_url or None,
+        "usage": session_usage(session),
+    }

@@ -1,0 +1,220 @@
+"""Writes for sessions and tasks, called by the API, the sockets and the session runner."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict
+from datetime import timedelta
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, Max
+from django.utils import timezone
+
+from accounts.models import ApiKey, Team
+from billing.services import balance_require_positive
+from enigma_site.errors import ApiError, InvalidParameter, ServiceUnavailable
+from enigma_site.redis import get_redis
+
+from . import registry
+from .commands import command_push
+from .events import event_emit, task_notify
+from .models import BrowserSession, Task
+from .schema import Message, SessionInput, TaskInput
+
+logger = logging.getLogger(__name__)
+
+
+class SessionNotFound(ApiError):
+    status_code = 404
+    code = "SESSION_NOT_FOUND"
+
+
+class TaskNotFound(ApiError):
+    status_code = 404
+    code = "TASK_NOT_FOUND"
+
+
+class SessionNotActive(ApiError):
+    status_code = 409
+    code = "SESSION_NOT_ACTIVE"
+
+
+class NoGuardrailPending(ApiError):
+    status_code = 409
+    code = "NO_GUARDRAIL_PENDING"
+    default_message = "No task in this session is waiting for human input"
+
+
+def _unsupported(session_input: SessionInput, task: TaskInput) -> None:
+    """Reject features whose backing objects do not exist (yet) instead of ignoring them."""
+    if session_input.environment_id:
+        raise InvalidParameter("environmentId", f"Environment {session_input.environment_id} not found")
+    if session_input.policy_id:
+        raise InvalidParameter("policyId", f"Policy {session_input.policy_id} not found")
+    if session_input.proxy is not None:
+        raise InvalidParameter("proxy", "Proxies are not available on this installation")
+    _unsupported_task(task, session_input.task_prefix)
+
+
+def _unsupported_task(task: TaskInput, prefix: str) -> None:
+    if task.files:
+        raise InvalidParameter(f"{prefix}files", f"File {task.files[0]} not found")
+    if task.webhook is not None:
+        raise InvalidParameter(f"{prefix}webhook", "Webhooks are not available on this installation")
+
+
+def _require_capacity() -> None:
+    """503 when every live worker's slots are taken (pending, active and orphaned sessions)."""
+    capacity = registry.total_capacity()
+    used = BrowserSession.objects.filter(state__in=BrowserSession.LIVE_STATES).count()
+    if used >= capacity:
+        raise ServiceUnavailable("No available instances.",
+                                 details={"capacity": capacity, "inUse": used})
+
+
+def _task_command(task: Task, task_input: TaskInput) -> dict[str, Any]:
+    return {"taskId": task.pk, "secrets": task_input.secrets}
+
+
+def _create_task(session: BrowserSession, task_input: TaskInput) -> Task:
+    seq = (session.tasks.aggregate(m=Max("seq"))["m"] or 0) + 1
+    return Task.objects.create(session=session, seq=seq, prompt=task_input.prompt,
+                               config=task_input.public_config())
+
+
+def session_start(*, team: Team, api_key: ApiKey | None, spec: SessionInput) -> tuple[BrowserSession, Task | None]:
+    """Create a session (and its first task when there is a prompt) and hand it to a worker.
+
+    Raises 402 before any work when the balance is spent and 503 when no browser slot is free.
+    """
+    _unsupported(spec, spec.task)
+    balance_require_positive(team=team)
+    from .tasks import host_session
+
+    task_input = spec.task
+    config = {
+        "mode": spec.mode,
+        "reachOutMode": spec.reach_out_mode,
+        "maxDuration": task_input.max_duration_ms,
+        "maxInputTokens": task_input.max_input_tokens,
+        "maxOutputTokens": task_input.max_output_tokens,
+        "avoidDomains": task_input.avoid_domains,
+        "startingUrl": task_input.starting_url,
+        "terminateOnCompletion": task_input.terminate_on_completion,
+        "initialPrompt": task_input.prompt,
+    }
+    # One lock around the count and the insert so two requests cannot take the last slot twice.
+    with get_redis().lock("enigma:lock:capacity", timeout=10, blocking_timeout=10):
+        _require_capacity()
+        with transaction.atomic():
+            session = BrowserSession.objects.create(team=team, api_key=api_key, config=config)
+            task = _create_task(session, task_input) if task_input.prompt else None
+    if task is not None:
+        command_push(session=session, kind="newTask", data=_task_command(task, task_input))
+    host_session.delay(session.pk)
+    return session, task
+
+
+def _touch(session: BrowserSession) -> None:
+    BrowserSession.objects.filter(pk=session.pk).update(last_activity_at=timezone.now())
+
+
+def _require_live(session: BrowserSession) -> None:
+    if not session.is_live:
+        raise SessionNotActive(
+            f"Session {session.pk} has ended ({session.state}"
+            + (f": {session.end_reason}" if session.end_reason else "") + "); start a new session",
+            details={"state": session.state, "reason": session.end_reason},
+        )
+
+
+def task_submit(*, session: BrowserSession, task_input: TaskInput, prefix: str = "message.") -> Task:
+    """Queue a new task; it runs after the tasks before it (never rejected for being busy)."""
+    _require_live(session)
+    _unsupported_task(task_input, prefix)
+    balance_require_positive(team=session.team_id)
+    for attempt in range(5):
+        try:
+            with transaction.atomic():
+                task = _create_task(session, task_input)
+            break
+        except Exception:  # a concurrent submit took the same seq; take the next one
+            if attempt == 4:
+                raise
+    _touch(session)
+    command_push(session=session, kind="newTask", data=_task_command(task, task_input))
+    return task
+
+
+def session_message(*, session: BrowserSession, message: Message) -> Task | None:
+    """Apply a send-message `message`; returns the task for newTask."""
+    if message.action_type == "newTask":
+        assert message.task is not None
+        return task_submit(session=session, task_input=message.task)
+    _require_live(session)
+    if message.action_type == "state" and message.new_state == "terminate":
+        _touch(session)
+        if session.state == BrowserSession.State.ORPHANED or session.worker_id == "":
+            # No runner is holding the browser: end it here; a runner that claims it later stops.
+            session_end(session_id=session.pk, state=BrowserSession.State.TERMINATED,
+                        reason="terminated")
+        command_push(session=session, kind="state", data={"newState": "terminate"})
+        return None
+    if message.action_type == "guardrail":
+        if not session.tasks.filter(state=Task.State.GUARDRAIL).exists():
+            raise NoGuardrailPending()
+        command_push(session=session, kind="guardrail",
+                     data={"newState": message.new_state, "answer": message.answer})
+    elif message.action_type == "state":
+        command_push(session=session, kind="state", data={"newState": message.new_state})
+    else:
+        command_push(session=session, kind="interaction", data=message.interaction or {})
+    _touch(session)
+    return None
+
+
+def session_end(*, session_id: str, state: str, reason: str, generation: int | None = None) -> bool:
+    """End a live session once (conditional update); fail its open tasks; emit end_session.
+
+    With `generation`, only the runner holding that generation may end it.
+    """
+    now = timezone.now()
+    query = BrowserSession.objects.filter(pk=session_id, state__in=BrowserSession.LIVE_STATES)
+    if generation is not None:
+        query = query.filter(generation=generation)
+    if query.update(state=state, end_reason=reason, ended_at=now, paused=False,
+                    human_control=False, storage_state=None) != 1:
+        return False
+    open_tasks = list(Task.objects.filter(session_id=session_id, state__in=Task.OPEN_STATES))
+    for task in open_tasks:
+        Task.objects.filter(pk=task.pk, state__in=Task.OPEN_STATES).update(
+            state=Task.State.TERMINATED, completed_at=now,
+            error=f"Session ended ({reason}) before the task finished", code="SESSION_ENDED")
+        task_notify(task.pk, Task.State.TERMINATED)
+    event_emit(session_id=session_id, name="end_session",
+               payload={"type": "end_session", "reason": reason, "message": "Session ended"})
+    return True
+
+
+def session_claim(*, session_id: str, worker_id: str) -> int | None:
+    """Claim a session for this worker; returns the new generation, or None if not ours to host.
+
+    A pending or orphaned session can be claimed; so can an active one whose runner stopped
+    heart-beating. The conditional UPDATE makes a duplicate delivery a no-op.
+    """
+    stale = timezone.now() - timedelta(seconds=settings.ENIGMA_HEARTBEAT_STALE_S)
+    session = BrowserSession.objects.filter(pk=session_id).first()
+    if session is None or not session.is_live:
+        return None
+    if session.state == BrowserSession.State.ACTIVE and session.heartbeat_at and session.heartbeat_at > stale:
+        return None
+    claimed = BrowserSession.objects.filter(
+        pk=session_id, generation=session.generation, state__in=BrowserSession.LIVE_STATES
+    ).update(worker_id=worker_id, generation=F("generation") + 1, heartbeat_at=timezone.now())
+    return session.generation + 1 if claimed == 1 else None
+
+
+def session_dump(spec: SessionInput) -> dict[str, Any]:
+    return asdict(spec)

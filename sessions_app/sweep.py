@@ -1,0 +1,66 @@
+"""Finds sessions whose worker died: orphans them, hands them to another worker, fails them
+after the grace period (api.md §4.4)."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from django.conf import settings
+from django.db.models import Q
+from django.utils import timezone
+
+from .events import event_emit, task_notify
+from .models import BrowserSession, Task
+from .services import session_end
+
+logger = logging.getLogger(__name__)
+
+
+def sessions_sweep() -> dict[str, int]:
+    """Orphan stale sessions, re-dispatch them, and fail those past the grace period."""
+    from .tasks import host_session
+
+    now = timezone.now()
+    stale = now - timedelta(seconds=settings.ENIGMA_HEARTBEAT_STALE_S)
+    grace = timedelta(seconds=settings.ENIGMA_ORPHAN_GRACE_S)
+    counts = {"orphaned": 0, "failed": 0}
+    for session in BrowserSession.objects.filter(
+        Q(state=BrowserSession.State.ACTIVE) | Q(state=BrowserSession.State.PENDING, worker_id__gt=""),
+        heartbeat_at__lt=stale,
+    ):
+        claimed = BrowserSession.objects.filter(
+            pk=session.pk, generation=session.generation, state=session.state
+        ).update(state=BrowserSession.State.ORPHANED, orphaned_at=now)
+        if claimed != 1:
+            continue
+        counts["orphaned"] += 1
+        # Decision: the task that was running is failed, not re-run: its side effects on the
+        # site are unknown. Queued tasks run after the takeover.
+        for task in Task.objects.filter(session=session, state__in=(Task.State.RUNNING, Task.State.GUARDRAIL)):
+            if Task.objects.filter(pk=task.pk, state=task.state).update(
+                state=Task.State.FAILED, completed_at=now, code="INSTANCE_LOST",
+                error="The browser instance was lost while the task was running; the task was not completed",
+            ):
+                event_emit(session_id=session.pk, name="message", task_id=task.pk,
+                           payload={"type": "error", "taskId": task.pk, "status": "failed",
+                                    "error": "The browser instance was lost", "code": "INSTANCE_LOST"})
+                task_notify(task.pk, Task.State.FAILED)
+        event_emit(session_id=session.pk, name="instance:disconnected", payload={
+            "type": "instance:disconnected",
+            "message": "Instance connection lost. Attempting reconnection...",
+            "gracePeriod": int(settings.ENIGMA_ORPHAN_GRACE_S * 1000),
+        })
+        host_session.delay(session.pk)
+    for session in BrowserSession.objects.filter(state=BrowserSession.State.ORPHANED,
+                                                 orphaned_at__lt=now - grace):
+        if session_end(session_id=session.pk, state=BrowserSession.State.FAILED, reason="instance_lost"):
+            counts["failed"] += 1
+    for session in BrowserSession.objects.filter(state=BrowserSession.State.PENDING, worker_id="",
+                                                 created_at__lt=now - grace):
+        if session_end(session_id=session.pk, state=BrowserSession.State.FAILED,
+                       reason="instance_unavailable"):
+            counts["failed"] += 1
+    if counts["orphaned"] or counts["failed"]:
+        logger.info("sweep: %s", counts)
+    return counts

@@ -1,0 +1,14 @@
+from django.urls import path
+
+from . import api
+
+urlpatterns = [
+    path("start/start-session", api.start_session, name="start-session"),
+    path("start/run-task", api.run_task, name="run-task"),
+    path("start/send-message", api.send_message, name="send-message"),
+    path("start/health", api.health, name="health"),
+    path("task/<str:session_id>/<str:task_id>", api.task_poll, name="task-poll"),
+    path("sessions", api.session_list, name="session-list"),
+    path("sessions/<str:session_id>", api.session_detail, name="session-detail"),
+    path("sessions/<str:session_id>/events", api.session_events, name="session-events"),
+]
