@@ -67,6 +67,7 @@ INSTALLED_APPS = [
     "accounts",
     "billing",
     "sessions_app",
+    "integrations",
 ]
 
 MIDDLEWARE = [

@@ -4,6 +4,9 @@ from django.urls import include, path
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("", include("sessions_app.urls")),
+    path("", include("billing.urls")),
+    path("", include("sessions_app.realtime.urls")),
+    path("", include("integrations.urls")),
 ]
 
 handler404 = "enigma_site.errors.handler404"
