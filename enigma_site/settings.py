@@ -68,6 +68,7 @@ INSTALLED_APPS = [
     "billing",
     "sessions_app",
     "integrations",
+    "dashboard",
 ]
 
 MIDDLEWARE = [
@@ -131,6 +132,7 @@ USE_TZ = True
 
 STATIC_URL = "/static/"
 STATIC_ROOT = VAR_DIR / "static"
+STATIC_ROOT.mkdir(exist_ok=True)
 STATICFILES_DIRS = [BASE_DIR / "static"]
 MEDIA_ROOT = Path(os.environ.get("ENIGMA_MEDIA_ROOT", VAR_DIR / "media"))
 

@@ -7,6 +7,7 @@ urlpatterns = [
     path("", include("billing.urls")),
     path("", include("sessions_app.realtime.urls")),
     path("", include("integrations.urls")),
+    path("", include("dashboard.urls")),
 ]
 
 handler404 = "enigma_site.errors.handler404"

@@ -25,7 +25,7 @@ PAGES = Path(__file__).resolve().parent / "pages"
 # Timers short enough for tests; the worker and server processes inherit them.
 TEST_ENV = {
     "ENIGMA_INLINE_WAIT_S": "20",
-    "ENIGMA_INACTIVITY_TIMEOUT_S": "30",
+    "ENIGMA_INACTIVITY_TIMEOUT_S": "12",
     "ENIGMA_HEARTBEAT_S": "0.5",
     "ENIGMA_HEARTBEAT_STALE_S": "3",
     "ENIGMA_SWEEP_INTERVAL_S": "1",

@@ -1,0 +1,34 @@
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.test import override_settings
+from rest_framework.test import APIClient
+
+from enigma_site.redis import get_redis
+
+
+@pytest.mark.django_db
+def test_health_names_redis_when_it_is_down() -> None:
+    get_redis.cache_clear()
+    try:
+        with override_settings(REDIS_URL="redis://127.0.0.1:1/0"):
+            response = APIClient().get("/start/health")
+    finally:
+        get_redis.cache_clear()
+    assert response.status_code == 503
+    body = response.json()
+    assert body["success"] is False
+    assert "redis" in body["details"]["down"]
+    assert body["message"] == "Unavailable: redis"
+
+
+def test_health_is_healthy_with_a_live_worker(worker: Any, server: str) -> None:
+    import requests
+
+    body = requests.get(server + "/start/health", timeout=10).json()
+    assert body["status"] == "healthy"
+    assert body["instancesAvailable"] is True
+    assert body["workers"] >= 1
+    assert body["instanceCount"] >= 1
