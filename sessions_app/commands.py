@@ -11,8 +11,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from .models import BrowserSession
 from enigma_site.redis import get_redis
+
+from .models import BrowserSession
 
 STREAM_MAXLEN = 1000
 

@@ -27,7 +27,6 @@ from django.utils import timezone
 
 from agents.browser import BlockedNavigation, NetworkPolicy, SessionBrowser
 from agents.loop import run_agent
-from agents.providers import get_provider
 from agents.types import AgentError, SecretEntry, TaskSpec, TaskStopped
 from enigma_site.redis import get_async_redis
 
@@ -35,12 +34,15 @@ from . import metering, services
 from .commands import stream_key
 from .events import aevent_emit, atask_notify
 from .models import BrowserSession, Task
+from .realtime.viewers import viewer_count
 from .schema import CHROME_HEIGHT
 
 if TYPE_CHECKING:
     from .runtime import WorkerRuntime
 
 logger = logging.getLogger(__name__)
+
+SCREENCAST_CHECK_S = 2.0
 
 
 def db(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -114,7 +116,9 @@ class SessionRunner:
         self.last_command_id = "0-0"
         self.blocked_hosts: set[str] = set()
         self._checkpoint_pending = False
-        self._viewers = 0
+        self._screencast_watch: asyncio.Task[None] | None = None
+        self._frame_url = ""
+        self._frame_title = ""
 
     # ----- lifecycle -----------------------------------------------------------------------
 
@@ -152,7 +156,7 @@ class SessionRunner:
                                                          "message": "Instance connection restored"})
             await self.emit("message", {"type": "session_active", "sessionId": self.session_id})
             loops = [asyncio.create_task(coro) for coro in (
-                self._command_loop(), self._task_loop(), self._heartbeat_loop(), self._meter_loop())]
+                self._command_loop(), self._task_loop(), self._timer_loop())]
             await self.done.wait()
         except _SessionGone:
             logger.info("session %s is no longer ours", self.session_id)
@@ -326,24 +330,51 @@ class SessionRunner:
                                     "source": "human"})
 
     async def _apply_screencast(self, on: bool) -> None:
+        """Start or stop the screencast. Viewers on any web process hold leases in Redis
+        (sessions_app.realtime.viewers); the command is a nudge and the leases decide, so a late
+        "off" from one web process cannot stop frames that a viewer on another one watches."""
         assert self.browser is not None
-        if on and self._viewers == 0:
+        watched = on or await viewer_count(self.session_id) > 0
+        if watched and self._screencast_watch is None:
             await self.browser.start_screencast(
                 self._on_frame, quality=settings.ENIGMA_SCREENCAST_QUALITY,
                 every_nth_frame=settings.ENIGMA_SCREENCAST_EVERY_NTH_FRAME)
-            self._viewers = 1
-        elif not on and self._viewers:
+            self._screencast_watch = asyncio.create_task(self._watch_viewers())
+        elif not watched and self._screencast_watch is not None:
+            await self._stop_screencast()
+
+    async def _stop_screencast(self) -> None:
+        watch, self._screencast_watch = self._screencast_watch, None
+        if watch is not None and watch is not asyncio.current_task():
+            watch.cancel()
+        if self.browser is not None:
             await self.browser.stop_screencast()
-            self._viewers = 0
+
+    async def _watch_viewers(self) -> None:
+        """While frames flow: keep the title fresh, and stop once no lease is left (a web
+        process that died cannot say "off")."""
+        while not self.done.is_set():
+            await asyncio.sleep(SCREENCAST_CHECK_S)
+            with contextlib.suppress(Exception):
+                self._frame_title = (await self.browser.url_and_title())[1] if self.browser else ""
+            try:
+                watched = await viewer_count(self.session_id) > 0
+            except Exception:
+                continue
+            if not watched:
+                await self._stop_screencast()
+                return
 
     async def _on_frame(self, jpeg: bytes, metadata: dict[str, Any]) -> None:
-        url, title = ("", "")
-        if self.browser is not None:
-            with contextlib.suppress(Exception):
-                url, title = self.browser.page.url, ""
+        url = self.browser.page.url if self.browser is not None else ""
+        if url != self._frame_url:
+            self._frame_url, self._frame_title = url, ""
+            if self.browser is not None:
+                with contextlib.suppress(Exception):
+                    self._frame_title = await asyncio.wait_for(self.browser.page.title(), 0.2)
         await get_channel_layer().group_send(frames_group(self.session_id), {
             "type": "session.frame", "sessionId": self.session_id,
-            "data": base64.b64encode(jpeg).decode(), "url": url, "title": title,
+            "data": base64.b64encode(jpeg).decode(), "url": url, "title": self._frame_title,
             "timestamp": metadata.get("timestamp"), "sentAt": time.time(),
         })
 
@@ -501,42 +532,38 @@ class SessionRunner:
 
     # ----- timers ---------------------------------------------------------------------------
 
-    async def _heartbeat_loop(self) -> None:
+    async def _timer_loop(self) -> None:
+        """In-memory timers: the hard lifetime cap and inactivity (heartbeats are per worker)."""
         assert self.session is not None
         lifetime_end = self.session.created_at + timedelta(seconds=settings.ENIGMA_SESSION_MAX_LIFETIME_S)
         while not self.done.is_set():
-            await asyncio.sleep(settings.ENIGMA_HEARTBEAT_S)
-            beat = await db(BrowserSession.objects.filter(
-                pk=self.session_id, generation=self.generation, state__in=BrowserSession.LIVE_STATES,
-            ).update)(heartbeat_at=timezone.now())
-            if beat != 1:
-                logger.info("session %s ended elsewhere or was taken over", self.session_id)
-                if self.agent_task and not self.agent_task.done():
-                    self.stop_requested = True
-                    self.agent_task.cancel()
-                self.done.set()
-                return
+            await asyncio.sleep(min(1.0, settings.ENIGMA_HEARTBEAT_S))
             if timezone.now() >= lifetime_end:
                 await self.end(BrowserSession.State.TERMINATED, "max_lifetime")
                 return
             idle = time.monotonic() - self.last_activity
-            busy = self.current_task is not None
-            if not busy and idle >= settings.ENIGMA_INACTIVITY_TIMEOUT_S:
+            if self.current_task is None and idle >= settings.ENIGMA_INACTIVITY_TIMEOUT_S:
                 await self.end(BrowserSession.State.TERMINATED, "expired")
                 return
 
-    async def _meter_loop(self) -> None:
-        while not self.done.is_set():
-            await asyncio.sleep(settings.ENIGMA_METER_INTERVAL_S)
-            balance = await db(metering.session_meter)(session_id=self.session_id)
-            if balance <= 0 and not self.done.is_set():
-                task = self.current_task
-                if task is not None and self.agent_task and not self.agent_task.done():
-                    self.stop_requested = True
-                    self.agent_task.cancel()
-                    await db(Task.objects.filter(pk=task.pk, state__in=Task.OPEN_STATES).update)(
-                        state=Task.State.FAILED, completed_at=timezone.now(), code="INSUFFICIENT_BALANCE",
-                        error="The team balance ran out while the task was running")
-                    await atask_notify(task.pk, Task.State.FAILED)
-                await self.end(BrowserSession.State.TERMINATED, "balance_exhausted")
-                return
+    def fenced(self) -> None:
+        """The session ended elsewhere or another claim superseded ours: stop without writing."""
+        logger.info("session %s ended elsewhere or was taken over", self.session_id)
+        if self.agent_task and not self.agent_task.done():
+            self.stop_requested = True
+            self.agent_task.cancel()
+        self.done.set()
+
+    async def balance_exhausted(self) -> None:
+        """End the session because the team's balance ran out; the running task fails."""
+        if self.done.is_set():
+            return
+        task = self.current_task
+        if task is not None and self.agent_task and not self.agent_task.done():
+            self.stop_requested = True
+            self.agent_task.cancel()
+            await db(Task.objects.filter(pk=task.pk, state__in=Task.OPEN_STATES).update)(
+                state=Task.State.FAILED, completed_at=timezone.now(), code="INSUFFICIENT_BALANCE",
+                error="The team balance ran out while the task was running")
+            await atask_notify(task.pk, Task.State.FAILED)
+        await self.end(BrowserSession.State.TERMINATED, "balance_exhausted")

@@ -14,7 +14,7 @@ import os
 import secrets
 import socket
 import threading
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from django.conf import settings
@@ -24,7 +24,7 @@ from agents.browser import BrowserHost
 from agents.providers import get_provider
 from enigma_site.redis import get_async_redis
 
-from . import registry, services, sweep
+from . import metering, registry, services, sweep
 from .runner import SessionRunner, db
 
 logger = logging.getLogger(__name__)
@@ -45,6 +45,8 @@ class WorkerRuntime:
 
     def _run_loop(self) -> None:
         asyncio.set_event_loop(self.loop)
+        # Database calls of all hosted sessions run here (sync_to_async, thread_sensitive=False).
+        self.loop.set_default_executor(ThreadPoolExecutor(max_workers=32, thread_name_prefix="enigma-db"))
         self.loop.run_forever()
 
     def start(self) -> None:
@@ -56,22 +58,45 @@ class WorkerRuntime:
         await self.host.start()
         await self._beat()
         self._background = [asyncio.create_task(self._heartbeat_loop()),
-                            asyncio.create_task(self._sweep_loop())]
+                            asyncio.create_task(self._sweep_loop()),
+                            asyncio.create_task(self._meter_loop())]
 
     async def _beat(self) -> None:
         await db(registry.worker_heartbeat)(worker_id=self.worker_id, capacity=self.capacity,
                                             sessions=len(self.runners), warm=self.host.warm_count)
 
     async def _heartbeat_loop(self) -> None:
+        """One write per interval for the worker and all its sessions, whatever their number."""
         while True:
             await asyncio.sleep(settings.ENIGMA_HEARTBEAT_S)
             try:
-                if await self.host.healthy():
-                    await self._beat()
-                else:
-                    logger.error("Chromium is gone; this worker stops advertising capacity")
+                if not await self.host.healthy():
+                    logger.error("Chromium is gone; this worker stops heart-beating its sessions")
+                    continue
+                await self._beat()
+                hosted = {sid: runner.generation for sid, runner in self.runners.items() if not runner.done.is_set()}
+                if hosted:
+                    alive = await db(services.sessions_heartbeat)(worker_id=self.worker_id, hosted=hosted)
+                    for sid in set(hosted) - alive:
+                        runner = self.runners.get(sid)
+                        if runner is not None:
+                            runner.fenced()
             except Exception:
                 logger.exception("worker heartbeat failed")
+
+    async def _meter_loop(self) -> None:
+        """Charge every hosted session in turn; end those whose team balance ran out."""
+        while True:
+            await asyncio.sleep(settings.ENIGMA_METER_INTERVAL_S)
+            for sid, runner in list(self.runners.items()):
+                if runner.done.is_set() or runner.session is None:
+                    continue
+                try:
+                    balance = await db(metering.session_meter)(session_id=sid)
+                    if balance <= 0:
+                        await runner.balance_exhausted()
+                except Exception:
+                    logger.exception("metering session %s failed", sid)
 
     async def _sweep_loop(self) -> None:
         redis = get_async_redis()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict
 from datetime import timedelta
 from typing import Any
 
@@ -216,5 +215,9 @@ def session_claim(*, session_id: str, worker_id: str) -> int | None:
     return session.generation + 1 if claimed == 1 else None
 
 
-def session_dump(spec: SessionInput) -> dict[str, Any]:
-    return asdict(spec)
+def sessions_heartbeat(*, worker_id: str, hosted: dict[str, int]) -> set[str]:
+    """Heart-beat all sessions a worker hosts in one write; returns the ids still ours."""
+    query = BrowserSession.objects.filter(pk__in=list(hosted), worker_id=worker_id,
+                                          state__in=BrowserSession.LIVE_STATES)
+    query.update(heartbeat_at=timezone.now())
+    return {pk for pk, generation in query.values_list("pk", "generation") if hosted.get(pk) == generation}
