@@ -1,3 +1,8 @@
-from django.urls import path  # noqa: F401
+from django.urls import path
 
-urlpatterns: list = []
+from . import openai_api
+
+urlpatterns = [
+    path("v1/chat/completions", openai_api.chat_completions, name="chat-completions"),
+    path("v1/models", openai_api.models, name="models"),
+]

@@ -1,0 +1,16 @@
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import pytest
+
+
+@pytest.fixture
+def broke_account(transactional_db: Any) -> dict[str, Any]:
+    """A second user whose team was never granted any balance."""
+    from accounts.services import api_key_create, personal_team, user_create
+
+    user = user_create(email=f"broke{time.time_ns()}@example.com", password="pw-123456789")
+    created = api_key_create(team=personal_team(user), user=user, name="broke")
+    return {"user": user, "key": created.raw}
