@@ -10,7 +10,7 @@ from channels.db import database_sync_to_async
 
 from sessions_app import selectors
 from sessions_app import services as session_services
-from sessions_app.api import wait_task_settled
+from sessions_app.events import wait_task_settled
 from sessions_app.models import Task
 from sessions_app.schema import Message
 

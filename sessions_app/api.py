@@ -7,8 +7,6 @@ sync part, then `inline_wait` awaits outside of it.
 
 from __future__ import annotations
 
-import asyncio
-import json
 from collections.abc import Callable
 from typing import Any
 
@@ -24,10 +22,9 @@ from billing.money import micros_to_usd
 from billing.selectors import team_balance_micros
 from enigma_site.api import ApiView, ok
 from enigma_site.errors import InvalidParameter, MissingField
-from enigma_site.redis import get_async_redis
 
 from . import registry, selectors, services
-from .events import events_after, task_channel
+from .events import events_after, wait_task_settled
 from .models import BrowserSession, Task
 from .schema import parse_message, parse_session_body
 
@@ -196,30 +193,6 @@ class HealthApi(ApiView):
                          "details": {"down": problems}})
             return Response(body, status=503)
         return Response(body)
-
-
-async def wait_task_settled(task_id: str, timeout: float) -> None:
-    """Return when the task leaves the running states, or after `timeout` seconds."""
-    redis = get_async_redis()
-    pubsub = redis.pubsub()
-    await pubsub.subscribe(task_channel(task_id))
-    try:
-        settled = await sync_to_async(
-            lambda: Task.objects.filter(pk=task_id).exclude(state__in=(Task.State.QUEUED, Task.State.RUNNING)).exists()
-        )()
-        if settled:
-            return
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while (remaining := deadline - loop.time()) > 0:
-            message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=min(remaining, 5))
-            if message is not None:
-                state = json.loads(message["data"]).get("state")
-                if state not in (Task.State.QUEUED, Task.State.RUNNING):
-                    return
-    finally:
-        await pubsub.unsubscribe()
-        await pubsub.aclose()
 
 
 def _waiting_view(drf_view: Callable[..., Any]) -> Callable[..., Any]:

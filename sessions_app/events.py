@@ -7,6 +7,7 @@ waiters (inline REST responses) listen on a Redis channel per task.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from typing import Any
@@ -16,7 +17,7 @@ from channels.layers import get_channel_layer
 
 from enigma_site.redis import get_async_redis, get_redis
 
-from .models import SessionEvent
+from .models import SessionEvent, Task
 
 logger = logging.getLogger(__name__)
 
@@ -68,3 +69,27 @@ def events_after(*, session_id: str, after: int, limit: int = 500) -> list[dict[
     rows = SessionEvent.objects.filter(session_id=session_id, id__gt=after).order_by("id")[:limit]
     return [{"id": e.pk, "name": e.name, "data": e.payload, "createdAt": e.created_at.isoformat()}
             for e in rows]
+
+
+async def wait_task_settled(task_id: str, timeout: float) -> None:
+    """Return when the task leaves the running states, or after `timeout` seconds."""
+    redis = get_async_redis()
+    pubsub = redis.pubsub()
+    await pubsub.subscribe(task_channel(task_id))
+    try:
+        settled = await sync_to_async(
+            lambda: Task.objects.filter(pk=task_id).exclude(state__in=(Task.State.QUEUED, Task.State.RUNNING)).exists()
+        )()
+        if settled:
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while (remaining := deadline - loop.time()) > 0:
+            message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=min(remaining, 5))
+            if message is not None:
+                state = json.loads(message["data"]).get("state")
+                if state not in (Task.State.QUEUED, Task.State.RUNNING):
+                    return
+    finally:
+        await pubsub.unsubscribe()
+        await pubsub.aclose()

@@ -407,9 +407,6 @@ class SessionRunner:
                                            | set(config.get("avoidDomains", [])))
         await self.emit("message", {"type": "task_started", "taskId": task.pk, "data": {"taskId": task.pk}},
                         task_id=task.pk)
-        await self.emit("message", {"type": "response_update", "taskId": task.pk,
-                                    "data": {"message": "Starting task... Browsing the web now."}},
-                        task_id=task.pk)
         spec = TaskSpec(
             prompt=task.prompt,
             max_input_tokens=int(config.get("maxInputTokens", 100_000)),
