@@ -34,6 +34,7 @@ class Lazy:
 # Prefix -> app; the realtime and MCP modules add theirs here.
 MOUNTS: list[tuple[str, Any]] = [
     ("/mcp", Lazy("integrations.mcp_server:asgi_app")),
+    ("/socket.io", Lazy("sessions_app.realtime.sio:asgi_app")),
 ]
 
 

@@ -255,7 +255,8 @@ class SessionRunner:
             for _stream, entries in result or []:
                 for entry_id, fields in entries:
                     self.last_command_id = entry_id
-                    self.last_activity = time.monotonic()
+                    if fields.get("kind") != "screencast":  # watching is not activity
+                        self.last_activity = time.monotonic()
                     try:
                         await self._apply(entry_id, fields.get("kind", ""), json.loads(fields.get("data", "{}")))
                     except Exception:

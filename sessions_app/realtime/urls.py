@@ -1,3 +1,9 @@
-from django.urls import path  # noqa: F401
+from __future__ import annotations
 
-urlpatterns: list = []
+from django.urls import path
+
+from . import views
+
+urlpatterns = [
+    path("view/<str:session_id>", views.viewer_page, name="viewer"),
+]

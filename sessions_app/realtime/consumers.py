@@ -1,0 +1,91 @@
+"""The plain JSON websocket of the live view: /ws/sessions/<id>/?token=<viewer token>.
+
+Used by the viewer page (templates/viewer.html) and the dashboard. Server to client:
+`{"type": "hello", sessionId, control, state, url, title}`, `{"type": "frame", data, url, title,
+timestamp, sentAt}`, `{"type": "event", name, data, eventId}`, `{"type": "error", error, code,
+details}`, `{"type": "end_session", reason}`. Client to server: a send-message `message` of
+actionType "interaction" (only with a control token).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+from urllib.parse import parse_qs
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncJsonWebsocketConsumer
+
+from enigma_site.errors import ApiError
+
+from ..events import group_name
+from ..runner import frames_group
+from .access import error_payload, viewer_authorize, viewer_message_apply
+from .sio import RUNNER_STARTED
+from .viewers import ViewerLease
+
+logger = logging.getLogger(__name__)
+
+CLOSE_INVALID_TOKEN = 4403
+CLOSE_SESSION_ENDED = 4410
+
+
+class ViewerConsumer(AsyncJsonWebsocketConsumer):
+    session_id = ""
+    control = False
+    lease: ViewerLease | None = None
+
+    async def connect(self) -> None:
+        self.session_id = self.scope["url_route"]["kwargs"]["session_id"]
+        query = parse_qs(self.scope.get("query_string", b"").decode())
+        token = (query.get("token") or [""])[0]
+        try:
+            session, self.control = await database_sync_to_async(viewer_authorize)(
+                session_id=self.session_id, token=token)
+        except ApiError:
+            await self.close(code=CLOSE_INVALID_TOKEN)
+            return
+        await self.accept()
+        if not session.is_live:
+            await self.send_json({"type": "end_session", "reason": session.end_reason or session.state})
+            await self.close(code=CLOSE_SESSION_ENDED)
+            return
+        await self.channel_layer.group_add(group_name(self.session_id), self.channel_name)
+        await self.channel_layer.group_add(frames_group(self.session_id), self.channel_name)
+        await self.send_json({"type": "hello", "sessionId": self.session_id, "control": self.control,
+                              "state": session.state, "url": session.current_url,
+                              "title": session.current_title})
+        self.lease = ViewerLease(self.session_id)
+        await self.lease.start()
+
+    async def disconnect(self, code: int) -> None:
+        if self.lease is not None:
+            await self.lease.stop()
+        if self.session_id:
+            await self.channel_layer.group_discard(group_name(self.session_id), self.channel_name)
+            await self.channel_layer.group_discard(frames_group(self.session_id), self.channel_name)
+
+    async def receive_json(self, content: Any, **kwargs: Any) -> None:
+        try:
+            await database_sync_to_async(viewer_message_apply)(
+                session_id=self.session_id, control=self.control, raw=content)
+        except ApiError as exc:
+            await self.send_json(error_payload(exc))
+        except Exception:
+            logger.exception("viewer message of session %s failed", self.session_id)
+            await self.send_json({"type": "error", "error": "Internal server error",
+                                  "code": "INTERNAL_ERROR", "details": {}})
+
+    async def session_frame(self, message: dict[str, Any]) -> None:
+        await self.send_json({**message, "type": "frame"})
+
+    async def session_event(self, message: dict[str, Any]) -> None:
+        payload = message["payload"]
+        await self.send_json({"type": "event", "name": message["name"], "data": payload,
+                              "eventId": message["id"]})
+        if message["name"] == "end_session":
+            await self.send_json({"type": "end_session", "reason": payload.get("reason", "")})
+            await self.close(code=CLOSE_SESSION_ENDED)
+        elif self.lease is not None and (payload.get("type") in RUNNER_STARTED
+                                         or message["name"] in RUNNER_STARTED):
+            await self.lease.nudge()

@@ -1,0 +1,42 @@
+"""Helpers for the realtime tests: live sessions and the node Socket.IO client."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+JS_DIR = Path(__file__).resolve().parent.parent / "js"
+
+
+def session_start(api: Any, **body: Any) -> str:
+    """Start a session (no task) and return its id once a worker holds it."""
+    response = api.post("/start/start-session", body)
+    assert response.status_code == 200, response.text
+    session_id = response.json()["sessionId"]
+    api.wait_session(session_id, "active")
+    return session_id
+
+
+def task_details(pages: str, page: str = "hello.html") -> str:
+    return f"go to {pages}/{page} then extract the headings"
+
+
+@pytest.fixture
+def node_client() -> Any:
+    """Run tests/js/client.mjs with a config; return its JSON outcome."""
+    node = shutil.which("node")
+    if node is None or not (JS_DIR / "node_modules" / "socket.io-client").exists():
+        pytest.skip("node and tests/js/node_modules (scripts/install.sh) are needed")
+
+    def run(config: dict[str, Any], timeout: float = 45) -> dict[str, Any]:
+        done = subprocess.run([node, "client.mjs", json.dumps(config)], cwd=JS_DIR, capture_output=True,
+                              text=True, timeout=timeout, check=False)
+        assert done.returncode == 0, done.stderr
+        return json.loads(done.stdout.strip().splitlines()[-1])
+
+    return run
