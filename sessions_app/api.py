@@ -221,6 +221,22 @@ def _waiting_view(drf_view: Callable[..., Any]) -> Callable[..., Any]:
     return view
 
 
+class ActiveSocketsApi(ApiView):
+    """G1's `GET /start/active-sockets` (no auth): ids of the Socket.IO connections open now."""
+
+    authentication_classes: list[Any] = []
+    permission_classes: list[Any] = []
+
+    def get(self, request: Request) -> Response:
+        from enigma_site.redis import get_redis
+
+        from .realtime.sio import ACTIVE_SOCKETS_KEY
+
+        sockets = sorted(get_redis().smembers(ACTIVE_SOCKETS_KEY))
+        return ok(sockets=sockets, count=len(sockets),
+                  timestamp=timezone.now().isoformat().replace("+00:00", "Z"))
+
+
 start_session = StartSessionApi.as_view()
 run_task = _waiting_view(RunTaskApi.as_view())
 send_message = _waiting_view(SendMessageApi.as_view())
@@ -229,3 +245,4 @@ session_list = SessionListApi.as_view()
 session_detail = SessionDetailApi.as_view()
 session_events = SessionEventsApi.as_view()
 health = HealthApi.as_view()
+active_sockets = ActiveSocketsApi.as_view()

@@ -14,6 +14,7 @@ import base64
 import contextlib
 import json
 import logging
+import secrets
 import time
 from collections.abc import Callable
 from datetime import timedelta
@@ -29,6 +30,9 @@ from agents.browser import BlockedNavigation, NetworkPolicy, SessionBrowser
 from agents.loop import run_agent
 from agents.types import AgentError, SecretEntry, TaskSpec, TaskStopped
 from enigma_site.redis import get_async_redis
+from environments import selectors as environment_selectors
+from environments import services as environment_services
+from environments import storage as environment_storage
 
 from . import metering, services
 from .commands import stream_key
@@ -119,6 +123,8 @@ class SessionRunner:
         self._screencast_watch: asyncio.Task[None] | None = None
         self._frame_url = ""
         self._frame_title = ""
+        self._downloads: set[asyncio.Task[None]] = set()
+        self._task_files: dict[str, list[dict[str, Any]]] = {}
 
     # ----- lifecycle -----------------------------------------------------------------------
 
@@ -134,9 +140,14 @@ class SessionRunner:
                 allowed_private_hosts=settings.ENIGMA_ALLOWED_PRIVATE_HOSTS,
                 on_blocked=self._on_blocked,
             )
-            self.browser = await self.runtime.host.acquire(
-                policy=self.policy, storage_state=session.storage_state if takeover else None)
+            storage_state = session.storage_state if takeover else None
+            if storage_state is None and session.config.get("environmentId"):
+                storage_state = await db(environment_selectors.environment_storage_state)(
+                    environment_id=session.config["environmentId"])
+            self.browser = await self.runtime.host.acquire(policy=self.policy, storage_state=storage_state)
             self.browser.page.on("framenavigated", self._on_navigated)
+            self.browser.context.on("page", self._watch_downloads)
+            self._watch_downloads(self.browser.page)
             await self._load_commands()
             if takeover and session.current_url:
                 with contextlib.suppress(Exception):
@@ -188,6 +199,10 @@ class SessionRunner:
         if self.agent_task and not self.agent_task.done():
             self.stop_requested = True
             self.agent_task.cancel()
+        if self.session is not None and self.session.config.get("environmentId"):
+            # session_end saves the last checkpoint into the environment: make it the latest.
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.checkpoint_browser(), 5)
         ended = await db(services.session_end)(session_id=self.session_id, state=state,
                                                reason=reason, generation=self.generation)
         if ended:
@@ -416,6 +431,8 @@ class SessionRunner:
             output_schema=config.get("outputSchema"),
             secrets=tuple(SecretEntry(match=s["match"], fields=s["fields"])
                           for s in self.secrets.pop(task.pk, [])),
+            files=tuple(await db(environment_selectors.file_paths)(
+                team=self.session.team_id, file_ids=list(config.get("files") or []))),
         )
         outcome: dict[str, Any]
         try:
@@ -449,7 +466,51 @@ class SessionRunner:
         finally:
             self.current_task = None
             self.agent_task = None
+        files = await self._collect_downloads(task)
+        if files and outcome["state"] == Task.State.COMPLETED:
+            outcome["result_data"]["files"] = files
         await self._finish_task(task, outcome)
+
+    # ----- downloads ------------------------------------------------------------------------
+
+    def _watch_downloads(self, page: Any) -> None:
+        page.on("download", self._on_download)
+
+    def _on_download(self, download: Any) -> None:
+        task = self.current_task
+        if task is None:
+            return  # a manual download between tasks belongs to no task's result
+        keep = asyncio.get_running_loop().create_task(self._keep_download(download, task))
+        self._downloads.add(keep)
+        keep.add_done_callback(self._downloads.discard)
+
+    async def _keep_download(self, download: Any, task: Task) -> None:
+        assert self.session is not None
+        started = time.time()
+        temp = environment_storage.temp_dir() / f"{self.session_id}-{secrets.token_hex(8)}"
+        try:
+            await download.save_as(str(temp))
+            stored = await db(environment_services.file_store_download)(
+                team_id=self.session.team_id, session_id=self.session_id, task_id=task.pk,
+                environment_id=self.session.config.get("environmentId"), source_url=download.url,
+                filename=download.suggested_filename, temp_path=str(temp))
+        except Exception:
+            logger.warning("could not keep a download of session %s", self.session_id, exc_info=True)
+            return
+        self._task_files.setdefault(task.pk, []).append({
+            "source": download.url,
+            "downloadUrl": f"{settings.ENIGMA_PUBLIC_URL}/files/{stored.pk}/download",
+            "filename": stored.original_name,
+            "timestamp": int(started * 1000),
+            "fileId": stored.pk,
+            "size": stored.size,
+        })
+
+    async def _collect_downloads(self, task: Task) -> list[dict[str, Any]]:
+        """The files the browser downloaded during `task`, once their saves have finished."""
+        if self._downloads:
+            await asyncio.wait(set(self._downloads), timeout=30)
+        return self._task_files.pop(task.pk, [])
 
     async def _supervise(self, task: Task, spec: TaskSpec, config: dict[str, Any]) -> Any:
         """Run the agent; maxDuration counts only time not spent paused or waiting for a human."""

@@ -46,22 +46,43 @@ class NoGuardrailPending(ApiError):
     default_message = "No task in this session is waiting for human input"
 
 
-def _unsupported(session_input: SessionInput, task: TaskInput) -> None:
-    """Reject features whose backing objects do not exist (yet) instead of ignoring them."""
-    if session_input.environment_id:
-        raise InvalidParameter("environmentId", f"Environment {session_input.environment_id} not found")
+def _unsupported(team: Team, session_input: SessionInput, task: TaskInput) -> None:
+    """Reject unknown ids and unavailable features (400 naming the field) instead of ignoring them."""
+    from environments import selectors as environment_selectors
+
+    if session_input.environment_id and not environment_selectors.environment_exists(
+            team=team, environment_id=session_input.environment_id):
+        raise InvalidParameter("environmentId", f"Environment {session_input.environment_id} not found",
+                               value=session_input.environment_id)
     if session_input.policy_id:
         raise InvalidParameter("policyId", f"Policy {session_input.policy_id} not found")
     if session_input.proxy is not None:
         raise InvalidParameter("proxy", "Proxies are not available on this installation")
-    _unsupported_task(task, session_input.task_prefix)
+    _unsupported_task(team, task, session_input.task_prefix)
 
 
-def _unsupported_task(task: TaskInput, prefix: str) -> None:
-    if task.files:
-        raise InvalidParameter(f"{prefix}files", f"File {task.files[0]} not found")
+def _unsupported_task(team: Team | int, task: TaskInput, prefix: str) -> None:
+    from environments import selectors as environment_selectors
+
+    missing = environment_selectors.files_missing(team=team, file_ids=task.files) if task.files else []
+    if missing:
+        raise InvalidParameter(f"{prefix}files", f"File {missing[0]} not found", value=missing[0])
     if task.webhook is not None:
         raise InvalidParameter(f"{prefix}webhook", "Webhooks are not available on this installation")
+
+
+def _environment_attach(session: BrowserSession, task_input: TaskInput, *, first: bool) -> None:
+    """Count the environment's use and keep the task's orphan files in it (api.md §5.2)."""
+    environment_id = session.config.get("environmentId")
+    if not environment_id:
+        return
+    from environments import services as environment_services
+
+    if first:
+        environment_services.environment_mark_used(environment_id=environment_id)
+    if task_input.files:
+        environment_services.files_promote(team_id=session.team_id, file_ids=task_input.files,
+                                           environment_id=environment_id)
 
 
 def _require_capacity() -> None:
@@ -88,7 +109,7 @@ def session_start(*, team: Team, api_key: ApiKey | None, spec: SessionInput) -> 
 
     Raises 402 before any work when the balance is spent and 503 when no browser slot is free.
     """
-    _unsupported(spec, spec.task)
+    _unsupported(team, spec, spec.task)
     balance_require_positive(team=team)
     from .tasks import host_session
 
@@ -103,6 +124,7 @@ def session_start(*, team: Team, api_key: ApiKey | None, spec: SessionInput) -> 
         "startingUrl": task_input.starting_url,
         "terminateOnCompletion": task_input.terminate_on_completion,
         "initialPrompt": task_input.prompt,
+        "environmentId": spec.environment_id,
     }
     # One lock around the count and the insert so two requests cannot take the last slot twice.
     with get_redis().lock("enigma:lock:capacity", timeout=10, blocking_timeout=10):
@@ -110,6 +132,7 @@ def session_start(*, team: Team, api_key: ApiKey | None, spec: SessionInput) -> 
         with transaction.atomic():
             session = BrowserSession.objects.create(team=team, api_key=api_key, config=config)
             task = _create_task(session, task_input) if task_input.prompt else None
+    _environment_attach(session, task_input, first=True)
     if task is not None:
         command_push(session=session, kind="newTask", data=_task_command(task, task_input))
     host_session.delay(session.pk)
@@ -132,7 +155,7 @@ def _require_live(session: BrowserSession) -> None:
 def task_submit(*, session: BrowserSession, task_input: TaskInput, prefix: str = "message.") -> Task:
     """Queue a new task; it runs after the tasks before it (never rejected for being busy)."""
     _require_live(session)
-    _unsupported_task(task_input, prefix)
+    _unsupported_task(session.team_id, task_input, prefix)
     balance_require_positive(team=session.team_id)
     for attempt in range(5):
         try:
@@ -143,6 +166,7 @@ def task_submit(*, session: BrowserSession, task_input: TaskInput, prefix: str =
             if attempt == 4:
                 raise
     _touch(session)
+    _environment_attach(session, task_input, first=False)
     command_push(session=session, kind="newTask", data=_task_command(task, task_input))
     return task
 
@@ -183,9 +207,19 @@ def session_end(*, session_id: str, state: str, reason: str, generation: int | N
     query = BrowserSession.objects.filter(pk=session_id, state__in=BrowserSession.LIVE_STATES)
     if generation is not None:
         query = query.filter(generation=generation)
+    snapshot = BrowserSession.objects.filter(pk=session_id).values("storage_state", "config").first()
     if query.update(state=state, end_reason=reason, ended_at=now, paused=False,
                     human_control=False, storage_state=None) != 1:
         return False
+    if snapshot and snapshot["config"].get("environmentId") and snapshot["storage_state"]:
+        from environments import services as environment_services
+
+        # Also after an orphan takeover or a lost worker: the last checkpoint is the state.
+        try:
+            environment_services.environment_state_save(environment_id=snapshot["config"]["environmentId"],
+                                                        state=snapshot["storage_state"])
+        except OSError:
+            logger.exception("could not save the browser state of session %s", session_id)
     open_tasks = list(Task.objects.filter(session_id=session_id, state__in=Task.OPEN_STATES))
     for task in open_tasks:
         Task.objects.filter(pk=task.pk, state__in=Task.OPEN_STATES).update(

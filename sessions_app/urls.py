@@ -7,6 +7,7 @@ urlpatterns = [
     path("start/run-task", api.run_task, name="run-task"),
     path("start/send-message", api.send_message, name="send-message"),
     path("start/health", api.health, name="health"),
+    path("start/active-sockets", api.active_sockets, name="active-sockets"),
     path("task/<str:session_id>/<str:task_id>", api.task_poll, name="task-poll"),
     path("sessions", api.session_list, name="session-list"),
     path("sessions/<str:session_id>", api.session_detail, name="session-detail"),

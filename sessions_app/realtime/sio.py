@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from typing import Any
 
 import socketio
@@ -20,6 +21,7 @@ from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 
 from enigma_site.errors import ApiError
+from enigma_site.redis import get_async_redis
 
 from ..events import events_after, group_name
 from ..runner import frames_group
@@ -29,6 +31,8 @@ from .viewers import ViewerLease
 logger = logging.getLogger(__name__)
 
 REPLAY_PAGE = 500
+STALE_FRAME_S = 0.5
+ACTIVE_SOCKETS_KEY = "enigma:sockets"
 # Events after which a watching client asks the (possibly new) runner to start frames again.
 RUNNER_STARTED = {"session_active", "instance:reconnected"}
 
@@ -160,6 +164,10 @@ class SocketClient:
         await self.ready.wait()
         while True:
             message = await self.layer.receive(channel)
+            # Backpressure: a frame that waited too long is stale; skip it so a slow client
+            # gets the newest picture instead of a growing backlog.
+            if time.time() - float(message.get("sentAt") or 0) > STALE_FRAME_S:
+                continue
             frame = {k: v for k, v in message.items() if k != "type"}
             await sio.emit("frame", frame, to=self.sid)
 
@@ -173,6 +181,7 @@ async def connect(sid: str, environ: dict[str, Any], auth: Any) -> None:
             exc.message, {"code": exc.code, "details": exc.details}) from None
     client = SocketClient(sid, session.pk, _last_event_id(auth))
     _clients[sid] = client
+    await get_async_redis().sadd(ACTIVE_SOCKETS_KEY, sid)
     try:
         await client.open()
         if auth.get("frames"):
@@ -186,6 +195,7 @@ async def connect(sid: str, environ: dict[str, Any], auth: Any) -> None:
 @sio.event
 async def disconnect(sid: str, reason: Any = None) -> None:
     client = _clients.pop(sid, None)
+    await get_async_redis().srem(ACTIVE_SOCKETS_KEY, sid)
     if client is not None:
         await client.close()
 

@@ -145,3 +145,20 @@ def test_polling_transport_gets_a_clear_error(server: str) -> None:
     response = requests.get(f"{server}/socket.io/?EIO=4&transport=polling", timeout=10)
     assert response.status_code == 400
     assert response.json()["code"] == "TRANSPORT_NOT_SUPPORTED"
+
+
+@pytest.mark.asyncio
+async def test_active_sockets_lists_open_connections(api: Any) -> None:
+    session_id = await asyncio.to_thread(session_start, api)
+    client = socketio.AsyncClient(reconnection=False)
+    await client.connect(api.base, auth={"sessionId": session_id}, transports=["websocket"])
+    try:
+        body = (await asyncio.to_thread(requests.get, api.base + "/start/active-sockets", timeout=10)).json()
+        assert body["success"] is True
+        sid = client.get_sid("/")
+        assert sid in body["sockets"] and body["count"] == len(body["sockets"])
+    finally:
+        await client.disconnect()
+    await asyncio.sleep(0.3)
+    after = (await asyncio.to_thread(requests.get, api.base + "/start/active-sockets", timeout=10)).json()
+    assert sid not in after["sockets"]
