@@ -69,6 +69,7 @@ INSTALLED_APPS = [
     "sessions_app",
     "integrations",
     "dashboard",
+    "environments",
 ]
 
 MIDDLEWARE = [
@@ -181,6 +182,7 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 
 # Keys are HMAC-ed with this secret; changing it invalidates every API key.
 ENIGMA_KEY_HMAC_SECRET = os.environ.get("ENIGMA_KEY_HMAC_SECRET", SECRET_KEY)
+ENIGMA_METRICS_TOKEN = os.environ.get("ENIGMA_METRICS_TOKEN", "")
 ENIGMA_PUBLIC_URL = os.environ.get("ENIGMA_PUBLIC_URL", "").rstrip("/")
 
 # Rate limits per team and endpoint scope, requests per sliding 60 s window (api.md §6.3).

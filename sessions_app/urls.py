@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import api
+from . import api, metrics
 
 urlpatterns = [
     path("start/start-session", api.start_session, name="start-session"),
@@ -9,6 +9,7 @@ urlpatterns = [
     path("start/health", api.health, name="health"),
     path("start/active-sockets", api.active_sockets, name="active-sockets"),
     path("task/<str:session_id>/<str:task_id>", api.task_poll, name="task-poll"),
+    path("metrics", metrics.metrics, name="metrics"),
     path("sessions", api.session_list, name="session-list"),
     path("sessions/<str:session_id>", api.session_detail, name="session-detail"),
     path("sessions/<str:session_id>/events", api.session_events, name="session-events"),

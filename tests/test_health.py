@@ -32,3 +32,18 @@ def test_health_is_healthy_with_a_live_worker(worker: Any, server: str) -> None:
     assert body["instancesAvailable"] is True
     assert body["workers"] >= 1
     assert body["instanceCount"] >= 1
+
+
+@pytest.mark.django_db
+def test_metrics_count_sessions_by_state_and_honour_the_token() -> None:
+    from accounts.services import personal_team, user_create
+    from sessions_app.models import BrowserSession
+
+    team = personal_team(user_create(email="m@example.com"))
+    BrowserSession.objects.create(team=team, state="terminated")
+    text = APIClient().get("/metrics").content.decode()
+    assert 'enigma_sessions{state="terminated"} 1' in text
+    assert 'enigma_sessions{state="active"} 0' in text
+    with override_settings(ENIGMA_METRICS_TOKEN="t0ken"):
+        assert APIClient().get("/metrics").status_code == 401
+        assert APIClient().get("/metrics", HTTP_AUTHORIZATION="Bearer t0ken").status_code == 200
