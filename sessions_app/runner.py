@@ -30,9 +30,11 @@ from agents.browser import BlockedNavigation, NetworkPolicy, SessionBrowser
 from agents.loop import run_agent
 from agents.types import AgentError, SecretEntry, TaskSpec, TaskStopped
 from enigma_site.redis import get_async_redis
+from environments import proxies as environment_proxies
 from environments import selectors as environment_selectors
 from environments import services as environment_services
 from environments import storage as environment_storage
+from environments import tasks as environment_tasks
 
 from . import metering, services
 from .commands import stream_key
@@ -144,7 +146,13 @@ class SessionRunner:
             if storage_state is None and session.config.get("environmentId"):
                 storage_state = await db(environment_selectors.environment_storage_state)(
                     environment_id=session.config["environmentId"])
-            self.browser = await self.runtime.host.acquire(policy=self.policy, storage_state=storage_state)
+            proxy = None
+            if session.config.get("proxy"):
+                proxy = await environment_proxies.aproxy_load(self.session_id)
+                if proxy is None:
+                    raise RuntimeError("the session's proxy settings are gone")
+            self.browser = await self.runtime.host.acquire(policy=self.policy, storage_state=storage_state,
+                                                           proxy=proxy)
             self.browser.page.on("framenavigated", self._on_navigated)
             self.browser.context.on("page", self._watch_downloads)
             self._watch_downloads(self.browser.page)
@@ -193,6 +201,7 @@ class SessionRunner:
                 pk=self.session_id, state__in=BrowserSession.LIVE_STATES).exists())()
             if ended:
                 await get_async_redis().delete(stream_key(self.session_id))
+                await environment_proxies.aproxy_forget(self.session_id)
 
     async def end(self, state: str, reason: str) -> None:
         """End the session (once), meter the last seconds, and stop the runner."""
@@ -544,6 +553,10 @@ class SessionRunner:
             await get_async_redis().xdel(stream_key(self.session_id), entry)
         if updated != 1:
             return  # the session ended meanwhile and closed the task
+        try:
+            await db(metering.session_meter)(session_id=self.session_id, task_id=task.pk)
+        except Exception:
+            logger.exception("metering task %s failed", task.pk)
         await db(task.refresh_from_db)()
         from .selectors import task_usage
 
@@ -558,6 +571,7 @@ class SessionRunner:
                                         "details": task.error_details, "usage": usage}, task_id=task.pk)
         await atask_notify(task.pk, state)
         await self.checkpoint_browser()
+        await db(environment_tasks.task_finished.delay)(task.pk)  # webhooks, trigger runs
 
     async def raise_guardrail(self, task: Task, question: str) -> str:
         loop = asyncio.get_running_loop()

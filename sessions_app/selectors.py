@@ -9,7 +9,7 @@ from django.utils import timezone
 
 from accounts.models import Team
 from billing.money import micros_to_usd
-from billing.selectors import current_price
+from billing.selectors import price_at
 
 from .models import BrowserSession, Task
 
@@ -66,7 +66,7 @@ def usage_object(*, input_tokens: int, output_tokens: int, seconds: float, cost_
 
 def task_cost_micros(task: Task) -> int:
     """Token cost of the task plus compute for its own running time (for display)."""
-    price = current_price()
+    price = price_at(task.session.created_at)
     tokens = (task.input_tokens * price.input_per_million_micros
               + task.output_tokens * price.output_per_million_micros) // 1_000_000
     ms = int(_seconds(task.started_at, task.completed_at) * 1000)

@@ -61,6 +61,9 @@ def sessions_sweep() -> dict[str, int]:
         if session_end(session_id=session.pk, state=BrowserSession.State.FAILED,
                        reason="instance_unavailable"):
             counts["failed"] += 1
+    from .metering import sessions_meter_ended
+
+    counts["metered"] = sessions_meter_ended()
     if counts["orphaned"] or counts["failed"]:
         logger.info("sweep: %s", counts)
     return counts
