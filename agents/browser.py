@@ -1,0 +1,652 @@
+"""The browser runtime: one Chromium per worker process, one isolated context per session.
+
+Pure Playwright (async API), no Django. `BrowserHost` owns the Chromium process and a pool of
+warm contexts (a context plus a blank page, with the network guard already installed), because
+creating a context and page costs 250-350 ms while taking a warm one costs well under a
+millisecond. `SessionBrowser` is what the session runner and the agent drive: navigation, clicks
+in page coordinates, typing, keys, storage state and a throttled CDP screencast.
+
+Every request of a context (navigations, sub-resources, fetch/XHR, iframes, WebSockets) passes
+through `agents.netguard.NetworkGuard` (spec decision 10); see that module for what the guard can
+and cannot promise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import inspect
+import logging
+import os
+import random
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from playwright.async_api import (
+    Browser,
+    BrowserContext,
+    CDPSession,
+    Download,
+    Page,
+    Playwright,
+    Request,
+    Response,
+    Route,
+    WebSocketRoute,
+    async_playwright,
+)
+from playwright.async_api import (
+    Error as PlaywrightError,
+)
+
+from agents.netguard import NetworkGuard, NetworkPolicy
+
+__all__ = [
+    "BlockedNavigation",
+    "BrowserHost",
+    "NetworkPolicy",
+    "SessionBrowser",
+    "is_valid_key",
+]
+
+logger = logging.getLogger(__name__)
+
+FrameCallback = Callable[[bytes, dict[str, Any]], Awaitable[None] | None]
+
+CHROMIUM_ARGS = [
+    "--no-sandbox",  # workers run as root in a container; the container is the sandbox
+    "--disable-gpu",
+    "--disable-dev-shm-usage",  # /dev/shm is small in containers
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-extensions",
+    "--mute-audio",
+    # Memory: the back/forward cache keeps every left page alive in its renderer.
+    "--disable-back-forward-cache",
+    # WebRTC must not reveal or reach private interfaces behind the guard's back.
+    "--force-webrtc-ip-handling-policy=disable_non_proxied_udp",
+]
+
+# Named keys accepted by key_press, canonical spelling (Playwright's names).
+_NAMED_KEYS = {
+    "Enter", "Escape", "Tab", "Backspace", "Delete", "Insert", "Space",
+    "ArrowUp", "ArrowDown", "ArrowLeft", "ArrowRight",
+    "PageUp", "PageDown", "Home", "End",
+    *(f"F{n}" for n in range(1, 13)),
+}  # fmt: skip
+_KEY_ALIASES = {
+    "return": "Enter", "esc": "Escape", "del": "Delete", "spacebar": "Space",
+    "up": "ArrowUp", "down": "ArrowDown", "left": "ArrowLeft", "right": "ArrowRight",
+}  # fmt: skip
+_MODIFIERS = {
+    "control": "Control", "ctrl": "Control", "shift": "Shift", "alt": "Alt", "option": "Alt",
+    "meta": "Meta", "cmd": "Meta", "command": "Meta", "controlormeta": "ControlOrMeta",
+}  # fmt: skip
+_NAMED_BY_LOWER = {name.lower(): name for name in _NAMED_KEYS} | _KEY_ALIASES
+
+
+def _canonical_single_key(key: str) -> str | None:
+    if len(key) == 1:
+        return key if key.isprintable() else None
+    return _NAMED_BY_LOWER.get(key.lower())
+
+
+def canonical_key(key: str) -> str | None:
+    """Return the Playwright spelling of a KEY_PRESS key ("ctrl+A" -> "Control+A"), or None if
+    the key is not one we accept."""
+    if not isinstance(key, str) or not key or len(key) > 40:
+        return None
+    if len(key) == 1 or key == "+":
+        return _canonical_single_key(key)
+    parts = key.split("+")
+    if key.endswith("++"):  # "Control++": the final key is "+"
+        parts = [*key[:-2].split("+"), "+"]
+    *mods, last = parts
+    canonical_mods = [_MODIFIERS.get(m.lower()) for m in mods]
+    final = _canonical_single_key(last)
+    if final is None or any(m is None for m in canonical_mods):
+        return None
+    if len(set(canonical_mods)) != len(canonical_mods):
+        return None
+    return "+".join([*(m for m in canonical_mods if m), final])
+
+
+def is_valid_key(key: str) -> bool:
+    """True for keys KEY_PRESS accepts: named keys (Enter, Escape, Tab, Backspace, Delete,
+    arrows, PageUp/PageDown, Home, End, F1-F12, ...), single printable characters, and
+    modifier combos such as "Control+a" or "Shift+Tab". Named keys are case-insensitive."""
+    return canonical_key(key) is not None
+
+
+class BlockedNavigation(Exception):
+    """The network guard refused the main document of a navigation."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        super().__init__(f"navigation to {url} blocked: {reason}")
+        self.url = url
+        self.reason = reason
+
+
+class _Slot:
+    """A context with its guard: the route handler reads the guard, acquire fills it in."""
+
+    def __init__(self, context: BrowserContext, page: Page, guard: NetworkGuard) -> None:
+        self.context = context
+        self.page = page
+        self.guard = guard
+        self.session: SessionBrowser | None = None
+
+
+class SessionBrowser:
+    """One session's isolated browser context and its current page."""
+
+    def __init__(
+        self,
+        slot: _Slot,
+        *,
+        downloads_dir: str | None,
+        on_close: Callable[[SessionBrowser], None],
+    ) -> None:
+        self._slot = slot
+        self.context = slot.context
+        self.page = slot.page
+        self._guard = slot.guard
+        self._downloads_dir = downloads_dir
+        self._on_close = on_close
+        self._closed = False
+        self._blocked_navigations: dict[str, str] = {}
+        self._screencast: _Screencast | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._redirect_checks: set[asyncio.Task[None]] = set()
+        self.context.on("page", self._on_new_page)
+        self.context.on("response", self._on_response)
+        self._watch_page(self.page)
+        slot.session = self
+
+    # Navigation ---------------------------------------------------------------------------
+
+    async def goto(self, url: str, timeout_ms: int = 30000) -> None:
+        """Navigate the current page and wait for `load`. Raise BlockedNavigation if the guard
+        refused the main document (before or during the navigation); other failures raise
+        Playwright's Error."""
+        reason = await self._guard.check(url)
+        if reason is not None:
+            self._guard.report(url, reason)
+            raise BlockedNavigation(url, reason)
+        self._blocked_navigations.clear()
+        try:
+            await self.page.goto(url, timeout=timeout_ms)
+        except PlaywrightError as exc:
+            await self._settle_redirect_checks()
+            if "ERR_BLOCKED_BY_CLIENT" not in exc.message and not self._blocked_navigations:
+                raise
+            await self._await_error_page()
+            raise self._blocked_error(url) from exc
+        await self._settle_redirect_checks()
+        if self._blocked_navigations:
+            raise self._blocked_error(url)
+
+    async def _await_error_page(self) -> None:
+        # Chromium commits its error page after goto has already failed; wait for it, or the
+        # caller's next navigation is interrupted by it.
+        page = self.page
+        if page.url.startswith("chrome-error:"):
+            return
+        try:
+            await page.wait_for_event(
+                "framenavigated",
+                predicate=lambda frame: frame == page.main_frame,
+                timeout=2000,
+            )
+        except PlaywrightError:
+            logger.debug("no error page after a blocked navigation", exc_info=True)
+
+    def _blocked_error(self, url: str) -> BlockedNavigation:
+        blocked_url, reason = next(iter(self._blocked_navigations.items()), (url, "blocked_by_client"))
+        return BlockedNavigation(blocked_url, reason)
+
+    async def _settle_redirect_checks(self) -> None:
+        # A redirect check may still be stopping the frame; let it finish so the caller's
+        # next navigation is not interrupted by it.
+        if self._redirect_checks:
+            await asyncio.gather(*self._redirect_checks, return_exceptions=True)
+
+    def _note_blocked_document(self, url: str, reason: str) -> None:
+        self._blocked_navigations[url] = reason
+
+    def _note_blocked(self, request: Request, reason: str) -> None:
+        try:
+            main_frame = request.frame == self.page.main_frame
+        except PlaywrightError:  # service-worker requests have no frame
+            main_frame = False
+        if request.is_navigation_request() and main_frame:
+            self._blocked_navigations[request.url] = reason
+
+    async def url_and_title(self) -> tuple[str, str]:
+        """Return the current page's URL and title (title "" while the page navigates)."""
+        try:
+            title = await self.page.title()
+        except PlaywrightError:
+            title = ""
+        return self.page.url, title
+
+    # Input --------------------------------------------------------------------------------
+
+    async def click(self, x: float, y: float, *, double: bool = False) -> None:
+        """Click (or double-click) at page coordinates: (0, 0) is the viewport's top left."""
+        if double:
+            await self.page.mouse.dblclick(x, y)
+        else:
+            await self.page.mouse.click(x, y)
+
+    async def type_text(self, text: str, *, human_like: bool = False) -> None:
+        """Type into the focused element. With human_like, one key at a time with random
+        30-120 ms pauses, for sites that watch typing rhythm. `text` may be a secret: never
+        log it."""
+        if not human_like:
+            await self.page.keyboard.type(text)
+            return
+        for char in text:
+            await self.page.keyboard.type(char)
+            await asyncio.sleep(random.uniform(0.03, 0.12))
+
+    async def key_press(self, key: str) -> None:
+        """Press a key or combo (see is_valid_key); raise ValueError for any other key."""
+        canonical = canonical_key(key)
+        if canonical is None:
+            raise ValueError(f"unsupported key: {key!r}")
+        await self.page.keyboard.press(canonical)
+
+    # State --------------------------------------------------------------------------------
+
+    async def storage_state(self) -> dict[str, Any]:
+        """Return cookies and localStorage (and IndexedDB) of the context, in the shape
+        BrowserHost.acquire(storage_state=...) accepts."""
+        state = await self.context.storage_state(indexed_db=True)
+        return dict(state)
+
+    # Screencast ---------------------------------------------------------------------------
+
+    async def start_screencast(
+        self,
+        on_frame: FrameCallback,
+        *,
+        quality: int = 60,
+        every_nth_frame: int = 2,
+        max_width: int = 1024,
+        max_height: int = 445,
+    ) -> None:
+        """Stream JPEG frames of the current page to on_frame(jpeg, metadata) until
+        stop_screencast. A frame is acknowledged only after on_frame returns, so a slow
+        consumer slows Chromium down instead of queueing frames. Follows the session to a new
+        tab. Call only while someone watches: a screencast costs CPU."""
+        await self.stop_screencast()
+        self._screencast = _Screencast(
+            on_frame,
+            {
+                "format": "jpeg",
+                "quality": quality,
+                "maxWidth": max_width,
+                "maxHeight": max_height,
+                "everyNthFrame": max(1, every_nth_frame),
+            },
+        )
+        await self._screencast.start(self.context, self.page)
+
+    async def stop_screencast(self) -> None:
+        """Stop the screencast, if any; idempotent."""
+        screencast, self._screencast = self._screencast, None
+        if screencast is not None:
+            await screencast.stop()
+
+    # Lifecycle ----------------------------------------------------------------------------
+
+    async def close(self) -> None:
+        """Close the context and everything in it; idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        await self.stop_screencast()
+        for task in list(self._tasks):
+            task.cancel()
+        try:
+            await self.context.close()
+        except PlaywrightError:
+            logger.debug("context already gone", exc_info=True)
+        finally:
+            self._on_close(self)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    # Internals ----------------------------------------------------------------------------
+
+    def _spawn(self, coro: Awaitable[None]) -> asyncio.Task[None]:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def _watch_page(self, page: Page) -> None:
+        page.on("download", lambda download: self._spawn(self._save_download(download)))
+        page.on("close", self._on_page_closed)
+
+    def _on_new_page(self, page: Page) -> None:
+        # A popup or new tab becomes the page the agent and the viewer see.
+        self._watch_page(page)
+        self._switch_to(page)
+        self._spawn(_attach_redirect_guard(self.context, page, self._slot))
+
+    def _on_page_closed(self, page: Page) -> None:
+        if page is self.page and not self._closed:
+            remaining = [p for p in self.context.pages if not p.is_closed()]
+            if remaining:
+                self._switch_to(remaining[-1])
+
+    def _switch_to(self, page: Page) -> None:
+        self.page = page
+        if self._screencast is not None:
+            self._spawn(self._screencast.start(self.context, page))
+
+    def _on_response(self, response: Response) -> None:
+        # The per-page redirect guard fails blocked redirect hops before they are sent, so a
+        # response to a blocked hop means it came through a target that guard does not cover
+        # (an out-of-process iframe, or a popup's first request): report it and stop the frame.
+        if response.request.redirected_from is not None:
+            task = self._spawn(self._check_redirect(response.request))
+            self._redirect_checks.add(task)
+            task.add_done_callback(self._redirect_checks.discard)
+
+    async def _check_redirect(self, request: Request) -> None:
+        reason = await self._guard.check(request.url)
+        if reason is None:
+            return
+        reason = f"redirect:{reason}"
+        self._guard.report(request.url, reason)
+        if not request.is_navigation_request():
+            return
+        self._note_blocked(request, reason)
+        try:
+            frame = request.frame
+            # Stop the frame at once: about:blank never hits the network.
+            await frame.goto("about:blank")
+        except PlaywrightError:
+            logger.debug("could not stop a blocked redirect", exc_info=True)
+
+    async def _save_download(self, download: Download) -> None:
+        if self._downloads_dir is None:
+            return
+        name = os.path.basename(download.suggested_filename) or "download"
+        try:
+            await download.save_as(os.path.join(self._downloads_dir, name))
+        except PlaywrightError:
+            logger.warning("download of %s failed", download.url, exc_info=True)
+
+
+class _Screencast:
+    """A CDP screencast of one page at a time."""
+
+    def __init__(self, on_frame: FrameCallback, params: dict[str, Any]) -> None:
+        self._on_frame = on_frame
+        self._params = params
+        self._cdp: CDPSession | None = None
+
+    async def start(self, context: BrowserContext, page: Page) -> None:
+        await self._detach()
+        cdp = await context.new_cdp_session(page)
+        self._cdp = cdp
+        cdp.on("Page.screencastFrame", lambda event: self._on_event(cdp, event))
+        await cdp.send("Page.startScreencast", self._params)
+
+    async def _on_event(self, cdp: CDPSession, event: dict[str, Any]) -> None:
+        try:
+            result = self._on_frame(base64.b64decode(event["data"]), event.get("metadata", {}))
+            if inspect.isawaitable(result):
+                await result
+        except Exception:
+            # The frame consumer is an outer boundary (a websocket); one bad frame must not
+            # stop the stream.
+            logger.exception("screencast frame consumer failed")
+        finally:
+            if cdp is self._cdp:
+                try:
+                    await cdp.send("Page.screencastFrameAck", {"sessionId": event["sessionId"]})
+                except PlaywrightError:
+                    pass
+
+    async def _detach(self) -> None:
+        cdp, self._cdp = self._cdp, None
+        if cdp is None:
+            return
+        try:
+            await cdp.send("Page.stopScreencast")
+            await cdp.detach()
+        except PlaywrightError:
+            pass  # the page is already gone
+
+    async def stop(self) -> None:
+        await self._detach()
+
+
+class BrowserHost:
+    """One Chromium per worker process, many isolated contexts (one per session), a warm pool."""
+
+    def __init__(
+        self,
+        *,
+        chromium_path: str,
+        warm_pool_size: int = 2,
+        headless: bool = True,
+        viewport: tuple[int, int] = (1024, 445),
+    ) -> None:
+        self._chromium_path = chromium_path
+        self._warm_pool_size = warm_pool_size
+        self._headless = headless
+        self._viewport = {"width": viewport[0], "height": viewport[1]}
+        self._playwright: Playwright | None = None
+        self._browser: Browser | None = None
+        self._warm: list[_Slot] = []
+        self._sessions: set[SessionBrowser] = set()
+        self._refill_task: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    async def start(self) -> None:
+        """Launch Chromium and fill the warm pool."""
+        self._playwright = await async_playwright().start()
+        self._browser = await self._playwright.chromium.launch(
+            executable_path=self._chromium_path,
+            headless=self._headless,
+            args=CHROMIUM_ARGS,
+        )
+        self._browser.on("disconnected", lambda _: logger.error("chromium disconnected"))
+        await self._refill()
+
+    async def stop(self) -> None:
+        """Close every session and warm context, then Chromium and the Playwright driver."""
+        self._stopping = True
+        if self._refill_task is not None:
+            self._refill_task.cancel()
+            try:
+                await self._refill_task
+            except asyncio.CancelledError:
+                pass
+        for session in list(self._sessions):
+            await session.close()
+        warm, self._warm = self._warm, []
+        for slot in warm:
+            await slot.context.close()
+        if self._browser is not None:
+            await self._browser.close()
+            self._browser = None
+        if self._playwright is not None:
+            await self._playwright.stop()
+            self._playwright = None
+
+    async def acquire(
+        self,
+        *,
+        policy: NetworkPolicy,
+        storage_state: dict[str, Any] | None = None,
+        proxy: dict[str, str] | None = None,
+        downloads_dir: str | None = None,
+    ) -> SessionBrowser:
+        """Return a session browser on a blank page, guarded by `policy`.
+
+        Warm path (no storage_state, no proxy): take a pre-made context, which costs no
+        Chromium round trip, and refill the pool in the background. Otherwise, or when the pool
+        is empty, create a context now (250-350 ms)."""
+        if self._stopping:
+            raise RuntimeError("browser host is stopping")
+        if storage_state is None and proxy is None and self._warm:
+            slot = self._warm.pop()
+            self._schedule_refill()
+        else:
+            slot = await self._new_slot(storage_state=storage_state, proxy=proxy)
+            self._schedule_refill()
+        slot.guard.policy = policy
+        slot.guard.uses_proxy = proxy is not None
+        session = SessionBrowser(slot, downloads_dir=downloads_dir, on_close=self._sessions.discard)
+        self._sessions.add(session)
+        return session
+
+    @property
+    def open_contexts(self) -> int:
+        """Contexts open in Chromium: warm ones plus those of live sessions."""
+        return len(self._browser.contexts) if self._browser is not None else 0
+
+    @property
+    def warm_count(self) -> int:
+        return len(self._warm)
+
+    async def healthy(self) -> bool:
+        """True while Chromium is connected."""
+        return self._browser is not None and self._browser.is_connected()
+
+    async def wait_warm(self) -> None:
+        """Wait until a running pool refill has finished (tests and benchmarks use it)."""
+        if self._refill_task is not None:
+            await asyncio.shield(self._refill_task)
+
+    # Internals ----------------------------------------------------------------------------
+
+    def _schedule_refill(self) -> None:
+        if self._refill_task is None or self._refill_task.done():
+            self._refill_task = asyncio.ensure_future(self._refill())
+
+    async def _refill(self) -> None:
+        while not self._stopping and len(self._warm) < self._warm_pool_size:
+            try:
+                slot = await self._new_slot()
+            except PlaywrightError:
+                logger.exception("could not create a warm browser context")
+                return
+            if self._stopping:
+                await slot.context.close()
+                return
+            self._warm.append(slot)
+
+    async def _new_slot(
+        self,
+        *,
+        storage_state: dict[str, Any] | None = None,
+        proxy: dict[str, str] | None = None,
+    ) -> _Slot:
+        if self._browser is None:
+            raise RuntimeError("browser host is not started")
+        context = await self._browser.new_context(
+            viewport=self._viewport,  # type: ignore[arg-type]
+            accept_downloads=True,
+            # Service workers could fetch outside the route handler; block them.
+            service_workers="block",
+            storage_state=storage_state,  # type: ignore[arg-type]
+            proxy=proxy,  # type: ignore[arg-type]
+        )
+        slot = _Slot(context, None, NetworkGuard())  # type: ignore[arg-type]
+        await context.route("**/*", lambda route: _guard_route(slot, route))
+        await context.route_web_socket(lambda _url: True, lambda ws: _guard_websocket(slot, ws))
+        slot.page = await context.new_page()
+        await _attach_redirect_guard(context, slot.page, slot)
+        return slot
+
+
+async def _guard_route(slot: _Slot, route: Route) -> None:
+    request = route.request
+    reason = await slot.guard.check(request.url)
+    if reason is None:
+        try:
+            await route.fallback()
+        except PlaywrightError:
+            pass  # the page went away meanwhile
+        return
+    slot.guard.report(request.url, reason)
+    if slot.session is not None:
+        slot.session._note_blocked(request, reason)
+    try:
+        await route.abort("blockedbyclient")
+    except PlaywrightError:
+        pass
+
+
+async def _attach_redirect_guard(context: BrowserContext, page: Page, slot: _Slot) -> None:
+    """Check redirect hops of `page`'s requests, which Playwright's route never sees.
+
+    A second Fetch interception on the page's own CDP session pauses every request after
+    Playwright's; first hops were already checked by the route handler and continue at once,
+    redirect hops are checked here and failed before they reach the network. Out-of-process
+    iframes are other targets and are not covered (see SessionBrowser._on_response).
+    """
+    try:
+        cdp = await context.new_cdp_session(page)
+        tree = await cdp.send("Page.getFrameTree")
+        guard = _RedirectGuard(cdp, slot, main_frame_id=tree["frameTree"]["frame"]["id"])
+        cdp.on("Fetch.requestPaused", guard.on_paused)
+        await cdp.send("Fetch.enable", {"patterns": [{"urlPattern": "*"}]})
+    except PlaywrightError:
+        logger.warning("could not attach the redirect guard", exc_info=True)
+
+
+class _RedirectGuard:
+    def __init__(self, cdp: CDPSession, slot: _Slot, *, main_frame_id: str) -> None:
+        self._cdp = cdp
+        self._slot = slot
+        self._main_frame_id = main_frame_id
+
+    async def on_paused(self, event: dict[str, Any]) -> None:
+        request_id = event["requestId"]
+        url = event["request"]["url"]
+        reason: str | None = None
+        try:
+            if event.get("redirectedRequestId"):
+                reason = await self._slot.guard.check(url)
+        except Exception:
+            # Every paused request must be answered or the page hangs; fail closed.
+            logger.exception("redirect check failed")
+            reason = "guard_error"
+        try:
+            if reason is None:
+                await self._cdp.send("Fetch.continueRequest", {"requestId": request_id})
+                return
+            await self._cdp.send("Fetch.failRequest", {"requestId": request_id, "errorReason": "BlockedByClient"})
+        except PlaywrightError:
+            return  # the page went away meanwhile
+        reason = f"redirect:{reason}"
+        self._slot.guard.report(url, reason)
+        session = self._slot.session
+        if (
+            session is not None
+            and event.get("resourceType") == "Document"
+            and event.get("frameId") == self._main_frame_id
+        ):
+            session._note_blocked_document(url, reason)
+
+
+async def _guard_websocket(slot: _Slot, ws: WebSocketRoute) -> None:
+    reason = await slot.guard.check(ws.url)
+    if reason is None:
+        ws.connect_to_server()
+        return
+    slot.guard.report(ws.url, reason)
+    await ws.close(code=1008, reason="blocked")

@@ -1,0 +1,105 @@
+"""The host: warm pool, screencast, and no leaked contexts or processes."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from agents.browser import BrowserHost, NetworkPolicy
+
+from .conftest import WARM_POOL_SIZE, LocalSite
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+
+def chromium_processes() -> set[int]:
+    """Pids of Chromium processes descending from this test process (via the driver)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                ppid = int(stat.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(entry))
+    found: set[int] = set()
+    stack = [os.getpid()]
+    while stack:
+        for child in children.get(stack.pop(), []):
+            stack.append(child)
+            try:
+                with open(f"/proc/{child}/cmdline", "rb") as cmdline:
+                    if b"chromium" in cmdline.read().split(b"\0", 1)[0]:
+                        found.add(child)
+            except OSError:
+                continue
+    return found
+
+
+async def test_warm_acquire_takes_from_the_pool_and_refills_it(
+    host: BrowserHost, make_policy: Callable[..., NetworkPolicy]
+) -> None:
+    await host.wait_warm()
+    assert host.warm_count == WARM_POOL_SIZE
+    session = await host.acquire(policy=make_policy())
+    assert host.warm_count == WARM_POOL_SIZE - 1
+    assert session.page.url == "about:blank"
+    await host.wait_warm()
+    assert host.warm_count == WARM_POOL_SIZE
+    await session.close()
+    assert await host.healthy()
+
+
+async def test_screencast_delivers_jpeg_frames_and_stops(
+    host: BrowserHost, site: LocalSite, make_policy: Callable[..., NetworkPolicy]
+) -> None:
+    session = await host.acquire(policy=make_policy())
+    frames: list[tuple[bytes, dict[str, Any]]] = []
+    enough = asyncio.Event()
+
+    async def on_frame(jpeg: bytes, metadata: dict[str, Any]) -> None:
+        frames.append((jpeg, metadata))
+        if len(frames) >= 5:
+            enough.set()
+
+    try:
+        await session.goto(site.url("/animated"))
+        await session.start_screencast(on_frame, quality=50, every_nth_frame=2)
+        await asyncio.wait_for(enough.wait(), timeout=10)
+        await session.stop_screencast()
+        await asyncio.sleep(0.3)  # frames already in flight may still land
+        count = len(frames)
+        await asyncio.sleep(0.5)
+        assert len(frames) == count
+        jpeg, metadata = frames[0]
+        assert jpeg.startswith(b"\xff\xd8")
+        assert metadata["deviceWidth"] == 1024
+        await session.stop_screencast()  # idempotent
+    finally:
+        await session.close()
+
+
+async def test_closing_sessions_releases_contexts_and_processes(
+    host: BrowserHost, site: LocalSite, make_policy: Callable[..., NetworkPolicy]
+) -> None:
+    await host.wait_warm()
+    baseline = chromium_processes()
+    assert baseline, "no chromium process found under the test process"
+    for _ in range(30):
+        session = await host.acquire(policy=make_policy())
+        await session.goto(site.url("/"))
+        await session.close()
+        await session.close()  # idempotent
+    await host.wait_warm()
+    assert host.open_contexts == WARM_POOL_SIZE
+    for _ in range(50):  # renderers exit asynchronously after their context closes
+        if len(chromium_processes()) <= len(baseline):
+            break
+        await asyncio.sleep(0.1)
+    assert len(chromium_processes()) <= len(baseline)

@@ -1,0 +1,150 @@
+"""The network guard holds in the browser's network layer (spec decision 10)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+
+from agents.browser import BlockedNavigation, BrowserHost, NetworkPolicy
+
+from .conftest import Blocked, LocalSite
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+
+async def test_sub_resources_of_an_avoided_domain_are_never_fetched(
+    host: BrowserHost,
+    site: LocalSite,
+    tracker: LocalSite,
+    blocked: Blocked,
+    make_policy: Callable[..., NetworkPolicy],
+) -> None:
+    tracker.hits.clear()
+    session = await host.acquire(policy=make_policy(avoid_domains=["localhost"]))
+    try:
+        await session.goto(site.url(f"/tracked?port={tracker.port}"))
+        await session.page.wait_for_function("document.title === 'done'")
+        await session.page.wait_for_load_state("load")
+    finally:
+        await session.close()
+    assert tracker.hits == []
+    blocked_urls = {url for url, _ in blocked.calls}
+    assert f"http://localhost:{tracker.port}/pixel.png" in blocked_urls
+    assert f"http://localhost:{tracker.port}/api" in blocked_urls
+    assert {reason for _, reason in blocked.calls} == {"avoided_domain:localhost"}
+
+
+async def test_navigation_to_an_avoided_domain_raises(
+    host: BrowserHost, site: LocalSite, make_policy: Callable[..., NetworkPolicy]
+) -> None:
+    session = await host.acquire(policy=make_policy(avoid_domains=["https://www.localhost/"]))
+    try:
+        with pytest.raises(BlockedNavigation) as info:
+            await session.goto(site.url("/", host="localhost"))
+        assert info.value.reason == "avoided_domain:localhost"
+        await session.goto(site.url("/"))  # 127.0.0.1 is another domain
+    finally:
+        await session.close()
+
+
+async def test_private_addresses_are_blocked_unless_allowed(
+    host: BrowserHost,
+    site: LocalSite,
+    blocked: Blocked,
+    make_policy: Callable[..., NetworkPolicy],
+) -> None:
+    session = await host.acquire(policy=make_policy(allowed=frozenset()))
+    try:
+        with pytest.raises(BlockedNavigation) as info:
+            await session.goto(site.url("/"))
+        assert info.value.reason == "loopback_address"
+        with pytest.raises(BlockedNavigation):
+            await session.goto(site.url("/", host="localhost"))
+        assert [reason for _, reason in blocked.calls] == ["loopback_address"] * 2
+        # The policy is mutable: the operator's allowance applies to the next request.
+        session_policy = make_policy()
+        session._guard.policy = session_policy
+        await session.goto(site.url("/"))
+    finally:
+        await session.close()
+
+
+async def test_a_redirect_to_a_blocked_host_is_stopped(
+    host: BrowserHost,
+    site: LocalSite,
+    tracker: LocalSite,
+    blocked: Blocked,
+    make_policy: Callable[..., NetworkPolicy],
+) -> None:
+    session = await host.acquire(policy=make_policy(avoid_domains=["localhost"]))
+    target = tracker.url("/", host="localhost")
+    tracker.hits.clear()
+    try:
+        with pytest.raises(BlockedNavigation) as info:
+            await session.goto(site.url(f"/redirect?to={target}"))
+        assert info.value.reason == "redirect:avoided_domain:localhost"
+        assert (target, "redirect:avoided_domain:localhost") in blocked.calls
+        await session.goto(site.url("/"))
+        image_redirect = site.url(f"/redirect?to={tracker.url('/img', host='localhost')}")
+        loaded = await session.page.evaluate(
+            """src => new Promise(resolve => {
+                const img = new Image();
+                img.onload = () => resolve(true);
+                img.onerror = () => resolve(false);
+                img.src = src;
+            })""",
+            image_redirect,
+        )
+        assert loaded is False
+    finally:
+        await session.close()
+    # Redirect hops never reach the network, for navigations and sub-resources alike.
+    assert tracker.hits == []
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "file:///etc/passwd",
+        "chrome://version",
+        "ftp://127.0.0.1/",
+        "view-source:http://a/",
+    ],
+)
+async def test_non_http_schemes_are_blocked(
+    host: BrowserHost, url: str, make_policy: Callable[..., NetworkPolicy]
+) -> None:
+    session = await host.acquire(policy=make_policy())
+    try:
+        with pytest.raises(BlockedNavigation) as info:
+            await session.goto(url)
+        assert info.value.reason.startswith("scheme:")
+        assert session.page.url == "about:blank"
+    finally:
+        await session.close()
+
+
+async def test_websockets_to_private_addresses_are_refused(
+    host: BrowserHost,
+    site: LocalSite,
+    blocked: Blocked,
+    make_policy: Callable[..., NetworkPolicy],
+) -> None:
+    session = await host.acquire(policy=make_policy(avoid_domains=["localhost"]))
+    try:
+        await session.goto(site.url("/"))
+        code = await session.page.evaluate(
+            """url => new Promise(resolve => {
+                const ws = new WebSocket(url);
+                ws.onclose = event => resolve(event.code);
+            })""",
+            f"ws://localhost:{site.port}/socket",
+        )
+        assert code != 1000
+        assert (
+            f"ws://localhost:{site.port}/socket",
+            "avoided_domain:localhost",
+        ) in blocked.calls
+    finally:
+        await session.close()
