@@ -5,6 +5,8 @@ cd "$(dirname "$0")/.."
 PORT=${PORT:-8000}
 HOST=${HOST:-127.0.0.1}
 export REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379/0}
+# A local demo may browse pages on this machine; set the variable (even empty) to decide yourself.
+export ENIGMA_ALLOWED_PRIVATE_HOSTS=${ENIGMA_ALLOWED_PRIVATE_HOSTS-127.0.0.1,localhost}
 pids=()
 cleanup() {
   trap - INT TERM EXIT
@@ -46,7 +48,9 @@ cat <<MSG
 
   curl -s -X POST http://$HOST:$PORT/start/run-task \\
     -H "Authorization: Bearer $key" -H "Content-Type: application/json" \\
-    -d '{"taskDetails": "go to http://$HOST:$PORT/admin/login/ then extract the title"}'
+    -d '{"taskDetails": "go to http://$HOST:$PORT/admin/login/ then extract the title and headings"}'
+
+  The browser may visit: ${ENIGMA_ALLOWED_PRIVATE_HOSTS:-public addresses only} (ENIGMA_ALLOWED_PRIVATE_HOSTS)
 
   Press Ctrl-C to stop.
 
