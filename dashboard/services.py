@@ -1,0 +1,134 @@
+"""Membership writes the dashboard needs that accounts.services does not offer yet.
+
+Each checks the acting user's role itself, so a view cannot forget it (rules: README.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from django.core import signing
+from django.core.mail import send_mail
+from django.db import transaction
+
+from accounts.models import Membership, Team, User
+from accounts.services import PermissionDenied
+from enigma_site.errors import ApiError, InvalidParameter
+
+INVITE_SALT = "enigma.invite"
+INVITE_MAX_AGE_S = 7 * 24 * 3600
+MANAGERS = (Membership.Role.OWNER, Membership.Role.ADMIN)
+
+
+class InviteInvalid(ApiError):
+    code = "INVITE_INVALID"
+    default_message = "This invitation link is invalid or has expired. Ask for a new one."
+
+
+@dataclass(frozen=True)
+class Invite:
+    team: Team
+    email: str
+    role: str
+
+
+def _role_of(*, team: Team, user: User) -> str | None:
+    return Membership.objects.filter(team=team, user=user).values_list("role", flat=True).first()
+
+
+def _require_manager(*, team: Team, user: User) -> str:
+    role = _role_of(team=team, user=user)
+    if role not in MANAGERS:
+        raise PermissionDenied("Only owners and admins of the team can manage members")
+    return role
+
+
+def _check_assignable(*, acting_role: str, role: str) -> None:
+    if role not in Membership.Role.values:
+        raise InvalidParameter("role", f"Unknown role '{role}'")
+    if role == Membership.Role.OWNER and acting_role != Membership.Role.OWNER:
+        raise PermissionDenied("Only owners can make someone an owner")
+
+
+def invite_create(*, team: Team, user: User, email: str, role: str, accept_url: Any) -> str:
+    """Sign an invitation of `email` to `team` as `role`, email its link; return the link.
+
+    `accept_url` turns the signed token into an absolute URL.
+    """
+    acting_role = _require_manager(team=team, user=user)
+    _check_assignable(acting_role=acting_role, role=role)
+    email = email.strip().lower()
+    if Membership.objects.filter(team=team, user__email=email).exists():
+        raise InvalidParameter("email", f"{email} is already a member of {team.name}")
+    token = signing.dumps({"t": team.pk, "e": email, "r": role}, salt=INVITE_SALT)
+    link = str(accept_url(token))
+    send_mail(
+        subject=f"{user.email} invited you to {team.name} on Enigma",
+        message=(f"{user.email} invited you to join the team {team.name} on Enigma as {role}.\n\n"
+                 f"Accept the invitation: {link}\n\nThe link expires in 7 days."),
+        from_email=None, recipient_list=[email], fail_silently=True,
+    )
+    return link
+
+
+def invite_read(token: str) -> Invite:
+    """Return the invitation a token carries, or raise InviteInvalid."""
+    try:
+        data = signing.loads(token, salt=INVITE_SALT, max_age=INVITE_MAX_AGE_S)
+        team = Team.objects.get(pk=data["t"], is_active=True)
+    except (signing.BadSignature, KeyError, Team.DoesNotExist):
+        raise InviteInvalid() from None
+    return Invite(team=team, email=data["e"], role=data["r"])
+
+
+@transaction.atomic
+def invite_accept(*, token: str, user: User) -> Membership:
+    """Join the team of an invitation addressed to the user's email (idempotent)."""
+    invite = invite_read(token)
+    if invite.email != user.email.lower():
+        raise InviteInvalid(f"This invitation is for {invite.email}. Log in with that address to accept it.")
+    membership, _ = Membership.objects.get_or_create(team=invite.team, user=user,
+                                                     defaults={"role": invite.role})
+    return membership
+
+
+def _owners(team: Team) -> int:
+    return Membership.objects.filter(team=team, role=Membership.Role.OWNER).count()
+
+
+@transaction.atomic
+def membership_role_change(*, membership: Membership, user: User, role: str) -> Membership:
+    """Change a member's role. Admins manage members and admins; only owners touch owners.
+    A team always keeps at least one owner."""
+    acting_role = _require_manager(team=membership.team, user=user)
+    _check_assignable(acting_role=acting_role, role=role)
+    if membership.role == Membership.Role.OWNER and acting_role != Membership.Role.OWNER:
+        raise PermissionDenied("Only owners can change an owner's role")
+    if membership.role == Membership.Role.OWNER and role != Membership.Role.OWNER and _owners(membership.team) == 1:
+        raise InvalidParameter("role", "A team needs at least one owner: make someone else owner first")
+    membership.role = role
+    membership.save(update_fields=["role"])
+    return membership
+
+
+@transaction.atomic
+def membership_remove(*, membership: Membership, user: User) -> None:
+    """Remove someone else from the team (use team_leave for yourself)."""
+    acting_role = _require_manager(team=membership.team, user=user)
+    if membership.user_id == user.pk:
+        raise InvalidParameter("member", "Use “Leave team” to remove yourself")
+    if membership.role == Membership.Role.OWNER and acting_role != Membership.Role.OWNER:
+        raise PermissionDenied("Only owners can remove an owner")
+    membership.delete()
+
+
+@transaction.atomic
+def team_leave(*, team: Team, user: User) -> None:
+    """Leave a team; the last owner cannot leave (the team would have no one to pay for it)."""
+    membership = Membership.objects.select_for_update().filter(team=team, user=user).first()
+    if membership is None:
+        raise PermissionDenied("You are not a member of this team")
+    if membership.role == Membership.Role.OWNER and _owners(team) == 1:
+        raise InvalidParameter("team", "You are the only owner: make someone else owner before leaving")
+    membership.delete()
