@@ -21,6 +21,7 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
+from accounts import memberships as services
 from accounts.models import Membership
 from accounts.services import api_key_create, api_key_revoke, can_revoke, team_create, user_create
 from billing import selectors as billing
@@ -35,7 +36,7 @@ from sessions_app.selectors import session_get
 from sessions_app.services import SessionNotFound, session_message, session_start
 from sessions_app.streaming import viewer_url
 
-from . import charts, forms, selectors, services
+from . import charts, forms, selectors
 from .teams import Context, current_membership, set_current_team, team_view
 from .templatetags.dashboard import balance as balance_display
 from .templatetags.dashboard import since, state_label, state_tone, usd

@@ -1,4 +1,4 @@
-"""Membership writes the dashboard needs that accounts.services does not offer yet.
+"""Membership writes: invitations, role changes, removal, leaving a team.
 
 Each checks the acting user's role itself, so a view cannot forget it (rules: README.md).
 """
@@ -12,9 +12,10 @@ from django.core import signing
 from django.core.mail import send_mail
 from django.db import transaction
 
-from accounts.models import Membership, Team, User
-from accounts.services import PermissionDenied
 from enigma_site.errors import ApiError, InvalidParameter
+
+from .models import Membership, Team, User
+from .services import PermissionDenied
 
 INVITE_SALT = "enigma.invite"
 INVITE_MAX_AGE_S = 7 * 24 * 3600
