@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +31,7 @@ WAIT = "wait"
 EXTRACT = "extract"
 DONE = "done"
 ASK_HUMAN = "ask_human"
+UPLOAD = "upload_file"
 
 EXTRACT_KINDS = ("text", "links", "tables", "headings", "title", "url")
 
@@ -151,6 +153,16 @@ BROWSER_TOOLS: list[dict[str, Any]] = [
     },
 ]
 
+UPLOAD_TOOL: dict[str, Any] = {
+    "name": UPLOAD,
+    "description": "Attach one of the task's files (by file name) to a file input, given by ref.",
+    "input_schema": {
+        "type": "object",
+        "properties": {"ref": _REF, "file": {"type": "string", "description": "File name"}},
+        "required": ["ref", "file"],
+    },
+}
+
 ASK_HUMAN_TOOL: dict[str, Any] = {
     "name": ASK_HUMAN,
     "description": (
@@ -218,9 +230,11 @@ _EXTRACT_JS = """
 class BrowserActions:
     """Executes browser tools on one page; tracks navigations the network guard blocks."""
 
-    def __init__(self, page: Page, vault: SecretVault) -> None:
+    def __init__(self, page: Page, vault: SecretVault, files: tuple[str, ...] = ()) -> None:
         self.page = page
         self.vault = vault
+        # The task's files by name: the agent may attach only these.
+        self.files = {os.path.basename(path): path for path in files}
         self._blocked: list[str] = []
         page.on("requestfailed", self._on_request_failed)
 
@@ -280,6 +294,8 @@ class BrowserActions:
             return await self.wait(args.get("seconds"), args.get("text"))
         if name == EXTRACT:
             return await self.extract(str(args.get("kind", "text")), args.get("ref"))
+        if name == UPLOAD:
+            return await self.upload_file(str(args.get("ref", "")), str(args.get("file", "")))
         return ActionOutcome(f"Unknown tool {name!r}.", is_error=True, code="UNKNOWN_TOOL")
 
     async def _settle(self) -> None:
@@ -391,6 +407,18 @@ class BrowserActions:
         await self._settle()
         return ActionOutcome(f"Pressed {key}.")
 
+    async def upload_file(self, ref: str, file: str) -> ActionOutcome:
+        path = self.files.get(os.path.basename(file))
+        if path is None:
+            available = ", ".join(sorted(self.files)) or "none"
+            return ActionOutcome(f"No task file named {file!r}; available: {available}.", is_error=True,
+                                 code="FILE_NOT_FOUND")
+        target = await self._resolve(ref)
+        if isinstance(target, ActionOutcome):
+            return target
+        await target.set_input_files(path, timeout=ACTION_TIMEOUT_MS)
+        return ActionOutcome(f"Attached {os.path.basename(path)}.")
+
     async def scroll(self, direction: str, screens: float) -> ActionOutcome:
         sign = -1 if direction == "up" else 1
         screens = max(0.1, min(screens, 10.0))
@@ -469,4 +497,6 @@ def describe_target(name: str, args: dict[str, Any], observation: Observation) -
         return f"{args.get('kind', 'text')}" + (f" in {element_text}" if element_text else "")
     if name == BACK:
         return "previous page"
+    if name == UPLOAD:
+        return f"{args.get('file', '')} into {element_text}"
     return element_text

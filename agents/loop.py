@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import os
 import re
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -21,6 +22,7 @@ from agents import actions as tools
 from agents.actions import (
     ASK_HUMAN_TOOL,
     BROWSER_TOOLS,
+    UPLOAD_TOOL,
     BrowserActions,
     describe_target,
     done_tool,
@@ -83,16 +85,24 @@ async def run_agent(
     callbacks: AgentCallbacks,
     *,
     provider: Provider | None = None,
+    gate: ActionGate | None = None,
 ) -> AgentResult:
     """Run `task` on `page` and return its result.
 
     Raise AgentError when the task fails (limits, model errors, invalid structured output,
-    unsupported offline instructions); let TaskStopped from the callbacks propagate.
+    unsupported offline instructions); let TaskStopped from the callbacks propagate. `gate`,
+    when given, is asked before every browser action (automation policies).
     """
     if provider is None:
         provider = get_provider(os.environ.get("ENIGMA_AGENT_PROVIDER", "auto"))
-    run = _AgentRun(page, task, callbacks, provider)
+    run = _AgentRun(page, task, callbacks, provider, gate)
     return await run.execute()
+
+
+# Asked before every browser action with {"name", "args", "url", "target", "pageText"}; returns
+# None to let it run, or the refusal the model reads back (the action is then not executed). A
+# gate that needs a human decision asks through the task's callbacks.ask_human (a guardrail).
+ActionGate = Callable[[dict[str, Any]], Awaitable[str | None]]
 
 
 class _Reporter:
@@ -188,8 +198,11 @@ class _History:
 
 
 class _AgentRun:
-    def __init__(self, page: Page, task: TaskSpec, callbacks: AgentCallbacks, provider: Provider) -> None:
+    def __init__(
+        self, page: Page, task: TaskSpec, callbacks: AgentCallbacks, provider: Provider, gate: ActionGate | None
+    ) -> None:
         self.page = page
+        self.gate = gate
         self.task = task
         self.callbacks = callbacks
         self.provider = provider
@@ -197,7 +210,8 @@ class _AgentRun:
         self.reporter = _Reporter(callbacks, self.vault)
         self.budget = _Budget(task.max_input_tokens, task.max_output_tokens)
         self.history = _History()
-        self.tools = [*BROWSER_TOOLS, ASK_HUMAN_TOOL, done_tool(result_schema(task))]
+        upload = [UPLOAD_TOOL] if task.files else []
+        self.tools = [*BROWSER_TOOLS, *upload, ASK_HUMAN_TOOL, done_tool(result_schema(task))]
         self.repair_used = False
         self.human_answers: list[str] = []
         self.screenshots = os.environ.get("ENIGMA_AGENT_SCREENSHOTS", "").lower() in (
@@ -208,7 +222,7 @@ class _AgentRun:
 
     async def execute(self) -> AgentResult:
         session = self.provider.open(self.task)
-        actions = BrowserActions(self.page, self.vault)
+        actions = BrowserActions(self.page, self.vault, self.task.files)
         try:
             await self.reporter.event("response_update", {"message": "Starting task... Browsing the web now."})
             return await self._loop(session, actions)
@@ -275,6 +289,9 @@ class _AgentRun:
 
     async def _observe(self) -> Observation:
         observation = await observe(self.page)
+        if self.task.files:
+            names = ", ".join(os.path.basename(path) for path in self.task.files)
+            observation.notes.append(f"Files you can attach to file inputs with upload_file: {names}")
         fields = self.vault.field_names_for(observation.url)
         if fields:
             observation.notes.append(
@@ -377,6 +394,14 @@ class _AgentRun:
             self.human_answers.append(answer)
             return ToolResult(call, f"The human answered: {answer}")
         target = describe_target(call.name, call.input, observation)
+        if self.gate is not None:
+            refusal = await self.gate(
+                {"name": call.name, "args": dict(call.input), "url": observation.url, "target": target,
+                 "pageText": observation.text}
+            )
+            if refusal is not None:
+                await self.reporter.event("response_update", {"message": refusal})
+                return ToolResult(call, refusal, is_error=True, code="POLICY_BLOCKED")
         declined = await self._purchase_guardrail(call, target, observation)
         if declined is not None:
             return ToolResult(call, declined, is_error=True, code="DECLINED")

@@ -11,3 +11,10 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "enigma_site.settings")
 app = Celery("enigma")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+app.conf.beat_schedule = {
+    # Orphan uploads (no environment) live one hour (api.md §5.2); checked every 5 minutes.
+    "environments.delete_orphan_files": {"task": "environments.delete_orphan_files", "schedule": 300.0},
+    # Triggers (/cron-jobs) start within this tick of their time.
+    "environments.run_due_triggers": {"task": "environments.run_due_triggers", "schedule": 15.0},
+}

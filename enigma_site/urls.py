@@ -8,6 +8,7 @@ urlpatterns = [
     path("", include("sessions_app.realtime.urls")),
     path("", include("integrations.urls")),
     path("", include("dashboard.urls")),
+    path("", include("environments.urls")),
 ]
 
 handler404 = "enigma_site.errors.handler404"

@@ -30,6 +30,7 @@ from agents.browser import BlockedNavigation, NetworkPolicy, SessionBrowser
 from agents.loop import run_agent
 from agents.types import AgentError, SecretEntry, TaskSpec, TaskStopped
 from enigma_site.redis import get_async_redis
+from environments import policy_engine
 from environments import proxies as environment_proxies
 from environments import selectors as environment_selectors
 from environments import services as environment_services
@@ -126,6 +127,7 @@ class SessionRunner:
         self._frame_url = ""
         self._frame_title = ""
         self._downloads: set[asyncio.Task[None]] = set()
+        self.policy_rules: dict[str, Any] | None = None
         self._task_files: dict[str, list[dict[str, Any]]] = {}
 
     # ----- lifecycle -----------------------------------------------------------------------
@@ -156,6 +158,10 @@ class SessionRunner:
             self.browser.page.on("framenavigated", self._on_navigated)
             self.browser.context.on("page", self._watch_downloads)
             self._watch_downloads(self.browser.page)
+            if session.config.get("policyId"):
+                self.policy_rules = await db(environment_selectors.policy_rules)(
+                    policy_id=session.config["policyId"])
+                await self.browser.context.route("**/*", self._policy_route)
             await self._load_commands()
             if takeover and session.current_url:
                 with contextlib.suppress(Exception):
@@ -342,6 +348,8 @@ class SessionRunner:
             await self._set_flags(human_control=False)
             await self.emit("message", {"type": "takeover", "control": "agent"})
             return
+        if not await self._policy_allows_manual(action):
+            return
         if kind in ("CLICK", "DOUBLE_CLICK"):
             await self.browser.click(action["x"], action["y"] - CHROME_HEIGHT, double=kind == "DOUBLE_CLICK")
             target = f"({action['x']:g}, {action['y']:g})"
@@ -430,6 +438,9 @@ class SessionRunner:
         config = task.config
         self.policy.avoid_domains = sorted(set(self.session.config.get("avoidDomains", []))
                                            | set(config.get("avoidDomains", [])))
+        if self.session.config.get("policyId"):  # edits to the policy apply from the next task
+            self.policy_rules = await db(environment_selectors.policy_rules)(
+                policy_id=self.session.config["policyId"]) or self.policy_rules
         await self.emit("message", {"type": "task_started", "taskId": task.pk, "data": {"taskId": task.pk}},
                         task_id=task.pk)
         spec = TaskSpec(
@@ -480,6 +491,89 @@ class SessionRunner:
             outcome["result_data"]["files"] = files
         await self._finish_task(task, outcome)
 
+    # ----- automation policy ----------------------------------------------------------------
+
+    async def _audit(self, *, source: str, name: str, target: str, url: str, decision: policy_engine.Decision,
+                     response: str = "") -> None:
+        assert self.session is not None
+        task_id = self.current_task.pk if self.current_task else ""
+        await db(environment_services.policy_audit_record)(
+            team_id=self.session.team_id, session_id=self.session_id, task_id=task_id,
+            policy_id=self.session.config.get("policyId") or "", source=source, action=name,
+            category=",".join(policy_engine.categories_for(name, {})) or "", target=target, url=url,
+            rule=decision.rule, decision=decision.action, response=response)
+
+    def _policy_gate(self, task: Task) -> Callable[[dict[str, Any]], Any]:
+        """Checks every agent action: block refuses it, guardrail pauses the task for a human."""
+
+        async def gate(action: dict[str, Any]) -> str | None:
+            assert self.policy_rules is not None
+            name, args = action["name"], action["args"]
+            target_url = str(args.get("url", "")) if name == "navigate" else ""
+            target = action["target"]
+            if name == "type_text" and args.get("text"):
+                target = f"{target} {args['text']}"
+            decision = policy_engine.evaluate_action(self.policy_rules, name=name, args=args, url=action["url"],
+                                                     target=target, target_url=target_url,
+                                                     page_text=action["pageText"])
+            answer = ""
+            if decision.action == "guardrail":
+                answer = await TaskCallbacks(self, task).ask_human(
+                    f"The automation policy asks for approval before {name} {action['target']} "
+                    f"({decision.rule}). Reply yes to proceed, or say what to do instead.")
+            await self._audit(source="agent", name=name, target=target, url=target_url or action["url"],
+                              decision=decision, response=answer)
+            if decision.action == "block":
+                return (f"Blocked by the automation policy ({decision.rule}). Do not retry this action; "
+                        "find another way or report that it is not allowed.")
+            if decision.action == "guardrail" and not policy_engine.APPROVAL_RE.match(answer):
+                return f"The human did not approve this action ({decision.rule}). They said: {answer}"
+            return None
+
+        return gate
+
+    async def _policy_route(self, route: Any) -> None:
+        """Network layer: navigations (from links, scripts, redirects) to blocked targets fail."""
+        request = route.request
+        rules = self.policy_rules
+        if rules is not None and request.resource_type == "document" and request.is_navigation_request():
+            decision = policy_engine.evaluate(rules, category="navigation", url=request.url, target_url=request.url)
+            if decision.action == "block":
+                await self._audit(source="network", name="navigate", target=request.url, url=request.url,
+                                  decision=decision)
+                with contextlib.suppress(Exception):
+                    await route.abort("blockedbyclient")
+                return
+        with contextlib.suppress(Exception):
+            await route.fallback()
+
+    async def _policy_allows_manual(self, action: dict[str, Any]) -> bool:
+        """Manual actions pass the same rules; one needing approval is refused (the human acts)."""
+        if self.policy_rules is None or self.browser is None:
+            return True
+        kind = action["type"]
+        match_text = target = ""
+        if kind in ("CLICK", "DOUBLE_CLICK"):
+            with contextlib.suppress(Exception):
+                target = str(await self.browser.page.evaluate(
+                    "([x, y]) => { const el = document.elementFromPoint(x, y); return el ? "
+                    "(el.innerText || el.value || el.getAttribute('aria-label') || el.tagName).slice(0, 200) : ''; }",
+                    [action["x"], action["y"] - CHROME_HEIGHT]))
+            match_text = target
+        elif kind == "TYPE":
+            match_text, target = action["text"], f"{len(action['text'])} characters"
+        else:
+            match_text = target = action.get("key", "")
+        url = self.browser.page.url
+        decision = policy_engine.evaluate_action(self.policy_rules, name=kind, args=action, url=url,
+                                                 target=match_text)
+        await self._audit(source="human", name=kind, target=target, url=url, decision=decision)
+        if decision.action == "allow":
+            return True
+        await self.emit("message", {"type": "error", "code": "POLICY_BLOCKED", "source": "human",
+                                    "error": f"The automation policy does not allow this action ({decision.rule})"})
+        return False
+
     # ----- downloads ------------------------------------------------------------------------
 
     def _watch_downloads(self, page: Any) -> None:
@@ -527,8 +621,9 @@ class SessionRunner:
         if config.get("startingUrl"):
             await self.browser.goto(config["startingUrl"])
         callbacks = TaskCallbacks(self, task)
+        gate = self._policy_gate(task) if self.policy_rules is not None else None
         self.agent_task = asyncio.create_task(
-            run_agent(self.browser.page, spec, callbacks, provider=self.runtime.provider))
+            run_agent(self.browser.page, spec, callbacks, provider=self.runtime.provider, gate=gate))
         budget = int(config.get("maxDuration", 300_000)) / 1000
         used = 0.0
         while True:

@@ -54,10 +54,14 @@ def _unsupported(team: Team, session_input: SessionInput, task: TaskInput) -> No
             team=team, environment_id=session_input.environment_id):
         raise InvalidParameter("environmentId", f"Environment {session_input.environment_id} not found",
                                value=session_input.environment_id)
-    if session_input.policy_id:
-        raise InvalidParameter("policyId", f"Policy {session_input.policy_id} not found")
+    if session_input.policy_id and not environment_selectors.policy_active_exists(
+            team=team, policy_id=session_input.policy_id):
+        raise InvalidParameter("policyId", f"Policy {session_input.policy_id} not found (or not active)",
+                               value=session_input.policy_id)
     if session_input.proxy is not None:
-        raise InvalidParameter("proxy", "Proxies are not available on this installation")
+        from environments.proxies import proxy_parse
+
+        proxy_parse(session_input.proxy)
     _unsupported_task(team, task, session_input.task_prefix)
 
 
@@ -68,7 +72,13 @@ def _unsupported_task(team: Team | int, task: TaskInput, prefix: str) -> None:
     if missing:
         raise InvalidParameter(f"{prefix}files", f"File {missing[0]} not found", value=missing[0])
     if task.webhook is not None:
-        raise InvalidParameter(f"{prefix}webhook", "Webhooks are not available on this installation")
+        from environments.webhooks import url_block_reason
+
+        reason = url_block_reason(task.webhook["url"], allowed_hosts=settings.ENIGMA_ALLOWED_PRIVATE_HOSTS,
+                                  resolve=False)
+        if reason is not None:
+            raise InvalidParameter(f"{prefix}webhook.url", f"Invalid parameter '{prefix}webhook.url': "
+                                   f"this address may not receive webhooks ({reason})", value=task.webhook["url"])
 
 
 def _environment_attach(session: BrowserSession, task_input: TaskInput, *, first: bool) -> None:
@@ -100,8 +110,14 @@ def _task_command(task: Task, task_input: TaskInput) -> dict[str, Any]:
 
 def _create_task(session: BrowserSession, task_input: TaskInput) -> Task:
     seq = (session.tasks.aggregate(m=Max("seq"))["m"] or 0) + 1
-    return Task.objects.create(session=session, seq=seq, prompt=task_input.prompt,
+    task = Task.objects.create(session=session, seq=seq, prompt=task_input.prompt,
                                config=task_input.public_config())
+    if task_input.webhook is not None:
+        from environments.services import webhook_schedule
+
+        webhook_schedule(team_id=session.team_id, session_id=session.pk, task_id=task.pk,
+                         webhook=task_input.webhook)
+    return task
 
 
 def session_start(*, team: Team, api_key: ApiKey | None, spec: SessionInput) -> tuple[BrowserSession, Task | None]:
@@ -114,6 +130,11 @@ def session_start(*, team: Team, api_key: ApiKey | None, spec: SessionInput) -> 
     from .tasks import host_session
 
     task_input = spec.task
+    proxy_public, proxy_browser = None, None
+    if spec.proxy is not None:
+        from environments.proxies import proxy_parse, proxy_store
+
+        proxy_public, proxy_browser = proxy_parse(spec.proxy, resolve=False)
     config = {
         "mode": spec.mode,
         "reachOutMode": spec.reach_out_mode,
@@ -125,6 +146,8 @@ def session_start(*, team: Team, api_key: ApiKey | None, spec: SessionInput) -> 
         "terminateOnCompletion": task_input.terminate_on_completion,
         "initialPrompt": task_input.prompt,
         "environmentId": spec.environment_id,
+        "proxy": proxy_public,  # without credentials
+        "policyId": spec.policy_id,
     }
     # One lock around the count and the insert so two requests cannot take the last slot twice.
     with get_redis().lock("enigma:lock:capacity", timeout=10, blocking_timeout=10):
@@ -133,6 +156,8 @@ def session_start(*, team: Team, api_key: ApiKey | None, spec: SessionInput) -> 
             session = BrowserSession.objects.create(team=team, api_key=api_key, config=config)
             task = _create_task(session, task_input) if task_input.prompt else None
     _environment_attach(session, task_input, first=True)
+    if proxy_browser is not None:
+        proxy_store(session_id=session.pk, browser=proxy_browser)
     if task is not None:
         command_push(session=session, kind="newTask", data=_task_command(task, task_input))
     host_session.delay(session.pk)

@@ -6,6 +6,7 @@ The task prompt is split into sentences on "then", ";" and new lines. Each sente
     type <text> into <field>          press <key>                 scroll down|up
     wait <n> seconds                  extract|return|get the title|url|headings|links|text|tables
     log in                            ask <question>
+    upload <file name> into <field>   (a file of the task, attached to a file input)
 
 Anything else fails the task with AgentError UNSUPPORTED_INSTRUCTION before the browser is touched.
 The provider speaks through the same tools as a model, choosing elements from the observation.
@@ -160,6 +161,11 @@ def _parse_sentence(sentence: str, quoted: list[str]) -> Instruction | None:
         return Instruction("search", text, {"query": arg(m.group(1))})
     if m := re.match(r"^(?:log\s*in|login|sign\s*in)\b.*$", sentence, re.IGNORECASE):
         return Instruction("login", text)
+    if m := re.match(r"^(?:upload|attach)\s+(.+?)\s+(?:into|in|to)\s+(?:the\s+)?(.+)$", sentence, re.IGNORECASE):
+        field_text = m.group(2)
+        if not has_quotes(field_text):
+            field_text = re.sub(r"\s+(?:field|input|box)$", "", field_text, flags=re.IGNORECASE)
+        return Instruction("upload", text, {"file": arg(m.group(1)), "field": arg(field_text)})
     if m := re.match(
         r"^(?:type|enter|fill\s+in|write)\s+(.+?)\s+(?:into|in)\s+(?:the\s+)?(.+)$",
         sentence,
@@ -269,6 +275,17 @@ def find_field(observation: Observation, label: str) -> Element | None:
         if score and (best is None or score > best[0]):
             best = (score, element)
     return best[1] if best else None
+
+
+def find_file_input(observation: Observation, label: str) -> Element | None:
+    """Return the file input whose label or name matches `label` (the only one if just one)."""
+    inputs = [el for el in observation.elements if el.role == "file" or el.type == "file"]
+    wanted = _norm(label)
+    for element in inputs:
+        keys = [_norm(k) for k in (element.name, element.attr_name, element.placeholder) if k]
+        if any(wanted == k or wanted in k for k in keys):
+            return element
+    return inputs[0] if len(inputs) == 1 else None
 
 
 def find_search_box(observation: Observation) -> Element | None:
@@ -414,6 +431,16 @@ class OfflineSession(ProviderSession):
                 f"{ins.sentence!r}: no field {ins.args['field']!r} on {self.observation.url}",
             )
         yield prefix, tools.TYPE, {"ref": element.ref, "text": ins.args["text"]}
+        self._check(ins)
+
+    def _do_upload(self, ins: Instruction, prefix: str) -> _Step:
+        element = find_file_input(self.observation, ins.args["field"])
+        if element is None:
+            raise AgentError(
+                "ELEMENT_NOT_FOUND",
+                f"{ins.sentence!r}: no file input {ins.args['field']!r} on {self.observation.url}",
+            )
+        yield prefix, tools.UPLOAD, {"ref": element.ref, "file": ins.args["file"]}
         self._check(ins)
 
     def _do_press(self, ins: Instruction, prefix: str) -> _Step:

@@ -23,7 +23,8 @@ def test_guardrail_round_trip_resumes_the_same_task(api: Api, pages: str) -> Non
     assert polled["data"] == {"type": "human_input_needed", "value": "Which heading should I read?"}
     answer = api.message(sid, {"actionType": "guardrail", "taskDetails": "the first one", "newState": "resume"})
     assert answer.json() == {"success": True, "message": "Message sent successfully"}
-    done = api.wait_task(sid, task_id)
+    wait_state(task_id, "task_completed")
+    done = api.get(f"/task/{sid}/{task_id}").json()
     assert done["type"] == "task_completed"
     assert "Hello page" in done["data"]["message"]
     assert Task.objects.filter(session_id=sid).count() == 1  # resumed, not restarted
@@ -37,7 +38,8 @@ def test_guardrail_stop_ends_the_task(api: Api, pages: str) -> None:
     task_id = new_task_nowait(api, sid, "ask May I continue?")
     wait_state(task_id, "guardrail_trigger")
     api.message(sid, {"actionType": "guardrail", "newState": "stop"})
-    assert api.wait_task(sid, task_id)["status"] == "stopped"
+    wait_state(task_id, "stopped")
+    assert api.get(f"/task/{sid}/{task_id}").json()["status"] == "stopped"
 
 
 def test_secret_values_reach_only_the_browser(api: Api, pages: str, worker: Proc, proc_logs: Path) -> None:

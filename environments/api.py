@@ -1,0 +1,356 @@
+"""REST endpoints: environments and their profile view (api.md §5.1), files (§5.2)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core import signing
+from django.http import FileResponse, HttpResponse
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from enigma_site.api import ApiView, ok
+from enigma_site.errors import ApiError, InvalidParameter
+from sessions_app.api import public_base_url
+
+from . import conf, selectors, services, storage
+from .archive import build_profile_archive
+from .errors import EnvironmentNotFound, FileNotFound, NoProfileData
+from .models import Environment
+
+DOWNLOAD_SALT = "enigma.profile-download"
+DOWNLOAD_TTL_S = 3600
+MAX_FILES_PER_UPLOAD = 20
+
+
+def _environment_input(data: Any, noun: str) -> tuple[str, str]:
+    if not isinstance(data, dict):
+        raise ApiError("Request body must be a JSON object", code="INVALID_JSON")
+    for key in data:
+        if key not in ("name", "description"):
+            raise InvalidParameter(key, f"Unknown field '{key}'")
+    name = data.get("name")
+    if not isinstance(name, str) or not name.strip():
+        raise ApiError(
+            f"{noun} name is required", code="MISSING_REQUIRED_FIELD", details={"field": "name", "parameter": "name"}
+        )
+    description = data.get("description") or ""
+    if not isinstance(description, str):
+        raise InvalidParameter("description", "Invalid parameter 'description': must be a string")
+    if len(name.strip()) > Environment.NAME_MAX:
+        raise InvalidParameter(
+            "name", f"{noun} name must be at most {Environment.NAME_MAX} characters", max=Environment.NAME_MAX
+        )
+    if len(description) > Environment.DESCRIPTION_MAX:
+        raise InvalidParameter(
+            "description",
+            f"Description must be at most {Environment.DESCRIPTION_MAX} characters",
+            max=Environment.DESCRIPTION_MAX,
+        )
+    return name.strip(), description
+
+
+class EnvironmentListCreateApi(ApiView):
+    noun = "Environment"
+
+    def get(self, request: Request) -> Response:
+        rows = selectors.environment_list(team=self.principal.team)
+        return ok(environments=[selectors.environment_body(e) for e in rows])
+
+    def post(self, request: Request) -> Response:
+        name, description = _environment_input(request.data, self.noun)
+        environment = services.environment_create(
+            team=self.principal.team, name=name, description=description, noun=self.noun
+        )
+        return ok(message="Environment created", environment=selectors.environment_body(environment), status=201)
+
+
+class ProfileListCreateApi(ApiView):
+    noun = "Profile"
+
+    def get(self, request: Request) -> Response:
+        rows = selectors.environment_list(team=self.principal.team)
+        return ok(profiles=[selectors.environment_body(e) for e in rows])
+
+    def post(self, request: Request) -> Response:
+        name, description = _environment_input(request.data, self.noun)
+        environment = services.environment_create(
+            team=self.principal.team, name=name, description=description, noun=self.noun
+        )
+        return ok(message="Profile created", profile=selectors.environment_body(environment), status=201)
+
+
+class EnvironmentDeleteApi(ApiView):
+    noun = "Environment"
+
+    def delete(self, request: Request, environment_id: str) -> Response:
+        environment = selectors.environment_get(team=self.principal.team, environment_id=environment_id, noun=self.noun)
+        services.environment_delete(environment=environment)
+        return ok(message=f"{self.noun} deleted")
+
+
+class ProfileDeleteApi(EnvironmentDeleteApi):
+    noun = "Profile"
+
+
+class EnvironmentUploadApi(ApiView):
+    noun = "Environment"
+    body_key = "environment"
+
+    def post(self, request: Request, environment_id: str) -> Response:
+        environment = selectors.environment_get(team=self.principal.team, environment_id=environment_id, noun=self.noun)
+        environment = services.environment_profile_upload(environment=environment, upload=request.FILES.get("file"))
+        return ok(message="Profile uploaded successfully", **{self.body_key: selectors.upload_body(environment)})
+
+
+class ProfileUploadApi(EnvironmentUploadApi):
+    noun = "Profile"
+    body_key = "profile"
+
+
+class ProfileDownloadApi(ApiView):
+    """A link to the profile archive that works without the key for an hour."""
+
+    def get(self, request: Request, environment_id: str) -> Response:
+        environment = selectors.environment_get(team=self.principal.team, environment_id=environment_id, noun="Profile")
+        if selectors.environment_storage_state(environment_id=environment.pk) is None:
+            raise NoProfileData()
+        token = signing.TimestampSigner(salt=DOWNLOAD_SALT).sign(environment.pk)
+        url = f"{public_base_url(request)}/profiles/{environment.pk}/archive?token={token}"
+        return ok(downloadUrl=url, expiresIn=DOWNLOAD_TTL_S)
+
+
+class ProfileArchiveApi(ApiView):
+    """The signed profile download: the token is the credential."""
+
+    authentication_classes: list[Any] = []
+    permission_classes: list[Any] = []
+
+    def get(self, request: Request, environment_id: str) -> HttpResponse:
+        token = request.query_params.get("token", "")
+        try:
+            signed_id = signing.TimestampSigner(salt=DOWNLOAD_SALT).unsign(token, max_age=DOWNLOAD_TTL_S)
+        except signing.BadSignature as exc:
+            raise ApiError("Download link is invalid or has expired", code="INVALID_TOKEN", status_code=403) from exc
+        if signed_id != environment_id:
+            raise ApiError("Download link is invalid or has expired", code="INVALID_TOKEN", status_code=403)
+        state = selectors.environment_storage_state(environment_id=environment_id)
+        if state is None or not Environment.objects.filter(pk=environment_id).exists():
+            raise EnvironmentNotFound("Profile not found")
+        response = HttpResponse(build_profile_archive(state), content_type="application/gzip")
+        response["Content-Disposition"] = f'attachment; filename="{environment_id}.tar.gz"'
+        return response
+
+
+class EnvironmentFilesApi(ApiView):
+    def get(self, request: Request, environment_id: str) -> Response:
+        environment = selectors.environment_get(team=self.principal.team, environment_id=environment_id)
+        files = selectors.environment_files(environment=environment)
+        return ok(files=[selectors.file_body(f) for f in files])
+
+
+class EnvironmentFileDeleteApi(ApiView):
+    def delete(self, request: Request, environment_id: str, file_id: str) -> Response:
+        environment = selectors.environment_get(team=self.principal.team, environment_id=environment_id)
+        stored = selectors.file_get(team=self.principal.team, file_id=file_id)
+        if stored.environment_id != environment.pk:
+            raise FileNotFound()
+        services.file_delete(stored=stored)
+        return ok(message="File deleted")
+
+
+class FileUploadApi(ApiView):
+    rate_scope = "files-upload"
+
+    def post(self, request: Request) -> Response:
+        uploads = request.FILES.getlist("files")
+        if not uploads:
+            raise ApiError(
+                "No files provided", code="MISSING_REQUIRED_FIELD", details={"field": "files", "parameter": "files"}
+            )
+        if len(uploads) > MAX_FILES_PER_UPLOAD:
+            raise InvalidParameter(
+                "files", f"At most {MAX_FILES_PER_UPLOAD} files per upload", max=MAX_FILES_PER_UPLOAD
+            )
+        environment = None
+        environment_id = request.data.get("environmentId")
+        if environment_id:
+            if not selectors.environment_exists(team=self.principal.team, environment_id=environment_id):
+                raise InvalidParameter("environmentId", f"Environment {environment_id} not found")
+            environment = selectors.environment_get(team=self.principal.team, environment_id=environment_id)
+        stored = [services.file_upload(team=self.principal.team, environment=environment, upload=u) for u in uploads]
+        return ok(files=[{"fileId": f.pk, "originalName": f.original_name, "size": f.size} for f in stored])
+
+
+class FileDownloadApi(ApiView):
+    def get(self, request: Request, file_id: str) -> HttpResponse:
+        stored = selectors.file_get(team=self.principal.team, file_id=file_id)
+        path = storage.absolute(stored.path)
+        if not path.exists():
+            raise FileNotFound()
+        return FileResponse(path.open("rb"), as_attachment=True, filename=stored.original_name)
+
+
+class WebhookSecretApi(ApiView):
+    """The team's webhook signing secret and how the signature is made."""
+
+    def get(self, request: Request) -> Response:
+        return ok(secret=services.webhook_secret_get(team_id=self.principal.team.pk), **_signature_doc())
+
+
+class WebhookSecretRotateApi(ApiView):
+    def post(self, request: Request) -> Response:
+        return ok(secret=services.webhook_secret_rotate(team_id=self.principal.team.pk), **_signature_doc())
+
+
+class TaskWebhooksApi(ApiView):
+    def get(self, request: Request, session_id: str, task_id: str) -> Response:
+        from sessions_app.selectors import task_get
+
+        task = task_get(team=self.principal.team, session_id=session_id, task_id=task_id)
+        deliveries = selectors.task_webhook_deliveries(team=self.principal.team, task_id=task.pk)
+        return ok(deliveries=[selectors.delivery_body(d) for d in deliveries])
+
+
+def _signature_doc() -> dict[str, Any]:
+    return {
+        "header": "Enigma-Signature",
+        "format": "t=<unix seconds>,v1=<hex HMAC-SHA256(secret, '<t>.<raw body>')>",
+        "toleranceSeconds": conf.webhook_tolerance_s(),
+    }
+
+
+def _object_body(data: Any) -> dict[str, Any]:
+    if not isinstance(data, dict):
+        raise ApiError("Request body must be a JSON object", code="INVALID_JSON")
+    return data
+
+
+POLICY_FIELDS = {"name", "description", "llmRole", "status", "defaultAction", "domainRules", "actionRules"}
+
+
+def _policy_input(data: Any) -> dict[str, Any]:
+    body = _object_body(data)
+    for key in body:
+        if key not in POLICY_FIELDS:
+            raise InvalidParameter(key, f"Unknown field '{key}'")
+    return body
+
+
+class PolicyListCreateApi(ApiView):
+    def get(self, request: Request) -> Response:
+        return ok(policies=[selectors.policy_body(p) for p in selectors.policy_list(team=self.principal.team)])
+
+    def post(self, request: Request) -> Response:
+        policy = services.policy_create(team=self.principal.team, data=_policy_input(request.data))
+        return ok(message="Policy created", policy=selectors.policy_body(policy), status=201)
+
+
+class PolicyDetailApi(ApiView):
+    def get(self, request: Request, policy_id: str) -> Response:
+        policy = selectors.policy_get(team=self.principal.team, policy_id=policy_id)
+        return ok(policy=selectors.policy_body(policy))
+
+    def put(self, request: Request, policy_id: str) -> Response:
+        policy = selectors.policy_get(team=self.principal.team, policy_id=policy_id)
+        policy = services.policy_update(policy=policy, data=_policy_input(request.data))
+        return ok(policy=selectors.policy_body(policy))
+
+    def delete(self, request: Request, policy_id: str) -> Response:
+        policy = selectors.policy_get(team=self.principal.team, policy_id=policy_id)
+        services.policy_delete(policy=policy)
+        return ok(message="Policy deleted")
+
+
+class SessionPolicyAuditApi(ApiView):
+    def get(self, request: Request, session_id: str) -> Response:
+        from sessions_app.selectors import session_get
+
+        session = session_get(team=self.principal.team, session_id=session_id)
+        entries = selectors.session_policy_audit(team=self.principal.team, session_id=session.pk)
+        return ok(
+            sessionId=session.pk,
+            policyId=session.config.get("policyId"),
+            entries=[selectors.audit_body(e) for e in entries],
+        )
+
+
+class TriggerListCreateApi(ApiView):
+    def get(self, request: Request) -> Response:
+        return ok(cronJobs=[selectors.trigger_body(t) for t in selectors.trigger_list(team=self.principal.team)])
+
+    def post(self, request: Request) -> Response:
+        trigger = services.trigger_create(team=self.principal.team, data=_object_body(request.data))
+        return ok(cronJob=selectors.trigger_body(trigger), status=201)
+
+
+class TriggerDetailApi(ApiView):
+    def get(self, request: Request, trigger_id: str) -> Response:
+        trigger = selectors.trigger_get(team=self.principal.team, trigger_id=trigger_id)
+        runs = selectors.trigger_runs(trigger=trigger)[:10]
+        return ok(cronJob=selectors.trigger_body(trigger), recentRuns=[selectors.run_body(r) for r in runs])
+
+    def put(self, request: Request, trigger_id: str) -> Response:
+        trigger = selectors.trigger_get(team=self.principal.team, trigger_id=trigger_id)
+        trigger = services.trigger_update(trigger=trigger, data=_object_body(request.data))
+        return ok(cronJob=selectors.trigger_body(trigger))
+
+    def delete(self, request: Request, trigger_id: str) -> Response:
+        trigger = selectors.trigger_get(team=self.principal.team, trigger_id=trigger_id)
+        services.trigger_delete(trigger=trigger)
+        return ok(message="Cron job deleted")
+
+
+class TriggerPauseApi(ApiView):
+    def post(self, request: Request, trigger_id: str) -> Response:
+        trigger = services.trigger_pause(trigger=selectors.trigger_get(team=self.principal.team, trigger_id=trigger_id))
+        return ok(cronJob={"_id": trigger.pk, "status": trigger.status})
+
+
+class TriggerResumeApi(ApiView):
+    def post(self, request: Request, trigger_id: str) -> Response:
+        trigger = services.trigger_resume(
+            trigger=selectors.trigger_get(team=self.principal.team, trigger_id=trigger_id)
+        )
+        return ok(
+            cronJob={
+                "_id": trigger.pk,
+                "status": trigger.status,
+                "consecutiveFailures": 0,
+                "nextRunAt": selectors.iso(trigger.next_run_at),
+            }
+        )
+
+
+class TriggerRunNowApi(ApiView):
+    def post(self, request: Request, trigger_id: str) -> Response:
+        from .tasks import run_trigger
+
+        trigger = selectors.trigger_get(team=self.principal.team, trigger_id=trigger_id)
+        run_trigger.delay(trigger.pk)
+        return ok(message="Job triggered. Check runs endpoint for results.")
+
+
+class TriggerRunsApi(ApiView):
+    def get(self, request: Request, trigger_id: str) -> Response:
+        trigger = selectors.trigger_get(team=self.principal.team, trigger_id=trigger_id)
+        try:
+            page = int(request.query_params.get("page", "1"))
+            limit = int(request.query_params.get("limit", "20"))
+        except ValueError as exc:
+            raise InvalidParameter("page", "Invalid parameter 'page' or 'limit': must be integers") from exc
+        if page < 1 or not 1 <= limit <= 50:
+            raise InvalidParameter("limit", "Invalid parameter 'page' or 'limit': page >= 1, limit 1-50")
+        runs = selectors.trigger_runs(trigger=trigger)
+        total = runs.count()
+        rows = runs[(page - 1) * limit : page * limit]
+        return ok(
+            runs=[selectors.run_body(r) for r in rows],
+            pagination={"page": page, "limit": limit, "total": total, "totalPages": -(-total // limit)},
+        )
+
+
+class TriggerRunDetailApi(ApiView):
+    def get(self, request: Request, trigger_id: str, run_id: str) -> Response:
+        trigger = selectors.trigger_get(team=self.principal.team, trigger_id=trigger_id)
+        return ok(run=selectors.run_body(selectors.trigger_run_get(trigger=trigger, run_id=run_id)))

@@ -1,0 +1,73 @@
+"""Settings of this app, read from Django settings when present, else from the environment.
+
+They live here rather than in enigma_site/settings.py only because that module is shared; each
+one can move there unchanged (same name).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+
+
+def _get(name: str, default: Any, cast: type) -> Any:
+    if hasattr(settings, name):
+        return getattr(settings, name)
+    raw = os.environ.get(name, "")
+    return cast(raw) if raw.strip() else default
+
+
+def media_root() -> Path:
+    return Path(settings.MEDIA_ROOT)
+
+
+def max_upload_bytes() -> int:
+    """Per file of POST /files/upload (ENIGMA_MAX_UPLOAD_MB, default 50)."""
+    return int(_get("ENIGMA_MAX_UPLOAD_MB", 50, float) * 1024 * 1024)
+
+
+def max_profile_bytes() -> int:
+    """A profile archive (ENIGMA_MAX_PROFILE_MB, default 500 as documented)."""
+    return int(_get("ENIGMA_MAX_PROFILE_MB", 500, float) * 1024 * 1024)
+
+
+def orphan_file_ttl_s() -> float:
+    return float(_get("ENIGMA_ORPHAN_FILE_TTL_S", 3600, float))
+
+
+def webhook_retry_base_s() -> float:
+    """First retry delay; it doubles per attempt (ENIGMA_WEBHOOK_RETRY_BASE_S, default 10)."""
+    return float(_get("ENIGMA_WEBHOOK_RETRY_BASE_S", 10, float))
+
+
+def webhook_max_attempts() -> int:
+    return int(_get("ENIGMA_WEBHOOK_MAX_ATTEMPTS", 6, int))
+
+
+def webhook_timeout_s() -> float:
+    return float(_get("ENIGMA_WEBHOOK_TIMEOUT_S", 30, float))
+
+
+def webhook_tolerance_s() -> int:
+    """How old a signature timestamp a receiver should accept (replay window)."""
+    return int(_get("ENIGMA_WEBHOOK_TOLERANCE_S", 300, int))
+
+
+def trigger_min_interval_s() -> int:
+    return int(_get("ENIGMA_TRIGGER_MIN_INTERVAL_S", 60, int))
+
+
+def max_triggers_per_team() -> int:
+    return int(_get("ENIGMA_MAX_TRIGGERS", 50, int))
+
+
+def managed_proxy_url() -> str:
+    """A provider's proxy URL (http://user:pass@host:port) for source "WebRun"; empty = none."""
+    return str(_get("ENIGMA_MANAGED_PROXY_URL", "", str))
+
+
+def allowed_private_hosts() -> frozenset[str]:
+    return frozenset(settings.ENIGMA_ALLOWED_PRIVATE_HOSTS)

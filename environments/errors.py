@@ -1,0 +1,53 @@
+"""Domain errors of this app (rendered by enigma_site.errors)."""
+
+from __future__ import annotations
+
+from enigma_site.errors import ApiError
+
+
+class EnvironmentNotFound(ApiError):
+    status_code = 404
+    code = "ENVIRONMENT_NOT_FOUND"
+    default_message = "Environment not found"
+
+
+class EnvironmentLimitReached(ApiError):
+    code = "ENVIRONMENT_LIMIT_REACHED"
+
+
+class FileNotFound(ApiError):
+    status_code = 404
+    code = "FILE_NOT_FOUND"
+    default_message = "File not found"
+
+
+class FileTooLarge(ApiError):
+    status_code = 413
+    code = "FILE_TOO_LARGE"
+
+
+class InvalidArchive(ApiError):
+    code = "INVALID_ARCHIVE"
+
+
+class NoProfileData(ApiError):
+    code = "NO_PROFILE_DATA"
+    default_message = "Profile has no data to download"
+
+
+class PolicyNotFound(ApiError):
+    status_code = 404
+    code = "POLICY_NOT_FOUND"
+    default_message = "Policy not found"
+
+
+class TriggerNotFound(ApiError):
+    status_code = 404
+    code = "CRON_JOB_NOT_FOUND"
+    default_message = "Cron job not found"
+
+
+class TriggerRunNotFound(ApiError):
+    status_code = 404
+    code = "RUN_NOT_FOUND"
+    default_message = "Run not found"
