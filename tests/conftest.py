@@ -231,10 +231,37 @@ class Api:
 
 @pytest.fixture
 def api(server: str, worker: Proc, account: dict[str, Any]) -> Iterator[Api]:
-    client = Api(server, account["key"])
-    yield client
-    # End whatever the test left running so the worker's slots are free for the next test.
+    yield Api(server, account["key"])
+
+
+def quiesce_worker(timeout: float = 15) -> None:
+    """End every live session and wait until the workers host none, so the database flush
+    after a test never races a runner's writes (PostgreSQL would deadlock on TRUNCATE)."""
+    from sessions_app.commands import command_push
     from sessions_app.models import BrowserSession
+    from sessions_app.registry import live_workers
+    from sessions_app.services import session_end
 
     for session in BrowserSession.objects.filter(state__in=BrowserSession.LIVE_STATES):
-        client.message(session.pk, {"actionType": "state", "newState": "terminate"})
+        command_push(session=session, kind="state", data={"newState": "terminate"})
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if not BrowserSession.objects.filter(state__in=BrowserSession.LIVE_STATES).exists() and not any(
+            w.sessions for w in live_workers()
+        ):
+            return
+        time.sleep(0.1)
+    for session in BrowserSession.objects.filter(state__in=BrowserSession.LIVE_STATES):
+        session_end(session_id=session.pk, state="terminated", reason="terminated")
+    time.sleep(2 * float(os.environ["ENIGMA_HEARTBEAT_S"]))
+
+
+@pytest.fixture(autouse=True)
+def _quiet_worker_after_test(request: pytest.FixtureRequest) -> Iterator[None]:
+    uses_worker = "worker" in request.fixturenames and "transactional_db" in request.fixturenames
+    if uses_worker:
+        # Set up the database first so this teardown runs before its flush.
+        request.getfixturevalue("transactional_db")
+    yield
+    if uses_worker:
+        quiesce_worker()
