@@ -12,8 +12,9 @@ from django.conf import settings
 
 @functools.cache
 def get_redis() -> redis.Redis:
-    return redis.Redis.from_url(settings.REDIS_URL, decode_responses=True,
-                                socket_connect_timeout=2, health_check_interval=30)
+    return redis.Redis.from_url(settings.REDIS_URL, decode_responses=True, socket_connect_timeout=2,
+                                health_check_interval=30,
+                                max_connections=settings.ENIGMA_REDIS_MAX_CONNECTIONS)
 
 
 _async_clients: dict[int, aioredis.Redis] = {}
@@ -24,7 +25,7 @@ def get_async_redis() -> aioredis.Redis:
     loop = asyncio.get_running_loop()
     client = _async_clients.get(id(loop))
     if client is None:
-        client = aioredis.Redis.from_url(settings.REDIS_URL, decode_responses=True,
-                                         socket_connect_timeout=2)
+        client = aioredis.Redis.from_url(settings.REDIS_URL, decode_responses=True, socket_connect_timeout=2,
+                                         max_connections=settings.ENIGMA_REDIS_MAX_CONNECTIONS)
         _async_clients[id(loop)] = client
     return client

@@ -148,6 +148,9 @@ EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS")
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "Enigma <noreply@localhost>")
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+# Per process and client; redis-py's own default (100) is too few for a web process with
+# hundreds of concurrent requests.
+ENIGMA_REDIS_MAX_CONNECTIONS = env_int("ENIGMA_REDIS_MAX_CONNECTIONS", 2000)
 
 CHANNEL_LAYERS = {
     "default": {

@@ -8,6 +8,7 @@ waiters (inline REST responses) listen on a Redis channel per task.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from typing import Any
@@ -71,25 +72,82 @@ def events_after(*, session_id: str, after: int, limit: int = 500) -> list[dict[
             for e in rows]
 
 
+_SETTLED_WAIT_POLL_S = 5.0
+
+
+class _TaskWaiters:
+    """One pattern subscription per event loop, shared by every waiting request, so a web
+    process holds one Redis connection for its waiters however many there are."""
+
+    def __init__(self) -> None:
+        self.futures: dict[str, set[asyncio.Future[str]]] = {}
+        self.listener: asyncio.Task[None] | None = None
+        self.subscribed = asyncio.Event()
+
+    async def ensure_listening(self) -> None:
+        if self.listener is None or self.listener.done():
+            self.subscribed.clear()
+            self.listener = asyncio.get_running_loop().create_task(self._listen())
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.subscribed.wait(), 2)
+
+    async def _listen(self) -> None:
+        while True:
+            pubsub = get_async_redis().pubsub()
+            try:
+                await pubsub.psubscribe(task_channel("*"))
+                self.subscribed.set()
+                async for message in pubsub.listen():
+                    if message.get("type") != "pmessage":
+                        continue
+                    state = json.loads(message["data"]).get("state")
+                    if state in (Task.State.QUEUED, Task.State.RUNNING):
+                        continue
+                    for future in self.futures.pop(str(message["channel"]).rsplit(":", 1)[-1], set()):
+                        if not future.done():
+                            future.set_result(state)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # waiters fall back to polling the database meanwhile
+                logger.warning("task notification listener failed; reconnecting")
+                self.subscribed.clear()
+                await asyncio.sleep(1)
+            finally:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()
+
+    def add(self, task_id: str, future: asyncio.Future[str]) -> None:
+        self.futures.setdefault(task_id, set()).add(future)
+
+    def discard(self, task_id: str, future: asyncio.Future[str]) -> None:
+        futures = self.futures.get(task_id)
+        if futures is not None:
+            futures.discard(future)
+            if not futures:
+                self.futures.pop(task_id, None)
+
+
+_waiters: dict[int, _TaskWaiters] = {}
+
+
 async def wait_task_settled(task_id: str, timeout: float) -> None:
-    """Return when the task leaves the running states, or after `timeout` seconds."""
-    redis = get_async_redis()
-    pubsub = redis.pubsub()
-    await pubsub.subscribe(task_channel(task_id))
+    """Return when the task leaves the running states, or after `timeout` seconds. Holds no
+    thread and no connection of its own: a notification, or the database every few seconds."""
+    loop = asyncio.get_running_loop()
+    waiters = _waiters.setdefault(id(loop), _TaskWaiters())
+    await waiters.ensure_listening()
+    future: asyncio.Future[str] = loop.create_future()
+    waiters.add(task_id, future)
+    settled = sync_to_async(
+        lambda: Task.objects.filter(pk=task_id).exclude(state__in=(Task.State.QUEUED, Task.State.RUNNING)).exists()
+    )
     try:
-        settled = await sync_to_async(
-            lambda: Task.objects.filter(pk=task_id).exclude(state__in=(Task.State.QUEUED, Task.State.RUNNING)).exists()
-        )()
-        if settled:
-            return
-        loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while (remaining := deadline - loop.time()) > 0:
-            message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=min(remaining, 5))
-            if message is not None:
-                state = json.loads(message["data"]).get("state")
-                if state not in (Task.State.QUEUED, Task.State.RUNNING):
-                    return
+            if await settled():
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(future), timeout=min(remaining, _SETTLED_WAIT_POLL_S))
+                return
     finally:
-        await pubsub.unsubscribe()
-        await pubsub.aclose()
+        waiters.discard(task_id, future)

@@ -120,7 +120,9 @@ class SessionRunner:
         self.secrets: dict[str, list[dict[str, Any]]] = {}
         self.task_entries: dict[str, str] = {}
         self.last_activity = time.monotonic()
-        self.last_command_id = "0-0"
+        self.last_command_id = "0-0"  # the worker's shared stream reader reads on from here
+        self.commands: asyncio.Queue[tuple[str, dict[str, str]]] = asyncio.Queue()
+        self.reading = False
         self.blocked_hosts: set[str] = set()
         self._checkpoint_pending = False
         self._screencast_watch: asyncio.Task[None] | None = None
@@ -182,6 +184,8 @@ class SessionRunner:
             await self.emit("message", {"type": "session_active", "sessionId": self.session_id})
             loops = [asyncio.create_task(coro) for coro in (
                 self._command_loop(), self._task_loop(), self._timer_loop())]
+            self.reading = True
+            await self.runtime.commands_watch(self)
             await self.done.wait()
         except _SessionGone:
             logger.info("session %s is no longer ours", self.session_id)
@@ -278,21 +282,17 @@ class SessionRunner:
             self.last_command_id = entry_id
 
     async def _command_loop(self) -> None:
-        redis = get_async_redis()
-        key = stream_key(self.session_id)
+        """Apply commands in stream order; the worker's shared reader feeds `self.commands`."""
         while not self.done.is_set():
-            result = await redis.xread({key: self.last_command_id}, block=1000, count=50)
-            for _stream, entries in result or []:
-                for entry_id, fields in entries:
-                    self.last_command_id = entry_id
-                    if fields.get("kind") != "screencast":  # watching is not activity
-                        self.last_activity = time.monotonic()
-                    try:
-                        await self._apply(entry_id, fields.get("kind", ""), json.loads(fields.get("data", "{}")))
-                    except Exception:
-                        logger.exception("command %s of session %s failed", entry_id, self.session_id)
-                        await self.emit("message", {"type": "error", "error": "Command failed",
-                                                    "code": "COMMAND_FAILED"})
+            entry_id, fields = await self.commands.get()
+            if fields.get("kind") != "screencast":  # watching is not activity
+                self.last_activity = time.monotonic()
+            try:
+                await self._apply(entry_id, fields.get("kind", ""), json.loads(fields.get("data", "{}")))
+            except Exception:
+                logger.exception("command %s of session %s failed", entry_id, self.session_id)
+                await self.emit("message", {"type": "error", "error": "Command failed",
+                                            "code": "COMMAND_FAILED"})
 
     async def _apply(self, entry_id: str, kind: str, data: dict[str, Any]) -> None:
         if kind == "newTask":
@@ -418,9 +418,10 @@ class SessionRunner:
             task = await db(lambda: Task.objects.filter(
                 session_id=self.session_id, state=Task.State.QUEUED).order_by("seq").first())()
             if task is None:
+                # A newTask command sets `wake`; the timeout is only a safety net.
                 self.wake.clear()
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.wake.wait(), timeout=1.0)
+                    await asyncio.wait_for(self.wake.wait(), timeout=5.0)
                 continue
             await self._run_task(task)
             self.last_activity = time.monotonic()

@@ -25,6 +25,7 @@ from agents.providers import get_provider
 from enigma_site.redis import get_async_redis
 
 from . import metering, registry, services, sweep
+from .commands import stream_key
 from .runner import SessionRunner, db
 
 logger = logging.getLogger(__name__)
@@ -57,9 +58,45 @@ class WorkerRuntime:
     async def _boot(self) -> None:
         await self.host.start()
         await self._beat()
-        self._background = [asyncio.create_task(self._heartbeat_loop()),
+        self._background = [asyncio.create_task(self._command_reader()),
+                            asyncio.create_task(self._heartbeat_loop()),
                             asyncio.create_task(self._sweep_loop()),
                             asyncio.create_task(self._meter_loop())]
+
+    @property
+    def _wake_key(self) -> str:
+        return f"enigma:wake:{self.worker_id}"
+
+    async def commands_watch(self, runner: SessionRunner) -> None:
+        """Make the shared reader include a newly started runner's stream at once."""
+        await get_async_redis().xadd(self._wake_key, {"w": "1"}, maxlen=10, approximate=False)
+
+    async def _command_reader(self) -> None:
+        """One blocking XREAD over the streams of every hosted session (one Redis connection
+        per worker, not one per session); entries go to each runner's queue in order."""
+        redis = get_async_redis()
+        wake_id = "$"
+        while True:
+            try:
+                streams = {stream_key(sid): r.last_command_id for sid, r in self.runners.items()
+                           if r.reading and not r.done.is_set()}
+                streams[self._wake_key] = wake_id
+                result = await redis.xread(streams, block=2000, count=100)
+                for key, entries in result or []:
+                    if key == self._wake_key:
+                        wake_id = entries[-1][0]
+                        continue
+                    runner = self.runners.get(key.rsplit(":", 1)[-1])
+                    if runner is None:
+                        continue
+                    for entry_id, fields in entries:
+                        runner.last_command_id = entry_id
+                        runner.commands.put_nowait((entry_id, fields))
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("command reader failed; retrying")
+                await asyncio.sleep(1)
 
     async def _beat(self) -> None:
         await db(registry.worker_heartbeat)(worker_id=self.worker_id, capacity=self.capacity,
@@ -146,6 +183,7 @@ class WorkerRuntime:
                 task.cancel()
             await self.host.stop()
             await db(registry.worker_unregister)(self.worker_id)
+            await get_async_redis().delete(self._wake_key)
 
         try:
             asyncio.run_coroutine_threadsafe(_shutdown(), self.loop).result(timeout=20)
