@@ -64,6 +64,7 @@ def bench_memory_and_leaks(url: str, key: str, n: int, worker_pid: int, redis_ur
     time.sleep(2)
     base_chromium, base_keys = chromium_count(worker_pid), r.dbsize()
     base_pss = pss_mb(process_tree(worker_pid))
+    base_contexts = http.get(f"{url}/start/health").json()["openContexts"]
     ids = []
     for _ in range(n):
         sid = http.post(f"{url}/start/start-session", json={}).json()["sessionId"]
@@ -79,9 +80,13 @@ def bench_memory_and_leaks(url: str, key: str, n: int, worker_pid: int, redis_ur
     deadline = time.time() + 60
     while time.time() < deadline and http.get(f"{url}/sessions?state=active").json()["pagination"]["total"]:
         time.sleep(0.5)
-    time.sleep(4)
+    # Chromium reaps renderer processes lazily: give it up to 30 s to get back to the baseline.
+    deadline = time.time() + 30
+    while time.time() < deadline and chromium_count(worker_pid) > base_chromium:
+        time.sleep(1)
     health = http.get(f"{url}/start/health").json()
     print(f"leaks after {n} sessions: chromium processes {chromium_count(worker_pid)} (baseline {base_chromium}), "
+          f"open contexts {health['openContexts']} (warm pool {base_contexts}), "
           f"redis keys {r.dbsize()} (baseline {base_keys}), sessions in use {health['inUse']}")
 
 

@@ -185,6 +185,7 @@ class HealthApi(ApiView):
             "workers": len(workers),
             "capacity": capacity,
             "inUse": in_use,
+            "openContexts": sum(w.contexts for w in workers),
             "timestamp": timezone.now().isoformat().replace("+00:00", "Z"),
         }
         if problems:

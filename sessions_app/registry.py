@@ -23,14 +23,16 @@ class WorkerInfo:
     capacity: int
     sessions: int
     warm: int
+    contexts: int = 0
 
 
-def worker_heartbeat(*, worker_id: str, capacity: int, sessions: int, warm: int) -> None:
+def worker_heartbeat(*, worker_id: str, capacity: int, sessions: int, warm: int, contexts: int = 0) -> None:
     r = get_redis()
     ttl_ms = int(settings.ENIGMA_HEARTBEAT_STALE_S * 1000)
     pipe = r.pipeline()
     pipe.set(worker_key(worker_id),
-             json.dumps({"capacity": capacity, "sessions": sessions, "warm": warm}), px=ttl_ms)
+             json.dumps({"capacity": capacity, "sessions": sessions, "warm": warm, "contexts": contexts}),
+             px=ttl_ms)
     pipe.zadd(WORKERS_KEY, {worker_id: time.time()})
     pipe.execute()
 
@@ -53,7 +55,7 @@ def live_workers() -> list[WorkerInfo]:
         if raw:
             data = json.loads(raw)
             out.append(WorkerInfo(worker_id, int(data["capacity"]), int(data["sessions"]),
-                                  int(data.get("warm", 0))))
+                                  int(data.get("warm", 0)), int(data.get("contexts", 0))))
     return out
 
 

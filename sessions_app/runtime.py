@@ -100,7 +100,8 @@ class WorkerRuntime:
 
     async def _beat(self) -> None:
         await db(registry.worker_heartbeat)(worker_id=self.worker_id, capacity=self.capacity,
-                                            sessions=len(self.runners), warm=self.host.warm_count)
+                                            sessions=len(self.runners), warm=self.host.warm_count,
+                                            contexts=self.host.open_contexts)
 
     async def _heartbeat_loop(self) -> None:
         """One write per interval for the worker and all its sessions, whatever their number."""
