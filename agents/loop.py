@@ -210,6 +210,9 @@ class _AgentRun:
         self.reporter = _Reporter(callbacks, self.vault)
         self.budget = _Budget(task.max_input_tokens, task.max_output_tokens)
         self.history = _History()
+        # The role is stable for the whole task, so it stays inside the cached prompt prefix.
+        self.system_prompt = SYSTEM_PROMPT + (
+            f"\n\nOperator instructions for this session (follow them):\n{task.role.strip()}" if task.role.strip() else "")
         upload = [UPLOAD_TOOL] if task.files else []
         self.tools = [*BROWSER_TOOLS, *upload, ASK_HUMAN_TOOL, done_tool(result_schema(task))]
         self.repair_used = False
@@ -240,7 +243,7 @@ class _AgentRun:
             max_tokens = self.budget.check_before_call()
             turn = await session.next_turn(
                 TurnRequest(
-                    system=SYSTEM_PROMPT,
+                    system=self.system_prompt,
                     tools=self.tools,
                     messages=self.history.messages,
                     max_tokens=max_tokens,

@@ -29,6 +29,8 @@ class TaskSpec:
     secrets: tuple[SecretEntry, ...] = ()
     files: tuple[str, ...] = ()  # local paths the agent may attach to file inputs
     max_steps: int = 50
+    # Operator instructions (an automation policy's "LLM role"), added to the system prompt.
+    role: str = ""
 
 
 @dataclass

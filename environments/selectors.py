@@ -147,6 +147,12 @@ def policy_rules(*, policy_id: str) -> dict[str, Any] | None:
     return Policy.objects.filter(pk=policy_id, status=Policy.Status.ACTIVE).values_list("rules", flat=True).first()
 
 
+def policy_role(*, policy_id: str) -> str:
+    """The "LLM role" text of an active policy ("" when none)."""
+    return Policy.objects.filter(pk=policy_id, status=Policy.Status.ACTIVE).values_list(
+        "llm_role", flat=True).first() or ""
+
+
 def session_policy_audit(*, team: Team | int, session_id: str) -> QuerySet[PolicyAuditEntry]:
     return PolicyAuditEntry.objects.filter(team_id=_team_id(team), session_id=session_id).order_by("id")
 

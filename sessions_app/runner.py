@@ -454,6 +454,8 @@ class SessionRunner:
                           for s in self.secrets.pop(task.pk, [])),
             files=tuple(await db(environment_selectors.file_paths)(
                 team=self.session.team_id, file_ids=list(config.get("files") or []))),
+            role=await db(environment_selectors.policy_role)(policy_id=self.session.config["policyId"])
+            if self.session.config.get("policyId") else "",
         )
         outcome: dict[str, Any]
         try:

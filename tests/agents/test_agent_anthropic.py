@@ -242,3 +242,15 @@ async def test_persistent_overload_is_model_unavailable(
 
     assert failure.value.code == "MODEL_UNAVAILABLE"
     assert failure.value.details == {"status": 529, "attempts": 3}
+
+
+async def test_policy_role_reaches_the_system_prompt(
+    page: Page, site: str, fake_anthropic: FakeAnthropic, provider: AnthropicProvider, callbacks: RecordingCallbacks
+) -> None:
+    fake_anthropic.add(tool_use("done", {"result": "ok"}))
+
+    await run_agent(page, TaskSpec(prompt="Say ok", role="Never buy anything."), callbacks, provider=provider)
+
+    system = fake_anthropic.requests[0]["system"][0]
+    assert "Operator instructions for this session (follow them):\nNever buy anything." in system["text"]
+    assert system["cache_control"] == {"type": "ephemeral"}
