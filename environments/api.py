@@ -185,10 +185,9 @@ class FileUploadApi(ApiView):
 class FileDownloadApi(ApiView):
     def get(self, request: Request, file_id: str) -> HttpResponse:
         stored = selectors.file_get(team=self.principal.team, file_id=file_id)
-        path = storage.absolute(stored.path)
-        if not path.exists():
+        if not storage.file_exists(stored.path):
             raise FileNotFound()
-        return FileResponse(path.open("rb"), as_attachment=True, filename=stored.original_name)
+        return FileResponse(storage.file_open(stored.path), as_attachment=True, filename=stored.original_name)
 
 
 class WebhookSecretApi(ApiView):

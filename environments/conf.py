@@ -71,3 +71,46 @@ def managed_proxy_url() -> str:
 
 def allowed_private_hosts() -> frozenset[str]:
     return frozenset(settings.ENIGMA_ALLOWED_PRIVATE_HOSTS)
+
+
+# ----- blob storage (environments/storage.py) -------------------------------------------------
+
+STORAGE_BACKENDS = ("local", "s3")
+
+
+def storage_backend() -> str:
+    """Where blobs live: "local" (MEDIA_ROOT, the default) or "s3" (ENIGMA_STORAGE)."""
+    value = str(_get("ENIGMA_STORAGE", "local", str)).strip().lower() or "local"
+    if value not in STORAGE_BACKENDS:
+        from django.core.exceptions import ImproperlyConfigured
+
+        raise ImproperlyConfigured(f"ENIGMA_STORAGE must be one of {', '.join(STORAGE_BACKENDS)}, not {value!r}")
+    return value
+
+
+def s3_endpoint_url() -> str:
+    """An S3-compatible server (MinIO, R2, ...); empty = AWS S3 itself (ENIGMA_S3_ENDPOINT_URL)."""
+    return str(_get("ENIGMA_S3_ENDPOINT_URL", "", str)).strip()
+
+
+def s3_bucket() -> str:
+    return str(_get("ENIGMA_S3_BUCKET", "", str)).strip()
+
+
+def s3_access_key_id() -> str:
+    """Empty = boto3's own credential chain (environment, instance role, ...)."""
+    return str(_get("ENIGMA_S3_ACCESS_KEY_ID", "", str)).strip()
+
+
+def s3_secret_access_key() -> str:
+    return str(_get("ENIGMA_S3_SECRET_ACCESS_KEY", "", str)).strip()
+
+
+def s3_region() -> str:
+    return str(_get("ENIGMA_S3_REGION", "us-east-1", str)).strip() or "us-east-1"
+
+
+def s3_prefix() -> str:
+    """Key prefix inside the bucket, e.g. "enigma/" (ENIGMA_S3_PREFIX, default none)."""
+    prefix = str(_get("ENIGMA_S3_PREFIX", "", str)).strip().strip("/")
+    return f"{prefix}/" if prefix else ""

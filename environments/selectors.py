@@ -65,8 +65,11 @@ def file_paths(*, team: Team | int, file_ids: list[str]) -> list[str]:
     paths = []
     for file_id in file_ids:
         row = rows.get(file_id)
-        if row is not None and storage.absolute(row.path).exists():
-            paths.append(str(storage.absolute(row.path)))
+        if row is None:
+            continue
+        path = storage.absolute(row.path)  # in S3 mode, a local copy the browser can attach
+        if path.exists():
+            paths.append(str(path))
     return paths
 
 

@@ -10,7 +10,7 @@ from django.core import serializers
 
 from sessions_app.models import BrowserSession, SessionEvent, Task
 from tests.conftest import Api, Proc
-from tests.sessions.test_sessions_e2e import new_task_nowait, wait_state
+from tests.helpers import new_task_nowait, wait_state
 
 
 def test_guardrail_round_trip_resumes_the_same_task(api: Api, pages: str) -> None:

@@ -12,21 +12,10 @@ import pytest
 
 from sessions_app.models import BrowserSession, SessionEvent, Task
 from tests.conftest import Api
+from tests.helpers import new_task, new_task_nowait, start, wait_state, wait_until
 
 LOGIN = ("go to {pages}/login.html then type alice into Username then type s3cret-pw into Password "
          "then click Log in then wait 0.5 seconds then extract the title")
-
-
-def start(api: Api, **body: Any) -> dict[str, Any]:
-    response = api.post("/start/start-session", body)
-    assert response.status_code == 200, response.text
-    return response.json()
-
-
-def new_task(api: Api, session_id: str, text: str, **extra: Any) -> dict[str, Any]:
-    response = api.message(session_id, {"actionType": "newTask", "newState": "start", "taskDetails": text, **extra})
-    assert response.status_code == 200, response.text
-    return response.json()
 
 
 def test_run_task_completes_inline_with_both_response_shapes(api: Api, pages: str) -> None:
@@ -114,30 +103,6 @@ def test_pause_resume_stop_and_terminate(api: Api, pages: str) -> None:
     assert {"paused", "resumed", "stopped", "end_session"} <= set(names)
 
 
-def new_task_nowait(api: Api, session_id: str, text: str) -> str:
-    """Submit a task without holding the inline wait (the id is read from the database)."""
-    before = set(Task.objects.filter(session_id=session_id).values_list("pk", flat=True))
-    thread = threading.Thread(target=api.message, args=(session_id, {"actionType": "newTask", "taskDetails": text}),
-                              daemon=True)
-    thread.start()
-    deadline = time.time() + 10
-    while time.time() < deadline:
-        new = set(Task.objects.filter(session_id=session_id).values_list("pk", flat=True)) - before
-        if new:
-            return new.pop()
-        time.sleep(0.05)
-    raise AssertionError("task was not created")
-
-
-def wait_state(task_id: str, state: str, timeout: float = 10) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if Task.objects.filter(pk=task_id, state=state).exists():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"task {task_id} never reached {state}")
-
-
 def test_click_at_coordinates_hits_the_element_drawn_there(api: Api, pages: str) -> None:
     sid = start(api, startingUrl=f"{pages}/click.html")["sessionId"]
     api.wait_session(sid, "active")
@@ -157,15 +122,6 @@ def test_click_at_coordinates_hits_the_element_drawn_there(api: Api, pages: str)
     assert "typed hi" in new_task(api, sid, "extract the title")["data"]["message"]
     actions = SessionEvent.objects.filter(session_id=sid, type="action", payload__source="human").count()
     assert actions == 5
-
-
-def wait_until(check: Any, timeout: float = 10) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if check():
-            return
-        time.sleep(0.1)
-    raise AssertionError("condition not met")
 
 
 class _Recorder(http.server.BaseHTTPRequestHandler):
