@@ -32,7 +32,8 @@ _SPOOL_BYTES = 8 * 1024 * 1024
 
 
 def safe_filename(name: str) -> str:
-    """A file name with no directory part and no odd characters ("report (1).pdf" stays)."""
+    """A file name with no directory part; characters other than letters, digits, "._-" and
+    spaces become "_" (so "report (1).pdf" becomes "report _1_.pdf")."""
     base = os.path.basename(name.replace("\\", "/")).strip() or "file"
     base = _UNSAFE.sub("_", base).lstrip(".") or "file"
     return base[:200]

@@ -10,7 +10,7 @@ from django.core import serializers
 
 from sessions_app.models import BrowserSession, SessionEvent, Task
 from tests.conftest import Api, Proc
-from tests.helpers import new_task_nowait, wait_state
+from tests.helpers import new_task_nowait, wait_state, wait_until
 
 
 def test_guardrail_round_trip_resumes_the_same_task(api: Api, pages: str) -> None:
@@ -28,6 +28,8 @@ def test_guardrail_round_trip_resumes_the_same_task(api: Api, pages: str) -> Non
     assert done["type"] == "task_completed"
     assert "Hello page" in done["data"]["message"]
     assert Task.objects.filter(session_id=sid).count() == 1  # resumed, not restarted
+    # The row is written before its event: wait for the event too.
+    wait_until(lambda: SessionEvent.objects.filter(session_id=sid, type="task_completed").exists())
     kinds = list(SessionEvent.objects.filter(session_id=sid, task_id=task_id).values_list("type", flat=True))
     assert kinds.index("guardrail_trigger") < kinds.index("task_completed")
 

@@ -10,6 +10,7 @@ import pytest
 
 from sessions_app.models import BrowserSession, SessionEvent, Task
 from tests.conftest import Api, Proc, start_worker, wait_for_workers
+from tests.helpers import wait_until
 
 LOGIN = ("go to {pages}/login.html then type alice into Username then type s3cret-pw into Password "
          "then click Log in then wait 0.5 seconds then extract the title")
@@ -36,10 +37,11 @@ def test_killed_worker_session_is_orphaned_then_resumed_elsewhere(
         victim.kill()
 
         api.wait_session(sid, "orphaned", timeout=15)
-        assert SessionEvent.objects.filter(session_id=sid, name="instance:disconnected").exists()
+        # The sweep marks the session orphaned, then fails its task and emits the event.
+        wait_until(lambda: SessionEvent.objects.filter(session_id=sid, name="instance:disconnected").exists())
         resumed = api.wait_session(sid, "active", timeout=30)
         assert resumed["state"] == "active"
-        assert SessionEvent.objects.filter(session_id=sid, name="instance:reconnected").exists()
+        wait_until(lambda: SessionEvent.objects.filter(session_id=sid, name="instance:reconnected").exists())
         lost = Task.objects.get(session_id=sid, prompt="wait 30 seconds")
         assert lost.state == "failed" and lost.code == "INSTANCE_LOST"
 

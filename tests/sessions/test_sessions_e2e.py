@@ -33,7 +33,7 @@ def test_run_task_completes_inline_with_both_response_shapes(api: Api, pages: st
         assert key in body["usage"]
     session = api.wait_session(body["sessionId"], "completed")
     assert session["endReason"] == "terminateOnCompletion"
-    assert SessionEvent.objects.filter(session_id=body["sessionId"], name="end_session").exists()
+    wait_until(lambda: SessionEvent.objects.filter(session_id=body["sessionId"], name="end_session").exists())
 
 
 def test_start_session_returns_contract_fields_and_task_id(api: Api, pages: str) -> None:
@@ -99,6 +99,7 @@ def test_pause_resume_stop_and_terminate(api: Api, pages: str) -> None:
     assert ended["endReason"] == "terminated"
     after = api.message(sid, {"actionType": "newTask", "taskDetails": "extract the title"})
     assert after.status_code == 409 and after.json()["code"] == "SESSION_NOT_ACTIVE"
+    wait_until(lambda: SessionEvent.objects.filter(session_id=sid, name="end_session").exists())
     names = list(SessionEvent.objects.filter(session_id=sid).values_list("type", flat=True))
     assert {"paused", "resumed", "stopped", "end_session"} <= set(names)
 
