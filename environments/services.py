@@ -612,18 +612,17 @@ def trigger_run_start(*, trigger_id: str, manual: bool) -> TriggerRun | None:
 
 
 def _trigger_run_settle(run: TriggerRun, *, status: str, code: str = "", error: str = "", result: str = "") -> None:
-    """Finish a run once and move the trigger's failure count; pause it at its limit."""
-    if (
-        TriggerRun.objects.filter(pk=run.pk, status=TriggerRun.Status.RUNNING).update(
+    """Finish a run once and move the trigger's failure count (pausing it at its limit), in
+    one transaction so nobody sees a settled run with a stale trigger."""
+    with transaction.atomic():
+        settled = TriggerRun.objects.filter(pk=run.pk, status=TriggerRun.Status.RUNNING).update(
             status=status, code=code, error=error[:2000], result=result[:20000], completed_at=timezone.now()
         )
-        != 1
-    ):
-        return
-    if status == TriggerRun.Status.COMPLETED:
-        Trigger.objects.filter(pk=run.trigger_id).update(consecutive_failures=0)
-        return
-    with transaction.atomic():
+        if settled != 1:
+            return
+        if status == TriggerRun.Status.COMPLETED:
+            Trigger.objects.filter(pk=run.trigger_id).update(consecutive_failures=0)
+            return
         trigger = Trigger.objects.select_for_update().get(pk=run.trigger_id)
         trigger.consecutive_failures += 1
         if trigger.consecutive_failures >= trigger.max_consecutive_failures:

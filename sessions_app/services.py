@@ -233,9 +233,16 @@ def session_end(*, session_id: str, state: str, reason: str, generation: int | N
     if generation is not None:
         query = query.filter(generation=generation)
     snapshot = BrowserSession.objects.filter(pk=session_id).values("storage_state", "config").first()
-    if query.update(state=state, end_reason=reason, ended_at=now, paused=False,
-                    human_control=False, storage_state=None) != 1:
-        return False
+    # The session and its open tasks end together: no reader sees an ended session whose
+    # task still runs.
+    with transaction.atomic():
+        if query.update(state=state, end_reason=reason, ended_at=now, paused=False,
+                        human_control=False, storage_state=None) != 1:
+            return False
+        open_tasks = list(Task.objects.filter(session_id=session_id, state__in=Task.OPEN_STATES))
+        Task.objects.filter(pk__in=[t.pk for t in open_tasks], state__in=Task.OPEN_STATES).update(
+            state=Task.State.TERMINATED, completed_at=now,
+            error=f"Session ended ({reason}) before the task finished", code="SESSION_ENDED")
     if snapshot and snapshot["config"].get("environmentId") and snapshot["storage_state"]:
         from environments import services as environment_services
 
@@ -245,11 +252,7 @@ def session_end(*, session_id: str, state: str, reason: str, generation: int | N
                                                         state=snapshot["storage_state"])
         except OSError:
             logger.exception("could not save the browser state of session %s", session_id)
-    open_tasks = list(Task.objects.filter(session_id=session_id, state__in=Task.OPEN_STATES))
     for task in open_tasks:
-        Task.objects.filter(pk=task.pk, state__in=Task.OPEN_STATES).update(
-            state=Task.State.TERMINATED, completed_at=now,
-            error=f"Session ended ({reason}) before the task finished", code="SESSION_ENDED")
         task_notify(task.pk, Task.State.TERMINATED)
     event_emit(session_id=session_id, name="end_session",
                payload={"type": "end_session", "reason": reason, "message": "Session ended"})
