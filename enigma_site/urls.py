@@ -1,8 +1,11 @@
 from django.contrib import admin
 from django.urls import include, path
 
+from .openapi import openapi_view
+
 urlpatterns = [
     path("admin/", admin.site.urls),
+    path("openapi.json", openapi_view, name="openapi"),
     path("", include("sessions_app.urls")),
     path("", include("billing.urls")),
     path("", include("sessions_app.realtime.urls")),

@@ -47,3 +47,19 @@ def test_metrics_count_sessions_by_state_and_honour_the_token() -> None:
     with override_settings(ENIGMA_METRICS_TOKEN="t0ken"):
         assert APIClient().get("/metrics").status_code == 401
         assert APIClient().get("/metrics", HTTP_AUTHORIZATION="Bearer t0ken").status_code == 200
+
+
+@pytest.mark.django_db
+def test_openapi_document_lists_every_api_route() -> None:
+    from enigma_site.openapi import api_paths
+
+    doc = APIClient().get("/openapi.json").json()
+    assert doc["openapi"] == "3.1.0"
+    for path, methods, _summary in api_paths():
+        operations = doc["paths"][f"/{path}"]
+        assert set(operations) == set(methods) and methods, path
+        assert all(op["summary"] for op in operations.values()), path
+    for required in ("/start/start-session", "/start/run-task", "/start/send-message", "/task/{session_id}/{task_id}",
+                     "/v1/chat/completions", "/environments", "/cron-jobs", "/policies", "/account/usage"):
+        assert required in doc["paths"]
+    assert doc["paths"]["/start/health"]["get"]["security"] == []

@@ -1,0 +1,142 @@
+"""The OpenAPI document of the whole API, built from the URLconf so it cannot drift from it.
+
+Operations come from each view's HTTP methods and docstrings; request bodies of the contract's
+main endpoints are described by name (the contract itself is in ../shared/spec)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from django.http import HttpRequest, JsonResponse
+from django.urls import URLPattern, URLResolver, get_resolver
+
+# Pages, not API: the dashboard, admin and the viewer page.
+_NOT_API = ("admin/", "app/", "login/", "signup/", "logout/", "password-reset", "invite/", "view/")
+_METHODS = ("get", "post", "put", "patch", "delete")
+# Function views (async or plain Django) declare their methods here.
+_FUNCTION_VIEW_METHODS = {
+    "start/run-task": ["post"], "start/send-message": ["post"], "metrics": ["get"],
+    "billing/stripe/webhook": ["post"], "v1/chat/completions": ["post"], "v1/models": ["get"],
+}
+_SUMMARIES = {
+    "start/start-session": "Start a persistent browser session, optionally with a first task",
+    "start/run-task": "Run one task in a new session that ends after it (waits up to 50 s)",
+    "start/send-message": "newTask, state (pause/resume/stop/terminate), interaction or guardrail answer",
+    "start/health": "Health of the database, Redis, workers and browser capacity (no auth)",
+    "task/{session_id}/{task_id}": "Poll a task",
+    "metrics": "Prometheus metrics",
+    "sessions": "List the team's sessions (?state=&page=&limit=)",
+    "sessions/{session_id}": "A session: state, tasks, current URL and title, usage so far",
+    "sessions/{session_id}/events": "The session's event log after an event id (?after=N)",
+    "environments": "List or create environments",
+    "environments/{environment_id}": "Delete an environment with its profile and files",
+    "environments/{environment_id}/upload": "Upload a profile archive (.tar.gz)",
+    "environments/{environment_id}/files": "List an environment's files",
+    "environments/{environment_id}/files/{file_id}": "Delete an environment file",
+    "profiles": "List or create profiles (environments, profile view)",
+    "profiles/{environment_id}": "Delete a profile",
+    "profiles/{environment_id}/upload": "Upload a profile archive (.tar.gz)",
+    "files/upload": "Upload files for tasks (multipart `files`)",
+    "files/{file_id}/download": "Download a stored file",
+    "policies": "List or create automation policies",
+    "policies/{policy_id}": "Read, replace or delete a policy",
+    "sessions/{session_id}/policy-audit": "Policy decisions taken in a session",
+    "cron-jobs": "List or create triggers (scheduled tasks)",
+    "cron-jobs/{trigger_id}": "Read, update or delete a trigger with its recent runs",
+    "cron-jobs/{trigger_id}/pause": "Pause a trigger",
+    "cron-jobs/{trigger_id}/resume": "Resume a trigger (resets its failure count)",
+    "cron-jobs/{trigger_id}/trigger": "Run a trigger now",
+    "cron-jobs/{trigger_id}/runs": "A trigger's runs (?page=&limit=)",
+    "cron-jobs/{trigger_id}/runs/{run_id}": "One trigger run",
+    "webhooks/secret/rotate": "Rotate the team's webhook signing secret",
+    "task/{session_id}/{task_id}/webhooks": "Webhook deliveries of a task",
+}
+_PUBLIC = {"openapi.json", "start/health", "start/active-sockets", "metrics", "billing/stripe/webhook",
+           "profiles/{environment_id}/archive"}
+_BODIES = {
+    "start/start-session": "SessionConfig of any generation: flat G1 fields (taskDetails, startingUrl, "
+                           "maxDuration, ...), G2 {initialTask: {...}} or G3 {task: {prompt, ...}}, plus "
+                           "environmentId, policyId, proxy, reachOutMode, mode.",
+    "start/run-task": "As start-session; the task text (taskDetails or task.prompt) is required.",
+    "start/send-message": "{sessionId, message}; message.actionType is newTask, state, interaction or guardrail.",
+    "v1/chat/completions": "OpenAI chat completion request: {model: 'enigma-browser-1', messages, stream?, max_tokens?}.",
+}
+
+
+def _walk(patterns: list[Any], prefix: str = "") -> list[tuple[str, Any]]:
+    out: list[tuple[str, Any]] = []
+    for pattern in patterns:
+        if isinstance(pattern, URLResolver):
+            out += _walk(pattern.url_patterns, prefix + str(pattern.pattern))
+        elif isinstance(pattern, URLPattern):
+            out.append((prefix + str(pattern.pattern), pattern.callback))
+    return out
+
+
+def _summary(obj: Any) -> str:
+    doc = (getattr(obj, "__doc__", None) or "").strip()
+    return doc.splitlines()[0].rstrip(".") if doc else ""
+
+
+def api_paths() -> list[tuple[str, list[str], str]]:
+    """(OpenAPI path, methods, summary) of every API URL."""
+    out = []
+    for route, callback in _walk(get_resolver().url_patterns):
+        if not route or route.startswith(_NOT_API):
+            continue
+        path = re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", route)
+        view_class = getattr(callback, "cls", None) or getattr(callback, "view_class", None)
+        if view_class is not None:
+            methods = [m for m in _METHODS if hasattr(view_class, m)]
+            summary = _summary(view_class)
+        else:
+            methods = _FUNCTION_VIEW_METHODS.get(path, ["get"])
+            summary = _summary(callback)
+        out.append((path, methods, _SUMMARIES.get(path) or summary))
+    return out
+
+
+def _operation(path: str, method: str, summary: str) -> dict[str, Any]:
+    params = re.findall(r"{(\w+)}", path)
+    op: dict[str, Any] = {
+        "summary": summary or f"{method.upper()} /{path}",
+        "tags": [path.split("/")[0]],
+        "parameters": [{"name": p, "in": "path", "required": True, "schema": {"type": "string"}} for p in params],
+        "responses": {
+            "200": {"description": "Success: `{\"success\": true, ...}`"},
+            "4XX": {"description": "Error envelope", "content": {"application/json": {
+                "schema": {"$ref": "#/components/schemas/Error"}}}},
+        },
+    }
+    if path in _PUBLIC:
+        op["security"] = []
+    if method in ("post", "put", "patch") and path in _BODIES:
+        op["requestBody"] = {"required": True, "description": _BODIES[path],
+                             "content": {"application/json": {"schema": {"type": "object"}}}}
+    return op
+
+
+def openapi_document() -> dict[str, Any]:
+    paths: dict[str, Any] = {}
+    for path, methods, summary in api_paths():
+        paths[f"/{path}"] = {m: _operation(path, m, summary) for m in methods}
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Enigma API", "version": "1.0",
+                 "description": "AI-driven browser sessions. Contract: the Enigma/WebRun documentation."},
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "description": "enig_... API key"}},
+            "schemas": {"Error": {"type": "object", "required": ["success", "message", "error", "code"],
+                                  "properties": {"success": {"const": False}, "message": {"type": "string"},
+                                                 "error": {"type": "string"}, "code": {"type": "string"},
+                                                 "details": {"type": "object"}}}},
+        },
+        "security": [{"bearer": []}],
+        "paths": paths,
+    }
+
+
+def openapi_view(request: HttpRequest) -> JsonResponse:
+    """The OpenAPI document of the whole API."""
+    return JsonResponse(openapi_document())
