@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-from typing import Any
-
 from django.contrib import admin, messages
 from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.db.models import QuerySet
@@ -64,6 +62,3 @@ class ApiKeyAdmin(admin.ModelAdmin):
         for key in queryset:
             api_key_revoke(api_key=key, user=None)
         self.message_user(request, f"Revoked {queryset.count()} key(s).", messages.SUCCESS)
-
-    def get_actions(self, request: HttpRequest) -> Any:
-        return super().get_actions(request)

@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import io
-from typing import Any
 
 import pytest
 from django.core.management import call_command
@@ -80,11 +79,7 @@ def test_outsider_can_neither_create_nor_revoke_keys_of_another_team(owner: User
         api_key_revoke(api_key=created.api_key, user=outsider)
 
 
-def _get(client: APIClient, path: str, **headers: Any) -> Any:
-    return client.get(path, **headers)
-
-
-def test_missing_header_gets_contract_401(client: Any) -> None:
+def test_missing_header_gets_contract_401() -> None:
     response = APIClient().get("/sessions")
     assert response.status_code == 401
     assert response.json() == {
