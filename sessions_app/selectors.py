@@ -8,6 +8,7 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from accounts.models import Team
+from billing.models import Price
 from billing.money import micros_to_usd
 from billing.selectors import price_at
 
@@ -64,19 +65,20 @@ def usage_object(*, input_tokens: int, output_tokens: int, seconds: float, cost_
     }
 
 
-def task_cost_micros(task: Task) -> int:
-    """Token cost of the task plus compute for its own running time (for display)."""
-    price = price_at(task.session.created_at)
+def task_cost_micros(task: Task, price: Price | None = None) -> int:
+    """Token cost of the task plus compute for its own running time (for display), at the
+    price of its session (pass `price` when showing many tasks of one session)."""
+    price = price or price_at(task.session.created_at)
     tokens = (task.input_tokens * price.input_per_million_micros
               + task.output_tokens * price.output_per_million_micros) // 1_000_000
     ms = int(_seconds(task.started_at, task.completed_at) * 1000)
     return tokens + ms * price.compute_per_minute_micros // 60_000
 
 
-def task_usage(task: Task) -> dict[str, Any]:
+def task_usage(task: Task, price: Price | None = None) -> dict[str, Any]:
     return usage_object(input_tokens=task.input_tokens, output_tokens=task.output_tokens,
                         seconds=_seconds(task.started_at, task.completed_at),
-                        cost_micros=task_cost_micros(task))
+                        cost_micros=task_cost_micros(task, price))
 
 
 def session_usage(session: BrowserSession) -> dict[str, Any]:
@@ -145,6 +147,7 @@ def task_response(task: Task, *, poll_url: str) -> dict[str, Any]:
 
 def session_detail(session: BrowserSession, *, base_url: str) -> dict[str, Any]:
     tasks = list(session.tasks.all())
+    price = price_at(session.created_at)
     return {
         "sessionId": session.pk,
         "state": session.state,
@@ -168,7 +171,7 @@ def session_detail(session: BrowserSession, *, base_url: str) -> dict[str, Any]:
                 "startedAt": t.started_at.isoformat() if t.started_at else None,
                 "completedAt": t.completed_at.isoformat() if t.completed_at else None,
                 "pollUrl": f"{base_url}/task/{session.pk}/{t.pk}",
-                "usage": task_usage(t),
+                "usage": task_usage(t, price),
             }
             for t in tasks
         ],
