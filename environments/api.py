@@ -51,33 +51,27 @@ def _environment_input(data: Any, noun: str) -> tuple[str, str]:
 
 
 class EnvironmentListCreateApi(ApiView):
+    """The same environments under either name: /environments or the /profiles view."""
+
     noun = "Environment"
+    key = "environment"
 
     def get(self, request: Request) -> Response:
         rows = selectors.environment_list(team=self.principal.team)
-        return ok(environments=[selectors.environment_body(e) for e in rows])
+        return ok({f"{self.key}s": [selectors.environment_body(e) for e in rows]})
 
     def post(self, request: Request) -> Response:
         name, description = _environment_input(request.data, self.noun)
         environment = services.environment_create(
             team=self.principal.team, name=name, description=description, noun=self.noun
         )
-        return ok(message="Environment created", environment=selectors.environment_body(environment), status=201)
+        return ok({"message": f"{self.noun} created", self.key: selectors.environment_body(environment)},
+                  status=201)
 
 
-class ProfileListCreateApi(ApiView):
+class ProfileListCreateApi(EnvironmentListCreateApi):
     noun = "Profile"
-
-    def get(self, request: Request) -> Response:
-        rows = selectors.environment_list(team=self.principal.team)
-        return ok(profiles=[selectors.environment_body(e) for e in rows])
-
-    def post(self, request: Request) -> Response:
-        name, description = _environment_input(request.data, self.noun)
-        environment = services.environment_create(
-            team=self.principal.team, name=name, description=description, noun=self.noun
-        )
-        return ok(message="Profile created", profile=selectors.environment_body(environment), status=201)
+    key = "profile"
 
 
 class EnvironmentDeleteApi(ApiView):
