@@ -34,7 +34,7 @@ from sessions_app.models import BrowserSession, Task
 from sessions_app.schema import parse_message, parse_session_body
 from sessions_app.selectors import session_get
 from sessions_app.services import SessionNotFound, session_message, session_start
-from sessions_app.streaming import viewer_url
+from sessions_app.streaming import public_base_url, viewer_url
 
 from . import charts, forms, selectors
 from .teams import Context, current_membership, set_current_team, team_view
@@ -56,10 +56,6 @@ def _done(request: HttpRequest, url: str, message: str, *, error: bool = False,
         return JsonResponse(body, status=status if error else 200)
     (messages.error if error else messages.success)(request, message)
     return redirect(url)
-
-
-def _base_url(request: HttpRequest) -> str:
-    return settings.ENIGMA_PUBLIC_URL or f"{request.scheme}://{request.get_host()}"
 
 
 # ----- public pages ----------------------------------------------------------------------------
@@ -229,7 +225,7 @@ def keys(request: HttpRequest, ctx: Context) -> HttpResponse:
     items = [(key, can_revoke(user=ctx.user, api_key=key)) for key in selectors.api_key_list(team=ctx.team)]
     return render(request, "dashboard/keys.html", {
         "keys": items, "form": form, "new_key": request.session.pop("dashboard_new_key", None),
-        "base_url": _base_url(request),
+        "base_url": public_base_url(request),
     })
 
 
@@ -285,7 +281,8 @@ def session_page(request: HttpRequest, ctx: Context, session_id: str) -> HttpRes
     session = _session_or_404(ctx, session_id)
     return render(request, "dashboard/session.html", {
         "session": session, **_session_panels(session),
-        "viewer": viewer_url(request, session, control=True) if session.is_live else "",
+        "viewer": viewer_url(base_url=public_base_url(request), session_id=session.pk, control=True)
+        if session.is_live else "",
         "task_form": forms.TaskForm(),
     })
 
@@ -417,8 +414,8 @@ def playground(request: HttpRequest, ctx: Context) -> HttpResponse:
     example = {"startingUrl": "https://example.com", "taskDetails": "Extract the title of the page",
                "maxDuration": 300000, "terminateOnCompletion": False}
     return render(request, "dashboard/playground.html", {
-        "form": form, "error": error, "base_url": _base_url(request),
-        "curl": _curl(_base_url(request), form.body() if form.is_bound and form.is_valid() else example),
+        "form": form, "error": error, "base_url": public_base_url(request),
+        "curl": _curl(public_base_url(request), form.body() if form.is_bound and form.is_valid() else example),
         "balance": billing.team_balance_micros(team=ctx.team),
     })
 

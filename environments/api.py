@@ -11,7 +11,7 @@ from rest_framework.response import Response
 
 from enigma_site.api import ApiView, ok
 from enigma_site.errors import ApiError, InvalidParameter
-from sessions_app.api import public_base_url
+from sessions_app.streaming import public_base_url
 
 from . import conf, selectors, services, storage
 from .archive import build_profile_archive

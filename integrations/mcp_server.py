@@ -48,7 +48,7 @@ from sessions_app import selectors
 from sessions_app import services as session_services
 from sessions_app.models import BrowserSession, Task
 from sessions_app.schema import parse_message, parse_session_body
-from sessions_app.streaming import viewer_token
+from sessions_app.streaming import viewer_url
 
 from .services import task_is_settled, task_wait, task_wait_timeout
 
@@ -95,7 +95,7 @@ def _count(caller: Caller, scope: str) -> None:
 
 
 def _streaming_url(caller: Caller, session: BrowserSession) -> str:
-    return f"{caller.base_url}/view/{session.pk}?token={viewer_token(session_id=session.pk, control=True)}"
+    return viewer_url(base_url=caller.base_url, session_id=session.pk, control=True)
 
 
 def _task_body(caller: Caller, task: Task) -> dict[str, Any]:

@@ -27,10 +27,7 @@ from . import registry, selectors, services
 from .events import events_after, wait_task_settled
 from .models import BrowserSession, Task
 from .schema import parse_message, parse_session_body
-
-
-def public_base_url(request: HttpRequest | Request) -> str:
-    return settings.ENIGMA_PUBLIC_URL or f"{request.scheme}://{request.get_host()}"
+from .streaming import public_base_url, viewer_url
 
 
 def poll_url(request: HttpRequest | Request, task: Task) -> str:
@@ -39,14 +36,12 @@ def poll_url(request: HttpRequest | Request, task: Task) -> str:
 
 def start_session_body(request: Request, session: BrowserSession, task: Task | None) -> dict[str, Any]:
     base = public_base_url(request)
-    from .streaming import viewer_url
-
     body: dict[str, Any] = {
         "sessionId": session.pk,
         "socketURL": base,
         "streaming": {
             "webRTCURL": None,
-            "webViewURL": viewer_url(request, session, control=True),
+            "webViewURL": viewer_url(base_url=base, session_id=session.pk, control=True),
             "dimensions": {"width": 1024, "height": 600},
         },
         "initialPrompt": session.config.get("initialPrompt", ""),

@@ -7,8 +7,6 @@ from typing import Any
 from django.conf import settings
 from django.core import signing
 
-from .models import BrowserSession
-
 _SALT = "enigma.viewer"
 VIEWER_TOKEN_MAX_AGE_S = 6 * 3600
 
@@ -26,6 +24,10 @@ def viewer_token_read(token: str) -> dict[str, Any] | None:
     return {"session_id": data["s"], "control": bool(data["c"])}
 
 
-def viewer_url(request: Any, session: BrowserSession, *, control: bool) -> str:
-    base = settings.ENIGMA_PUBLIC_URL or f"{request.scheme}://{request.get_host()}"
-    return f"{base}/view/{session.pk}?token={viewer_token(session_id=session.pk, control=control)}"
+def public_base_url(request: Any) -> str:
+    """Where clients reach us: ENIGMA_PUBLIC_URL, else the request's own scheme and host."""
+    return settings.ENIGMA_PUBLIC_URL or f"{request.scheme}://{request.get_host()}"
+
+
+def viewer_url(*, base_url: str, session_id: str, control: bool) -> str:
+    return f"{base_url}/view/{session_id}?token={viewer_token(session_id=session_id, control=control)}"
