@@ -203,10 +203,7 @@ def _waiting_view(drf_view: Callable[..., Any]) -> Callable[..., Any]:
 
         def body() -> dict[str, Any]:
             task = selectors.task_get(team=team_id, session_id=session_id, task_id=task_id)
-            out = selectors.task_response(task, poll_url=poll_url(request, task))
-            if out.get("pending"):
-                out["status"] = "pending"
-            return out
+            return selectors.task_response(task, poll_url=poll_url(request, task), inline=True)
 
         final = JsonResponse(await sync_to_async(body)(), status=200)
         for header in ("X-RateLimit-Limit", "X-RateLimit-Remaining", "X-RateLimit-Reset"):

@@ -93,8 +93,9 @@ def task_data(task: Task) -> dict[str, Any]:
     return data
 
 
-def task_response(task: Task, *, poll_url: str) -> dict[str, Any]:
-    """The task body for inline responses and polls: both generations' shapes (README §5)."""
+def task_response(task: Task, *, poll_url: str, inline: bool = False) -> dict[str, Any]:
+    """The task body for inline responses and polls: both generations' shapes (README §5).
+    An inline answer for an unfinished task says `status: "pending"` (api.md §1.5c)."""
     session = task.session
     usage = task_usage(task)
     base: dict[str, Any] = {"success": True, "sessionId": session.pk, "taskId": task.pk}
@@ -136,7 +137,7 @@ def task_response(task: Task, *, poll_url: str) -> dict[str, Any]:
     status = "paused" if (session.paused or session.human_control) and task.state == Task.State.RUNNING else (
         "running" if task.state == Task.State.RUNNING else "queued")
     base.update({
-        "status": status,
+        "status": "pending" if inline else status,
         "pending": True,
         "pollUrl": poll_url,
         "message": "Task still running. Poll GET /task/:sessionId/:taskId for result.",
