@@ -99,7 +99,16 @@ async def run_agent(
     return await run.execute()
 
 
-# Asked before every browser action with {"name", "args", "url", "target", "pageText"}; returns
+def _element_fields(args: dict[str, Any], observation: Observation) -> dict[str, str] | None:
+    """The role and accessible name of the element a tool call acts on (for policy rules)."""
+    element = observation.element(str(args["ref"])) if args.get("ref") else None
+    if element is None:
+        return None
+    return {"role": element.role, "name": element.name or element.placeholder or element.attr_name}
+
+
+# Asked before every browser action with {"name", "args", "url", "target", "element", "pageText"};
+# `element` is {"role", "name"} of the element acted on, or None. Returns
 # None to let it run, or the refusal the model reads back (the action is then not executed). A
 # gate that needs a human decision asks through the task's callbacks.ask_human (a guardrail).
 ActionGate = Callable[[dict[str, Any]], Awaitable[str | None]]
@@ -400,7 +409,7 @@ class _AgentRun:
         if self.gate is not None:
             refusal = await self.gate(
                 {"name": call.name, "args": dict(call.input), "url": observation.url, "target": target,
-                 "pageText": observation.text}
+                 "element": _element_fields(call.input, observation), "pageText": observation.text}
             )
             if refusal is not None:
                 await self.reporter.event("response_update", {"message": refusal})

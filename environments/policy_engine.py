@@ -6,13 +6,22 @@ Pure code, no Django, so it can be tested alone. A policy document:
      "domainRules": {"mode": "allow_all" | "allowlist" | "blocklist",
                      "entries": [{"pattern": "*.example.com", "action": "block" | "guardrail"}]},
      "actionRules": [{"category": "navigation", "urlPattern": "*/admin/*", "action": "guardrail"},
-                     {"category": "click", "scope": "target", "matchType": "keyword", "match": "Delete",
-                      "action": "block"}]}
+                     {"category": "click", "scope": "target", "matchType": "regex", "match": "^Delete",
+                      "role": "button", "action": "block"}]}
 
 Every matching rule counts and the most restrictive wins: block > guardrail > allow. Domain
 entries: `example.com` is that host only, `*.example.com` any subdomain (not the apex),
 `*example.com` the apex, subdomains and any host ending so. In an allowlist, a host no entry
 matches is blocked. A category with no action rule at all gets the default action.
+
+What an action rule's `match` is tested against (each text on its own, so `^` and `$` anchor
+to it; a keyword is a case-insensitive substring, a regex is `re.search`):
+- scope `target`: the target's accessible name (`Save changes` for a button of that name) and
+  its value (the text typed, the option chosen, the key pressed, the file uploaded);
+- scope `page`: the page text the agent observes;
+- scope `all`: any of those.
+The optional `role` (an ARIA role such as `button`, `link`, `textbox`) limits a rule to targets
+of that role; with a role, `match` may be left out to match every name.
 """
 
 from __future__ import annotations
@@ -54,6 +63,15 @@ class PolicyInvalid(ValueError):
 
 
 @dataclass(frozen=True)
+class Target:
+    """What an action acts on, matched field by field."""
+
+    role: str = ""  # ARIA role: "button", "link", "textbox" ... ("" when unknown)
+    name: str = ""  # accessible name: "Save changes"
+    value: str = ""  # the text typed, the option chosen, the key pressed, the file uploaded
+
+
+@dataclass(frozen=True)
 class Decision:
     action: str  # allow | guardrail | block
     rule: str  # which rule decided, for the audit log and the agent ("" = no rule matched)
@@ -71,6 +89,17 @@ def _pattern(value: Any, parameter: str) -> str:
     if not isinstance(value, str) or not value.strip() or len(value) > 500:
         raise PolicyInvalid(parameter, f"Invalid parameter '{parameter}': a non-empty pattern is required")
     return value.strip().lower() if not parameter.endswith(".match") else value.strip()
+
+
+_ROLE_RE = re.compile(r"^[a-z][a-z-]{0,39}$")
+
+
+def _role(value: Any, parameter: str) -> str:
+    if value is None or value == "":
+        return ""
+    if not isinstance(value, str) or not _ROLE_RE.match(value.strip().lower()):
+        raise PolicyInvalid(parameter, f"Invalid parameter '{parameter}': an ARIA role such as button, link or textbox")
+    return value.strip().lower()
 
 
 def validate_rules(data: dict[str, Any]) -> dict[str, Any]:
@@ -116,21 +145,23 @@ def validate_rules(data: dict[str, Any]) -> dict[str, Any]:
             )
             continue
         match_type = _choice(rule.get("matchType"), MATCH_TYPES, f"{name}.matchType", "keyword")
-        match = _pattern(rule.get("match"), f"{name}.match")
+        role = _role(rule.get("role"), f"{name}.role")
+        match = "" if role and rule.get("match") is None else _pattern(rule.get("match"), f"{name}.match")
         if match_type == "regex":
             try:
                 re.compile(match)
             except re.error as exc:
                 raise PolicyInvalid(f"{name}.match", f"Invalid parameter '{name}.match': bad regex ({exc})") from exc
-        action_rules.append(
-            {
-                "category": category,
-                "action": action,
-                "matchType": match_type,
-                "match": match,
-                "scope": _choice(rule.get("scope"), SCOPES, f"{name}.scope", "all"),
-            }
-        )
+        entry = {
+            "category": category,
+            "action": action,
+            "matchType": match_type,
+            "match": match,
+            "scope": _choice(rule.get("scope"), SCOPES, f"{name}.scope", "all"),
+        }
+        if role:
+            entry["role"] = role
+        action_rules.append(entry)
     return {
         "defaultAction": default,
         "domainRules": {"mode": mode, "entries": domain_entries},
@@ -168,18 +199,44 @@ def evaluate_domain(rules: dict[str, Any], url: str) -> Decision:
     return _strictest(matched)
 
 
+def _texts(scope: str, target: Target, page_text: str) -> list[str]:
+    fields = [t for t in (target.name, target.value) if t]
+    if scope == "target":
+        return fields
+    if scope == "page":
+        return [page_text]
+    return [*fields, page_text]
+
+
+def _rule_hits(rule: dict[str, Any], target: Target, page_text: str) -> bool:
+    if rule.get("role") and rule["role"] != target.role.lower():
+        return False
+    if not rule["match"]:
+        return True  # a role alone matches every name
+    texts = _texts(rule["scope"], target, page_text)
+    if rule["matchType"] == "regex":
+        return any(re.search(rule["match"], text) is not None for text in texts)
+    keyword = rule["match"].lower()
+    return any(keyword in text.lower() for text in texts)
+
+
 def evaluate(
     rules: dict[str, Any],
     *,
     category: str | None,
     url: str,
-    target: str = "",
+    target: Target | str = "",
     target_url: str = "",
     page_text: str = "",
 ) -> Decision:
-    """Decide an action of `category` on the page at `url` (target_url: where a navigation goes)."""
+    """Decide an action of `category` on the page at `url` (target_url: where a navigation goes).
+
+    `target` is what the action acts on; a plain string is taken as its accessible name.
+    """
     if category is None:
         return Decision("allow", "")
+    if isinstance(target, str):
+        target = Target(name=target)
     decisions = [evaluate_domain(rules, target_url or url)]
     category_rules = [r for r in rules["actionRules"] if r["category"] == category]
     for rule in category_rules:
@@ -187,14 +244,10 @@ def evaluate(
             if target_url and fnmatch.fnmatch(target_url.lower(), rule["urlPattern"]):
                 decisions.append(Decision(rule["action"], f"navigation {rule['urlPattern']} ({rule['action']})"))
             continue
-        text = {"target": target, "page": page_text, "all": f"{target}\n{page_text}"}[rule["scope"]]
-        if rule["matchType"] == "regex":
-            hit = re.search(rule["match"], text) is not None
-        else:
-            hit = rule["match"].lower() in text.lower()
-        if hit:
+        if _rule_hits(rule, target, page_text):
+            role = f" role {rule['role']}" if rule.get("role") else ""
             decisions.append(
-                Decision(rule["action"], f"{category} {rule['matchType']} {rule['match']!r} ({rule['action']})")
+                Decision(rule["action"], f"{category}{role} {rule['matchType']} {rule['match']!r} ({rule['action']})")
             )
     if not category_rules and rules["defaultAction"] != "allow":
         decisions.append(Decision(rules["defaultAction"], f"default action for {category}"))
@@ -223,7 +276,7 @@ def evaluate_action(
     name: str,
     args: dict[str, Any],
     url: str,
-    target: str = "",
+    target: Target | str = "",
     target_url: str = "",
     page_text: str = "",
 ) -> Decision:
@@ -237,3 +290,15 @@ def evaluate_action(
             for c in categories
         ]
     )
+
+
+def action_target(name: str, args: dict[str, Any], element: dict[str, Any] | None) -> Target:
+    """The target of an agent tool call: the element's role and accessible name (a click by
+    visible text has that text as its name) and the value the call puts in."""
+    role = str((element or {}).get("role") or "")
+    label = str((element or {}).get("name") or "")
+    if not label and name == "click_element":
+        label = str(args.get("text") or "")
+    value_arg = {"type_text": "text", "select_option": "option", "press_key": "key", "upload_file": "file"}.get(name)
+    value = str(args.get(value_arg) or "") if value_arg else ""
+    return Target(role=role, name=label, value=value)

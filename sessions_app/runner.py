@@ -516,9 +516,10 @@ class SessionRunner:
             target = action["target"]
             if name == "type_text" and args.get("text"):
                 target = f"{target} {args['text']}"
-            decision = policy_engine.evaluate_action(self.policy_rules, name=name, args=args, url=action["url"],
-                                                     target=target, target_url=target_url,
-                                                     page_text=action["pageText"])
+            decision = policy_engine.evaluate_action(
+                self.policy_rules, name=name, args=args, url=action["url"],
+                target=policy_engine.action_target(name, args, action.get("element")), target_url=target_url,
+                page_text=action["pageText"])
             answer = ""
             if decision.action == "guardrail":
                 answer = await TaskCallbacks(self, task).ask_human(

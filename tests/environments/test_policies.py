@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from environments.policy_engine import evaluate, validate_rules
+from environments.policy_engine import PolicyInvalid, Target, action_target, evaluate, evaluate_action, validate_rules
 from tests.conftest import Api
 from tests.environments.helpers import new_task, start
 
@@ -134,3 +134,55 @@ def test_guardrail_rule_pauses_the_task_until_approved(api: Api, pages: str) -> 
     entry = api.get(f"/sessions/{sid}/policy-audit").json()["entries"]
     guarded = next(e for e in entry if e["decision"] == "guardrail")
     assert guarded["response"] == "yes, go ahead" and guarded["taskId"] == task_id
+
+
+def test_target_scope_matches_the_accessible_name_and_the_role_as_separate_fields() -> None:
+    rules = validate_rules(
+        {
+            "actionRules": [
+                {"category": "click", "scope": "target", "matchType": "regex", "match": "^Save", "action": "block"},
+                {"category": "click", "role": "link", "action": "guardrail"},
+                {"category": "type", "scope": "target", "matchType": "regex", "match": r"^\d{3}-\d{2}-\d{4}$",
+                 "action": "block"},
+            ]
+        }
+    )
+    verdict = lambda **target: evaluate(rules, category="click", url="https://ok.org/",  # noqa: E731
+                                        target=Target(**target)).action
+    assert verdict(role="button", name="Save changes") == "block"
+    assert verdict(role="button", name="Do not Save") == "allow"
+    assert verdict(role="link", name="Help") == "guardrail"
+    assert verdict(role="button", name="Help") == "allow"
+    typed = evaluate_action(rules, name="type_text", args={"ref": "e3", "text": "123-45-6789"}, url="https://ok.org/",
+                            target=action_target("type_text", {"text": "123-45-6789"}, {"role": "textbox",
+                                                                                          "name": "SSN"}))
+    assert typed.action == "block"
+    assert action_target("click_element", {"text": "Save changes"}, None) == Target(name="Save changes")
+    bad = {"actionRules": [{"category": "click", "role": "not a role!", "action": "block"}]}
+    try:
+        validate_rules(bad)
+    except PolicyInvalid as exc:
+        assert exc.parameter == "actionRules[0].role"
+    else:
+        raise AssertionError("a bad role was accepted")
+
+
+def test_anchored_target_rules_and_role_rules_hold_in_a_real_session(api: Api, pages: str) -> None:
+    policy_id = create_policy(
+        api,
+        actionRules=[
+            {"category": "click", "scope": "target", "matchType": "regex", "match": "^Delete", "action": "block"},
+            {"category": "click", "scope": "target", "role": "link", "matchType": "regex", "match": "^Help$",
+             "action": "block"},
+        ],
+    )
+    sid = start(api, policyId=policy_id)["sessionId"]
+    blocked = new_task(api, sid, f"go to {pages}/policy.html then click Delete account")
+    assert blocked["status"] == "failed" and blocked["code"] == "POLICY_BLOCKED", blocked
+    link = new_task(api, sid, "click Help")
+    assert link["status"] == "failed" and link["code"] == "POLICY_BLOCKED", link
+    allowed = new_task(api, sid, "click Save changes then wait 0.3 seconds then extract the title")
+    assert allowed["data"]["message"] == "Changes saved", allowed
+    entries = api.get(f"/sessions/{sid}/policy-audit").json()["entries"]
+    rules = [e["matchedRule"] for e in entries if e["decision"] == "block"]
+    assert any("'^Delete'" in r for r in rules) and any("role link" in r for r in rules), rules
