@@ -115,6 +115,9 @@ class TopUp(models.Model):
         CREATED = "created"
         SUCCEEDED = "succeeded"
         FAILED = "failed"
+        # Stripe reported an amount or currency other than this record's: not credited,
+        # left for an operator (flag_reason says what differed).
+        FLAGGED = "flagged"
 
     team = models.ForeignKey("accounts.Team", on_delete=models.PROTECT, related_name="topups")
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True,
@@ -127,6 +130,7 @@ class TopUp(models.Model):
                                         blank=True, related_name="topup")
     created_at = models.DateTimeField(auto_now_add=True)
     credited_at = models.DateTimeField(null=True, blank=True)
+    flag_reason = models.TextField(blank=True)
 
     class Meta:
         ordering = ["-id"]

@@ -179,25 +179,33 @@ def _topup_for_intent(intent: dict[str, Any]) -> TopUp | None:
 
 
 def topup_credit(*, intent: dict[str, Any]) -> LedgerEntry | None:
-    """Credit a succeeded PaymentIntent to its team exactly once (key `stripe:pi:<id>`).
+    """Credit a succeeded PaymentIntent to its team exactly once (key `stripe:pi:<id>`), for the
+    amount and currency of our top-up record and only when Stripe reports the same ones.
 
-    Returns the new entry, or None when it was already credited. Raises ValueError for an intent
-    we did not create or in another currency.
+    Returns the new entry, or None when it was already credited or when the amount received or
+    the currency differs from the record: then nothing is credited, the top-up is flagged with
+    the reason for an operator, and a warning is logged. Raises ValueError for an intent we did
+    not create.
     """
     with transaction.atomic():
         topup = _topup_for_intent(intent)
         if topup is None:
             raise ValueError(f"No top-up for PaymentIntent {intent['id']}")
-        if intent.get("currency") != "usd":
-            raise ValueError(f"PaymentIntent {intent['id']} is in {intent.get('currency')!r}, not usd")
-        cents = int(intent.get("amount_received") or intent["amount"])
-        if cents != topup.amount_cents:
-            logger.warning("PaymentIntent %s received %s cents for a top-up of %s", intent["id"],
-                           cents, topup.amount_cents)
+        # Stripe always sets amount_received on a succeeded intent; localstripe leaves it out.
+        cents = intent["amount_received"] if "amount_received" in intent else intent.get("amount")
+        currency = str(intent.get("currency", "")).lower()
+        if cents != topup.amount_cents or intent.get("amount") != topup.amount_cents or currency != topup.currency:
+            if topup.status != TopUp.Status.SUCCEEDED:
+                reason = (f"PaymentIntent {intent['id']} reports {cents} {currency} received (amount "
+                          f"{intent.get('amount')}) for a top-up of {topup.amount_cents} {topup.currency}")
+                logger.warning("Not crediting top-up %s: %s", topup.pk, reason)
+                TopUp.objects.filter(pk=topup.pk).update(status=TopUp.Status.FLAGGED, flag_reason=reason,
+                                                         payment_intent_id=intent["id"])
+            return None
         entry = ledger_post(
-            team=topup.team_id, amount_micros=cents_to_micros(cents), kind=LedgerEntry.Kind.TOPUP,
-            idempotency_key=f"stripe:pi:{intent['id']}", description=f"Top-up ({intent['id']})",
-            created_by_id=topup.user_id)
+            team=topup.team_id, amount_micros=cents_to_micros(topup.amount_cents),
+            kind=LedgerEntry.Kind.TOPUP, idempotency_key=f"stripe:pi:{intent['id']}",
+            description=f"Top-up ({intent['id']})", created_by_id=topup.user_id)
         if entry is not None:
             TopUp.objects.filter(pk=topup.pk).update(
                 status=TopUp.Status.SUCCEEDED, ledger_entry=entry, credited_at=timezone.now(),

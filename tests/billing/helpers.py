@@ -22,14 +22,15 @@ def sign(payload: bytes, *, secret: str | None = None, timestamp: int | None = N
 
 
 def intent_event(event_id: str, intent_id: str, amount_cents: int,
-                 event_type: str = "payment_intent.succeeded") -> bytes:
+                 event_type: str = "payment_intent.succeeded", *, received_cents: int | None = None,
+                 currency: str = "usd") -> bytes:
     """The body of a Stripe event about a PaymentIntent, as a webhook delivers it."""
     return json.dumps({
         "id": event_id, "object": "event", "type": event_type, "api_version": "2024-06-20",
         "created": int(time.time()), "livemode": False,
         "data": {"object": {"id": intent_id, "object": "payment_intent", "amount": amount_cents,
-                            "amount_received": amount_cents, "currency": "usd",
-                            "status": "succeeded", "metadata": {}}},
+                            "amount_received": amount_cents if received_cents is None else received_cents,
+                            "currency": currency, "status": "succeeded", "metadata": {}}},
     }).encode()
 
 

@@ -109,6 +109,35 @@ def test_webhook_delivered_twice_at_once_credits_once(topup: TopUp,
     assert reconcile().returncode == 0
 
 
+@pytest.mark.parametrize(("amount", "received", "currency"), [
+    (2_500, 250_000, "usd"),    # Stripe says it received more than the top-up named
+    (2_500, 100, "usd"),        # ... or less
+    (250_000, 250_000, "usd"),  # the intent's amount itself differs from the top-up
+    (2_500, 2_500, "eur"),      # another currency
+])
+def test_event_whose_amount_or_currency_differs_from_the_top_up_is_flagged_not_credited(
+        topup: TopUp, amount: int, received: int, currency: str, caplog: pytest.LogCaptureFixture) -> None:
+    pi = topup.payment_intent_id or ""
+    payload = intent_event("evt_odd", pi, amount, received_cents=received, currency=currency)
+    response = deliver(payload, sign(payload))
+    # Handled (Stripe need not retry it), but nothing is credited.
+    assert response.status_code == 200, response.content
+    assert response.json()["status"] == "processed"
+    assert not LedgerEntry.objects.filter(kind="topup").exists()
+    assert team_balance_micros(team=topup.team_id) == 10_000_000
+    topup.refresh_from_db()
+    assert topup.status == "flagged" and topup.ledger_entry_id is None
+    assert f"{received} {currency}" in topup.flag_reason and "2500 usd" in topup.flag_reason
+    assert any(pi in r.getMessage() and r.levelname == "WARNING" for r in caplog.records)
+    # A replay changes nothing; the genuine event still credits the top-up, once.
+    assert deliver(payload, sign(payload)).status_code == 200
+    genuine = intent_event("evt_genuine", pi, 2_500)
+    assert deliver(genuine, sign(genuine)).json()["status"] == "processed"
+    assert team_balance_micros(team=topup.team_id) == 10_000_000 + 25_000_000
+    topup.refresh_from_db()
+    assert topup.status == "succeeded"
+
+
 @pytest.mark.parametrize("how", ["forged", "stale", "missing", "wrong secret"])
 def test_forged_or_stale_signature_is_rejected(topup: TopUp, how: str) -> None:
     payload = intent_event("evt_forged", topup.payment_intent_id or "", 2_500)
