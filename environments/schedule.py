@@ -7,10 +7,12 @@ import re
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from croniter import croniter
+from croniter import CroniterBadDateError, croniter
 
 _INTERVAL_RE = re.compile(r"^\s*(\d+)\s*([smhd])\s*$", re.IGNORECASE)
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+MAX_INTERVAL_S = 366 * 86400
+_UTC = ZoneInfo("UTC")
 
 
 class ScheduleInvalid(ValueError):
@@ -33,10 +35,29 @@ def interval_seconds(value: str, *, minimum: int) -> int:
             "scheduleInterval",
             'Invalid parameter \'scheduleInterval\': use a number and a unit, e.g. "30m", "2h" or "1d"',
         )
-    seconds = int(match.group(1)) * _UNIT_S[match.group(2).lower()]
+    digits = match.group(1)
+    seconds = int(digits) * _UNIT_S[match.group(2).lower()] if len(digits) <= 12 else MAX_INTERVAL_S + 1
     if seconds < minimum:
         raise ScheduleInvalid("scheduleInterval", f"Invalid parameter 'scheduleInterval': at least {minimum} seconds")
+    if seconds > MAX_INTERVAL_S:
+        raise ScheduleInvalid("scheduleInterval", "Invalid parameter 'scheduleInterval': at most 366 days")
     return seconds
+
+
+def at_time(value: object, tz: str) -> datetime:
+    """An ISO 8601 `scheduleAt` as an aware UTC time (a naive one is read in `tz`)."""
+    from django.utils.dateparse import parse_datetime
+
+    message = "Invalid parameter 'scheduleAt': an ISO 8601 time such as \"2026-03-01T09:00:00Z\""
+    try:
+        parsed = parse_datetime(str(value or ""))
+        if parsed is None:
+            raise ScheduleInvalid("scheduleAt", message)
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=zone(tz))
+        return parsed.astimezone(_UTC)
+    except (ValueError, OverflowError) as exc:  # 2024-02-30, or a year past 9999 in UTC
+        raise ScheduleInvalid("scheduleAt", f"{message} ({exc})") from exc
 
 
 def check_cron(expression: str) -> str:
@@ -73,4 +94,9 @@ def next_run(
         candidate = previous + step * (missed + 1)
         return candidate if candidate > after else candidate + step
     local = after.astimezone(zone(tz))
-    return croniter(cron, local).get_next(datetime).astimezone(ZoneInfo("UTC"))
+    try:
+        return croniter(cron, local).get_next(datetime).astimezone(_UTC)
+    except CroniterBadDateError as exc:  # "0 0 30 2 *": a day that never comes
+        raise ScheduleInvalid(
+            "scheduleCron", "Invalid parameter 'scheduleCron': the expression never matches a date"
+        ) from exc

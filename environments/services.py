@@ -492,8 +492,6 @@ def _trigger_apply(trigger: Trigger, data: dict[str, Any], *, creating: bool) ->
 
 
 def _trigger_schedule(trigger: Trigger, data: dict[str, Any]) -> None:
-    from django.utils.dateparse import parse_datetime
-
     try:
         kind = data.get("scheduleType", trigger.schedule_type)
         if kind not in Trigger.ScheduleType.values:
@@ -504,12 +502,7 @@ def _trigger_schedule(trigger: Trigger, data: dict[str, Any]) -> None:
         trigger.timezone = str(data.get("timezone", trigger.timezone) or "UTC")
         schedule.zone(trigger.timezone)
         if "scheduleAt" in data:
-            parsed = parse_datetime(str(data["scheduleAt"] or ""))
-            if parsed is None:
-                raise schedule.ScheduleInvalid("scheduleAt", "Invalid parameter 'scheduleAt': an ISO 8601 time")
-            if timezone.is_naive(parsed):
-                parsed = timezone.make_aware(parsed, schedule.zone(trigger.timezone))
-            trigger.schedule_at = parsed
+            trigger.schedule_at = schedule.at_time(data["scheduleAt"], trigger.timezone)
         if "scheduleInterval" in data:
             trigger.schedule_interval = str(data["scheduleInterval"] or "")
         if "scheduleCron" in data:
@@ -657,7 +650,12 @@ def triggers_run_due(*, now: Any = None) -> list[str]:
     now = now or timezone.now()
     started = []
     for trigger in Trigger.objects.filter(status=Trigger.Status.ACTIVE, next_run_at__lte=now):
-        following = _next(trigger, after=now, previous=trigger.next_run_at)
+        try:
+            following = _next(trigger, after=now, previous=trigger.next_run_at)
+        except schedule.ScheduleInvalid:  # saved before its schedule was checked this way
+            logger.warning("trigger %s has a schedule with no next run; paused", trigger.pk)
+            Trigger.objects.filter(pk=trigger.pk).update(status=Trigger.Status.PAUSED)
+            continue
         if (
             Trigger.objects.filter(pk=trigger.pk, status=Trigger.Status.ACTIVE, next_run_at=trigger.next_run_at).update(
                 next_run_at=following

@@ -82,6 +82,33 @@ def test_trigger_validation(api: Api) -> None:
     assert api.get(f"/cron-jobs/{job['_id']}").json()["message"] == "Cron job not found"
 
 
+def test_overflowing_schedules_answer_400_naming_the_field(api: Api) -> None:
+    environment_id = create_environment(api)
+    base = {
+        "name": "odd",
+        "environmentId": environment_id,
+        "prompt": "extract the title",
+        "webhook": {"url": "http://127.0.0.1:9/hook"},
+    }
+    cases = [
+        ({"scheduleType": "at", "scheduleAt": "2024-02-30T09:00:00Z"}, "scheduleAt"),
+        ({"scheduleType": "at", "scheduleAt": "9999-12-31T23:59:59-12:00"}, "scheduleAt"),
+        ({"scheduleType": "at", "scheduleAt": "0001-01-01T00:00:00+14:00"}, "scheduleAt"),
+        ({"scheduleType": "every", "scheduleInterval": "99999999999999999999d"}, "scheduleInterval"),
+        ({"scheduleType": "every", "scheduleInterval": "999999999d"}, "scheduleInterval"),
+        ({"scheduleType": "cron", "scheduleCron": "0 0 30 2 *"}, "scheduleCron"),
+        ({"scheduleType": "cron", "scheduleCron": "0 0 31 4,6 *"}, "scheduleCron"),
+    ]
+    for schedule, field in cases:
+        response = api.post("/cron-jobs", {**base, **schedule})
+        assert response.status_code == 400, (schedule, response.status_code, response.text[:300])
+        assert response.json()["details"]["parameter"] == field, response.json()
+    job = api.post("/cron-jobs", {**base, "scheduleType": "cron", "scheduleCron": "0 9 * * *"}).json()["cronJob"]
+    update = api.http.put(api.base + f"/cron-jobs/{job['_id']}", json={"scheduleCron": "0 0 30 2 *"},
+                          headers=api._headers(None))
+    assert update.status_code == 400 and update.json()["details"]["parameter"] == "scheduleCron"
+
+
 def test_trigger_runs_on_its_interval_delivers_and_pauses_after_failures(api: Api, pages: str) -> None:
     receiver = Receiver([])
     secret = api.get("/webhooks/secret").json()["secret"]
