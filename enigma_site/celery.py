@@ -12,9 +12,21 @@ app = Celery("enigma")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
+
+def _add_worker_steps() -> None:
+    from sessions_app.worker_steps import Consuming, Runtime
+
+    app.steps["consumer"].add(Consuming)
+    app.steps["worker"].add(Runtime)
+
+
+_add_worker_steps()
+
 app.conf.beat_schedule = {
     # Orphan uploads (no environment) live one hour (api.md §5.2); checked every 5 minutes.
     "environments.delete_orphan_files": {"task": "environments.delete_orphan_files", "schedule": 300.0},
     # Triggers (/cron-jobs) start within this tick of their time.
     "environments.run_due_triggers": {"task": "environments.run_due_triggers", "schedule": 15.0},
+    # Orphaned sessions are found even when no browser worker is alive (the ops worker runs it).
+    "sessions.sweep": {"task": "sessions.sweep", "schedule": float(os.environ.get("ENIGMA_SWEEP_INTERVAL_S", 5))},
 }

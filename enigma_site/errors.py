@@ -8,6 +8,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import redis.exceptions
+from django import db
 from django.http import Http404, HttpRequest, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -126,8 +128,23 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
                         headers=headers)
     if isinstance(exc, Http404):
         return Response(error_body(404, "NOT_FOUND", "Not found"), status=404)
+    down = dependency_down(exc)
+    if down:
+        logger.warning("%s is unavailable: %s", down, exc)
+        return Response(error_body(503, "SERVICE_UNAVAILABLE", f"Service temporarily unavailable ({down})",
+                                   {"down": [down]}), status=503, headers={"Retry-After": "5"})
     logger.exception("Unhandled API error")
     return Response(error_body(500, "INTERNAL_ERROR", "Internal server error"), status=500)
+
+
+def dependency_down(exc: BaseException) -> str:
+    """Name the dependency whose outage raised `exc` ("redis", "database"), or ""."""
+    if isinstance(exc, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)):
+        return "redis"
+    if isinstance(exc, db.OperationalError) and (
+            "locked" in str(exc) or type(exc.__cause__).__module__.startswith("psycopg")):
+        return "database"  # PostgreSQL unreachable, or SQLite busy; not a schema bug
+    return ""
 
 
 def is_api_path(path: str) -> bool:

@@ -222,6 +222,8 @@ ENIGMA_SCREENCAST_EVERY_NTH_FRAME = env_int("ENIGMA_SCREENCAST_EVERY_NTH_FRAME",
 ENIGMA_METER_INTERVAL_S = env_float("ENIGMA_METER_INTERVAL_S", 10)
 STRIPE_API_KEY = os.environ.get("STRIPE_API_KEY", "")
 STRIPE_PUBLISHABLE_KEY = os.environ.get("STRIPE_PUBLISHABLE_KEY", "")
+# A worker whose task consumer has been down this long exits (its supervisor restarts it).
+ENIGMA_CONSUMER_LOST_EXIT_S = env_float("ENIGMA_CONSUMER_LOST_EXIT_S", 60)
 STRIPE_WEBHOOK_SECRET = os.environ.get("STRIPE_WEBHOOK_SECRET", "")
 STRIPE_API_BASE = os.environ.get("STRIPE_API_BASE", "")
 STRIPE_JS_URL = os.environ.get("STRIPE_JS_URL", "https://js.stripe.com/v3/")

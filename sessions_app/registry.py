@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 from dataclasses import dataclass
 
@@ -11,6 +12,26 @@ from django.conf import settings
 from enigma_site.redis import get_redis
 
 WORKERS_KEY = "enigma:workers"
+
+# When this process's Celery task consumer stopped consuming (None: it is consuming, or this is
+# not a worker). Set by sessions_app.worker_steps.Consuming.
+_consumer_lock = threading.Lock()
+_consumer_down_since: float | None = time.monotonic()
+
+
+def consumer_mark(*, consuming: bool) -> None:
+    global _consumer_down_since
+    with _consumer_lock:
+        if consuming:
+            _consumer_down_since = None
+        elif _consumer_down_since is None:
+            _consumer_down_since = time.monotonic()
+
+
+def consumer_lost_for() -> float | None:
+    """Seconds since this worker's consumer stopped taking tasks, or None while it takes them."""
+    with _consumer_lock:
+        return None if _consumer_down_since is None else time.monotonic() - _consumer_down_since
 
 
 def worker_key(worker_id: str) -> str:

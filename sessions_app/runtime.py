@@ -99,7 +99,9 @@ class WorkerRuntime:
                 await asyncio.sleep(1)
 
     async def _beat(self) -> None:
-        await db(registry.worker_heartbeat)(worker_id=self.worker_id, capacity=self.capacity,
+        # Free slots are offered only while the task consumer takes tasks from the broker.
+        capacity = self.capacity if registry.consumer_lost_for() is None else len(self.runners)
+        await db(registry.worker_heartbeat)(worker_id=self.worker_id, capacity=capacity,
                                             sessions=len(self.runners), warm=self.host.warm_count,
                                             contexts=self.host.open_contexts)
 
@@ -137,14 +139,10 @@ class WorkerRuntime:
                     logger.exception("metering session %s failed", sid)
 
     async def _sweep_loop(self) -> None:
-        redis = get_async_redis()
         while True:
             await asyncio.sleep(settings.ENIGMA_SWEEP_INTERVAL_S)
             try:
-                # One sweeper at a time across workers.
-                if await redis.set("enigma:lock:sweep", self.worker_id, nx=True,
-                                   px=int(settings.ENIGMA_SWEEP_INTERVAL_S * 1000)):
-                    await db(sweep.sessions_sweep)()
+                await db(sweep.sessions_sweep_locked)(holder=self.worker_id)
             except Exception:
                 logger.exception("session sweep failed")
 

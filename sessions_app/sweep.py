@@ -10,11 +10,24 @@ from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
+from enigma_site.redis import get_redis
+
 from .events import event_emit, task_notify
 from .models import BrowserSession, Task
 from .services import session_end
 
 logger = logging.getLogger(__name__)
+
+SWEEP_LOCK_KEY = "enigma:lock:sweep"
+DISPATCH_RETRY_S = 10.0
+
+
+def sessions_sweep_locked(*, holder: str) -> dict[str, int]:
+    """Run the sweep unless another process (a worker's loop, or beat's task) ran it within the
+    last interval: one sweeper at a time across the installation."""
+    if not get_redis().set(SWEEP_LOCK_KEY, holder, nx=True, px=int(settings.ENIGMA_SWEEP_INTERVAL_S * 1000)):
+        return {}
+    return sessions_sweep()
 
 
 def sessions_sweep() -> dict[str, int]:
@@ -56,6 +69,16 @@ def sessions_sweep() -> dict[str, int]:
                                                  orphaned_at__lt=now - grace):
         if session_end(session_id=session.pk, state=BrowserSession.State.FAILED, reason="instance_lost"):
             counts["failed"] += 1
+    # A start whose message was lost before any worker claimed it (a broker restart without
+    # persistence, a worker killed between taking the message and claiming) is sent again.
+    retry_before = now - timedelta(seconds=DISPATCH_RETRY_S)
+    for session_id in BrowserSession.objects.filter(
+        state=BrowserSession.State.PENDING, worker_id="", created_at__lt=retry_before,
+        created_at__gte=now - grace,
+    ).values_list("pk", flat=True):
+        if get_redis().set(f"enigma:redispatch:{session_id}", "1", nx=True, ex=int(DISPATCH_RETRY_S)):
+            counts["redispatched"] = counts.get("redispatched", 0) + 1
+            host_session.delay(session_id)
     for session in BrowserSession.objects.filter(state=BrowserSession.State.PENDING, worker_id="",
                                                  created_at__lt=now - grace):
         if session_end(session_id=session.pk, state=BrowserSession.State.FAILED,

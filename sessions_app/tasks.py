@@ -8,8 +8,12 @@ from celery import shared_task
 from celery.signals import worker_ready, worker_shutting_down
 
 
-@shared_task(name="sessions.host_session", acks_late=True, reject_on_worker_lost=True,
-             ignore_result=True)
+# Acknowledged when it starts, not when the session ends hours later: once claimed, a session is
+# owned by its worker's heartbeats and the sweep's takeover, not by the broker message. (A message
+# left unacknowledged for a session's life is what a broker restart used to choke on: kombu's
+# restore of unacked messages fails after the connection is gone and the consumer dies.) A message
+# lost before its claim is sent again by the sweep (sessions_app.sweep).
+@shared_task(name="sessions.host_session", acks_late=False, ignore_result=True)
 def host_session(session_id: str) -> None:
     """Host a session in this worker until it ends. A duplicate delivery claims nothing."""
     from .runtime import get_runtime
@@ -17,11 +21,12 @@ def host_session(session_id: str) -> None:
     get_runtime().host_session(session_id)
 
 
-@shared_task(name="sessions.sweep", ignore_result=True)
+@shared_task(name="sessions.sweep", ignore_result=True, expires=30)
 def sweep() -> dict[str, int]:
-    from .sweep import sessions_sweep
+    """Run by beat too, so orphans are found even when no browser worker is alive."""
+    from .sweep import sessions_sweep_locked
 
-    return sessions_sweep()
+    return sessions_sweep_locked(holder="beat")
 
 
 @worker_ready.connect
