@@ -1,20 +1,34 @@
-"""Shared Redis clients (one pool per process; the async client per event loop)."""
+"""Shared Redis clients (one pool per process; the async client per event loop).
+
+Timeouts are explicit (settings.REDIS_SOCKET_TIMEOUT_S): redis-py 8's 5 s default read timeout
+would abort any blocking read of 5 s or more.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import functools
+from typing import Any
 
 import redis
 import redis.asyncio as aioredis
 from django.conf import settings
 
 
+def _options() -> dict[str, Any]:
+    return {
+        "decode_responses": True,
+        "socket_timeout": settings.REDIS_SOCKET_TIMEOUT_S,
+        "socket_connect_timeout": settings.REDIS_CONNECT_TIMEOUT_S,
+        "socket_keepalive": True,
+        "health_check_interval": 30,
+        "max_connections": settings.ENIGMA_REDIS_MAX_CONNECTIONS,
+    }
+
+
 @functools.cache
 def get_redis() -> redis.Redis:
-    return redis.Redis.from_url(settings.REDIS_URL, decode_responses=True, socket_connect_timeout=2,
-                                health_check_interval=30,
-                                max_connections=settings.ENIGMA_REDIS_MAX_CONNECTIONS)
+    return redis.Redis.from_url(settings.REDIS_URL, **_options())
 
 
 _async_clients: dict[int, aioredis.Redis] = {}
@@ -25,7 +39,6 @@ def get_async_redis() -> aioredis.Redis:
     loop = asyncio.get_running_loop()
     client = _async_clients.get(id(loop))
     if client is None:
-        client = aioredis.Redis.from_url(settings.REDIS_URL, decode_responses=True, socket_connect_timeout=2,
-                                         max_connections=settings.ENIGMA_REDIS_MAX_CONNECTIONS)
+        client = aioredis.Redis.from_url(settings.REDIS_URL, **_options())
         _async_clients[id(loop)] = client
     return client

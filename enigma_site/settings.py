@@ -152,10 +152,23 @@ REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 # hundreds of concurrent requests.
 ENIGMA_REDIS_MAX_CONNECTIONS = env_int("ENIGMA_REDIS_MAX_CONNECTIONS", 2000)
 
+# Read timeout of every Redis connection (enigma_site.redis and the channel layer). redis-py 8
+# made it 5 s by default, exactly the 5 s BZPOPMIN of channels_redis' receive(): an idle socket's
+# receive raised TimeoutError and the socket was dropped (channels_redis#422). It must outlast the
+# longest blocking read (BZPOPMIN 5 s, the command reader's XREAD 2 s) and still notice a dead
+# Redis; keepalive finds a vanished peer on an idle connection.
+REDIS_SOCKET_TIMEOUT_S = 15.0
+REDIS_CONNECT_TIMEOUT_S = 2.0
+
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [REDIS_URL], "capacity": 500, "expiry": 30},
+        "CONFIG": {
+            "hosts": [{"address": REDIS_URL, "socket_timeout": REDIS_SOCKET_TIMEOUT_S,
+                       "socket_connect_timeout": REDIS_CONNECT_TIMEOUT_S, "socket_keepalive": True}],
+            "capacity": 500,
+            "expiry": 30,
+        },
     }
 }
 

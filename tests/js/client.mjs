@@ -1,6 +1,7 @@
 // Drives the official socket.io-client against a running server for tests/realtime.
 // Usage: node client.mjs '<json config>'; prints one JSON object (the outcome) on stdout.
-// config: {url, sessionId, apiKey, scenario, taskDetails}
+// config: {url, sessionId, apiKey, socketApiKey, scenario, taskDetails}
+// (apiKey is used for REST calls; socketApiKey: also send it in the handshake auth)
 import { io } from "socket.io-client";
 
 const config = JSON.parse(process.argv[2]);
@@ -28,8 +29,11 @@ const newTask = () => rest("POST", "/start/send-message", {
 let lastEventId = null;
 const socket = io(config.url, {
   // A function: called again on each (re)connection, so the server learns what we have.
-  auth: (cb) => cb(lastEventId === null ? { sessionId: config.sessionId }
-                                        : { sessionId: config.sessionId, lastEventId }),
+  auth: (cb) => cb({
+    sessionId: config.sessionId,
+    ...(config.socketApiKey ? { apiKey: config.apiKey } : {}),
+    ...(lastEventId === null ? {} : { lastEventId }),
+  }),
   transports: ["websocket"],
   reconnection: false,
 });
@@ -84,4 +88,7 @@ if (config.scenario === "task") {
       done({ taskId, log: log.events });
     }
   });
+} else if (config.scenario === "listen") {
+  // Connect and only listen, as seed 003's example does, until the session ends.
+  socket.on("disconnect", (reason) => done({ disconnectReason: reason }));
 }
