@@ -105,8 +105,6 @@ def _task_body(caller: Caller, task: Task) -> dict[str, Any]:
     if task.state == Task.State.COMPLETED:
         body["status"] = "completed"
         body["result"] = task.result_message
-    elif body.get("pending") and body.get("status") == "running":
-        body["status"] = "active"
     return body
 
 
@@ -143,7 +141,8 @@ async def browser_task(prompt: Prompt = None, taskDetails: TaskDetails = None, s
                             environmentId=caller.environment_id)
         spec = parse_session_body(body, require_task=True)
         _session, task = session_services.session_start(team=caller.principal.team,
-                                                        api_key=caller.principal.api_key, spec=spec)
+                                                        api_key=caller.principal.api_key, spec=spec,
+                                                        base_url=caller.base_url)
         assert task is not None
         return task
 
@@ -160,7 +159,8 @@ async def create_session(prompt: Prompt = None, taskDetails: TaskDetails = None,
                             environmentId=caller.environment_id)
         spec = parse_session_body(body, require_task=False)
         session, task = session_services.session_start(team=caller.principal.team,
-                                                       api_key=caller.principal.api_key, spec=spec)
+                                                       api_key=caller.principal.api_key, spec=spec,
+                                                       base_url=caller.base_url)
         out: dict[str, Any] = {
             "success": True,
             "sessionId": session.pk,

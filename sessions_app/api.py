@@ -60,8 +60,8 @@ class StartSessionApi(ApiView):
 
     def post(self, request: Request) -> Response:
         spec = parse_session_body(request.data, require_task=False)
-        session, task = services.session_start(team=self.principal.team,
-                                               api_key=self.principal.api_key, spec=spec)
+        session, task = services.session_start(team=self.principal.team, api_key=self.principal.api_key,
+                                               spec=spec, base_url=public_base_url(request))
         return ok(start_session_body(request, session, task))
 
 
@@ -70,8 +70,8 @@ class RunTaskApi(ApiView):
 
     def post(self, request: Request) -> Response:
         spec = parse_session_body(request.data, require_task=True)
-        session, task = services.session_start(team=self.principal.team,
-                                               api_key=self.principal.api_key, spec=spec)
+        session, task = services.session_start(team=self.principal.team, api_key=self.principal.api_key,
+                                               spec=spec, base_url=public_base_url(request))
         assert task is not None
         response = ok({"sessionId": session.pk, "taskId": task.pk})
         response.wait_task = (self.principal.team.pk, session.pk, task.pk)  # type: ignore[attr-defined]

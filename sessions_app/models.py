@@ -37,6 +37,12 @@ class BrowserSession(models.Model):
     heartbeat_at = models.DateTimeField(null=True, blank=True)
     paused = models.BooleanField(default=False)
     human_control = models.BooleanField(default=False)
+    # Where the client reached us when it started the session (public_base_url of that request):
+    # the base of links the worker writes, such as data.files[].downloadUrl.
+    base_url = models.CharField(max_length=300, blank=True)
+    # The last control command (stream entry id) the runner applied: a runner that takes the
+    # session over applies the commands after it, each exactly once.
+    last_command_id = models.CharField(max_length=40, blank=True)
     current_url = models.TextField(blank=True)
     current_title = models.TextField(blank=True)
     # Browser state checkpoint (cookies, storage) for orphan takeover.

@@ -606,7 +606,9 @@ class SessionRunner:
             return
         self._task_files.setdefault(task.pk, []).append({
             "source": download.url,
-            "downloadUrl": f"{settings.ENIGMA_PUBLIC_URL}/files/{stored.pk}/download",
+            # Absolute, from where the client reached us (relative only for a trigger's session
+            # without ENIGMA_PUBLIC_URL).
+            "downloadUrl": f"{settings.ENIGMA_PUBLIC_URL or self.session.base_url}/files/{stored.pk}/download",
             "filename": stored.original_name,
             "timestamp": int(started * 1000),
             "fileId": stored.pk,

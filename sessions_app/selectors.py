@@ -95,22 +95,21 @@ def task_data(task: Task) -> dict[str, Any]:
 
 def task_response(task: Task, *, poll_url: str, inline: bool = False) -> dict[str, Any]:
     """The task body for inline responses and polls: both generations' shapes (README §5).
-    An inline answer for an unfinished task says `status: "pending"` (api.md §1.5c)."""
+    An unfinished task polls as `status: "active"` with live usage and answers inline with
+    `status: "pending"` (seed 002); `state` tells queued, running and paused apart."""
     session = task.session
     usage = task_usage(task)
     base: dict[str, Any] = {"success": True, "sessionId": session.pk, "taskId": task.pk}
     if task.state == Task.State.COMPLETED:
-        data = task_data(task)
-        legacy_data = {**data, "prompt_tokens": usage["prompt_tokens"],
-                       "completion_tokens": usage["completion_tokens"],
-                       "total_tokens": usage["total_tokens"],
-                       "completion_time": usage["completion_time"]}
+        # Seed 002 lists the token fields in `data` of both the poll and the inline answer.
+        data = {**task_data(task), **{key: usage[key] for key in
+                                      ("prompt_tokens", "completion_tokens", "total_tokens", "completion_time")}}
         base.update({
             "status": "complete",
             "type": "task_completed",
             "data": data,
             "usage": usage,
-            "result": {"type": "task_completed", "data": legacy_data, "usage": usage},
+            "result": {"type": "task_completed", "data": data, "usage": usage},
             "completedAt": task.completed_at.isoformat() if task.completed_at else None,
         })
         return base
@@ -134,10 +133,12 @@ def task_response(task: Task, *, poll_url: str, inline: bool = False) -> dict[st
             "usage": usage,
         })
         return base
-    status = "paused" if (session.paused or session.human_control) and task.state == Task.State.RUNNING else (
+    state = "paused" if (session.paused or session.human_control) and task.state == Task.State.RUNNING else (
         "running" if task.state == Task.State.RUNNING else "queued")
     base.update({
-        "status": "pending" if inline else status,
+        # Seed 002: a poll of an unfinished task says "active"; the inline answer says "pending".
+        "status": "pending" if inline else "active",
+        "state": state,
         "pending": True,
         "pollUrl": poll_url,
         "message": "Task still running. Poll GET /task/:sessionId/:taskId for result.",

@@ -36,8 +36,29 @@ class TaskNotFound(ApiError):
 
 
 class SessionNotActive(ApiError):
-    status_code = 409
-    code = "SESSION_NOT_ACTIVE"
+    """A message for a session that has ended, with the codes of api.md §1.12 (see
+    `session_ended_error`)."""
+
+    status_code = 404
+    code = "SESSION_NOT_FOUND"
+
+
+def session_ended_error(session: BrowserSession) -> SessionNotActive:
+    """The error a message to the ended `session` answers (api.md §1.12): 410 SESSION_EXPIRED
+    when it ran out of time (inactivity, the lifetime cap); 404 SESSION_NOT_FOUND, the code for a
+    session that is gone, for every other ending. `details` names the state and reason."""
+    details = {"state": session.state, "reason": session.end_reason}
+    if session.end_reason == "expired":
+        return SessionNotActive(
+            f"Session expired after {settings.ENIGMA_INACTIVITY_TIMEOUT_S:g} seconds of inactivity",
+            code="SESSION_EXPIRED", status_code=410, details=details)
+    if session.end_reason == "max_lifetime":
+        return SessionNotActive(
+            f"Session expired after its maximum lifetime of {settings.ENIGMA_SESSION_MAX_LIFETIME_S:g} seconds",
+            code="SESSION_EXPIRED", status_code=410, details=details)
+    return SessionNotActive(
+        f"Session {session.pk} has ended ({session.end_reason or session.state}); start a new session",
+        details=details)
 
 
 class NoGuardrailPending(ApiError):
@@ -120,8 +141,10 @@ def _create_task(session: BrowserSession, task_input: TaskInput) -> Task:
     return task
 
 
-def session_start(*, team: Team, api_key: ApiKey | None, spec: SessionInput) -> tuple[BrowserSession, Task | None]:
+def session_start(*, team: Team, api_key: ApiKey | None, spec: SessionInput,
+                  base_url: str = "") -> tuple[BrowserSession, Task | None]:
     """Create a session (and its first task when there is a prompt) and hand it to a worker.
+    `base_url` is where the client reached us (the base of the links the worker writes).
 
     Raises 402 before any work when the balance is spent and 503 when no browser slot is free.
     """
@@ -153,7 +176,8 @@ def session_start(*, team: Team, api_key: ApiKey | None, spec: SessionInput) -> 
     with get_redis().lock("enigma:lock:capacity", timeout=10, blocking_timeout=10):
         _require_capacity()
         with transaction.atomic():
-            session = BrowserSession.objects.create(team=team, api_key=api_key, config=config)
+            session = BrowserSession.objects.create(team=team, api_key=api_key, config=config,
+                                                    base_url=base_url[:300])
             task = _create_task(session, task_input) if task_input.prompt else None
     _environment_attach(session, task_input, first=True)
     if proxy_browser is not None:
@@ -170,16 +194,15 @@ def _touch(session: BrowserSession) -> None:
 
 def _require_live(session: BrowserSession) -> None:
     if not session.is_live:
-        raise SessionNotActive(
-            f"Session {session.pk} has ended ({session.state}"
-            + (f": {session.end_reason}" if session.end_reason else "") + "); start a new session",
-            details={"state": session.state, "reason": session.end_reason},
-        )
+        raise session_ended_error(session)
 
 
 def task_submit(*, session: BrowserSession, task_input: TaskInput, prefix: str = "message.") -> Task:
-    """Queue a new task; it runs after the tasks before it (never rejected for being busy)."""
+    """Queue a new task; it runs after the tasks before it (never rejected for being busy).
+    Without its own maxDuration it gets the session's (spec README §3)."""
     _require_live(session)
+    if "maxDuration" not in task_input.given and session.config.get("maxDuration"):
+        task_input.max_duration_ms = int(session.config["maxDuration"])
     _unsupported_task(session.team_id, task_input, prefix)
     balance_require_positive(team=session.team_id)
     for attempt in range(5):

@@ -10,7 +10,7 @@ from enigma_site.errors import ApiError
 
 from ..models import BrowserSession
 from ..schema import parse_message
-from ..services import SessionNotActive, SessionNotFound, session_message
+from ..services import SessionNotFound, session_ended_error, session_message
 from ..streaming import viewer_token_read
 
 
@@ -34,8 +34,7 @@ def _live_session(session_id: str, team_id: int | None = None) -> BrowserSession
     if session is None:
         raise SessionNotFound(f"Session {session_id} does not exist or has expired")
     if not session.is_live:
-        raise SessionNotActive(f"Session {session_id} has ended ({session.end_reason or session.state})",
-                               details={"state": session.state, "reason": session.end_reason})
+        raise session_ended_error(session)
     return session
 
 

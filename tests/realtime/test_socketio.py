@@ -122,7 +122,8 @@ def test_node_client_terminate_emit_gives_end_session(api: Any, node_client: Any
     assert api.get(f"/sessions/{session_id}").json()["state"] == "terminated"
     # An ended session can no longer be joined.
     again = node_client({"url": api.base, "sessionId": session_id, "scenario": "unknown"})
-    assert again["connectError"]["data"]["code"] == "SESSION_NOT_ACTIVE"
+    assert again["connectError"]["data"]["code"] == "SESSION_NOT_FOUND"
+    assert again["connectError"]["data"]["details"] == {"state": "terminated", "reason": "terminated"}
 
 
 def test_node_client_that_reconnects_with_last_event_id_misses_nothing(

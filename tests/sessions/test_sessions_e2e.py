@@ -83,7 +83,7 @@ def test_pause_resume_stop_and_terminate(api: Api, pages: str) -> None:
         "success": True, "message": "Message sent successfully"}
     time.sleep(2.5)
     polled = api.get(f"/task/{sid}/{task_id}").json()
-    assert polled["pending"] is True and polled["status"] == "paused"
+    assert polled["pending"] is True and polled["status"] == "active" and polled["state"] == "paused"
     api.message(sid, {"actionType": "state", "newState": "resume"})
     assert api.wait_task(sid, task_id)["type"] == "task_completed"
 
@@ -98,7 +98,7 @@ def test_pause_resume_stop_and_terminate(api: Api, pages: str) -> None:
     ended = api.wait_session(sid, "terminated")
     assert ended["endReason"] == "terminated"
     after = api.message(sid, {"actionType": "newTask", "taskDetails": "extract the title"})
-    assert after.status_code == 409 and after.json()["code"] == "SESSION_NOT_ACTIVE"
+    assert after.status_code == 404 and after.json()["code"] == "SESSION_NOT_FOUND"
     wait_until(lambda: SessionEvent.objects.filter(session_id=sid, name="end_session").exists())
     names = list(SessionEvent.objects.filter(session_id=sid).values_list("type", flat=True))
     assert {"paused", "resumed", "stopped", "end_session"} <= set(names)
@@ -240,3 +240,10 @@ def test_inactive_session_expires(api: Api) -> None:
     ended = api.wait_session(sid, "terminated", timeout=30)
     assert ended["endReason"] == "expired"
     assert BrowserSession.objects.get(pk=sid).ended_at is not None
+    # api.md §1.12: messages to a session that expired answer SESSION_EXPIRED.
+    after = api.message(sid, {"actionType": "newTask", "taskDetails": "extract the title"})
+    assert after.status_code == 410, after.text
+    assert after.json()["code"] == "SESSION_EXPIRED"
+    assert after.json()["message"] == "Session expired after 12 seconds of inactivity"
+    control = api.message(sid, {"actionType": "state", "newState": "terminate"})
+    assert control.status_code == 410 and control.json()["code"] == "SESSION_EXPIRED"
