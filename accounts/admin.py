@@ -5,7 +5,7 @@ from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from .models import ApiKey, Membership, Team, User
+from .models import ApiKey, Invitation, Membership, Team, User
 from .services import api_key_revoke
 
 
@@ -42,6 +42,19 @@ class MembershipAdmin(admin.ModelAdmin):
     list_display = ["user", "team", "role", "created_at"]
     list_filter = ["role"]
     search_fields = ["user__email", "team__name"]
+
+
+@admin.register(Invitation)
+class InvitationAdmin(admin.ModelAdmin):
+    list_display = ["email", "team", "role", "invited_by", "created_at", "accepted_at", "revoked_at"]
+    list_filter = ["role"]
+    search_fields = ["email", "team__name"]
+    # Invitations are made in the dashboard (their link is shown only there); an operator may
+    # only withdraw one, by setting revoked_at.
+    readonly_fields = ["team", "email", "role", "invited_by", "created_at", "accepted_at", "accepted_by"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
 
 
 @admin.register(ApiKey)

@@ -1,20 +1,22 @@
 """Membership writes: invitations, role changes, removal, leaving a team.
 
 Each checks the acting user's role itself, so a view cannot forget it (rules: README.md).
+An invitation link is single use, and the end of a membership withdraws the open invitations of
+that address to the team, so a removed member cannot rejoin with an old link.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from django.core import signing
 from django.core.mail import send_mail
 from django.db import transaction
+from django.utils import timezone
 
 from enigma_site.errors import ApiError, InvalidParameter
 
-from .models import Membership, Team, User
+from .models import Invitation, Membership, Team, User
 from .services import PermissionDenied
 
 INVITE_SALT = "enigma.invite"
@@ -27,11 +29,7 @@ class InviteInvalid(ApiError):
     default_message = "This invitation link is invalid or has expired. Ask for a new one."
 
 
-@dataclass(frozen=True)
-class Invite:
-    team: Team
-    email: str
-    role: str
+INVITE_CLOSED = "This invitation link has already been used or was withdrawn. Ask for a new one."
 
 
 def _role_of(*, team: Team, user: User) -> str | None:
@@ -52,8 +50,16 @@ def _check_assignable(*, acting_role: str, role: str) -> None:
         raise PermissionDenied("Only owners can make someone an owner")
 
 
+def _invitations_close(*, team: Team | int, email: str) -> None:
+    """Withdraw the open invitations of `email` to the team."""
+    team_id = team if isinstance(team, int) else team.pk
+    Invitation.objects.filter(team_id=team_id, email=email.lower(), accepted_at__isnull=True,
+                              revoked_at__isnull=True).update(revoked_at=timezone.now())
+
+
 def invite_create(*, team: Team, user: User, email: str, role: str, accept_url: Any) -> str:
-    """Sign an invitation of `email` to `team` as `role`, email its link; return the link.
+    """Invite `email` to `team` as `role` (replacing an open invitation of that address), email
+    the signed link of the invitation and return it.
 
     `accept_url` turns the signed token into an absolute URL.
     """
@@ -62,35 +68,44 @@ def invite_create(*, team: Team, user: User, email: str, role: str, accept_url: 
     email = email.strip().lower()
     if Membership.objects.filter(team=team, user__email=email).exists():
         raise InvalidParameter("email", f"{email} is already a member of {team.name}")
-    token = signing.dumps({"t": team.pk, "e": email, "r": role}, salt=INVITE_SALT)
+    with transaction.atomic():
+        _invitations_close(team=team, email=email)
+        invitation = Invitation.objects.create(team=team, email=email, role=role, invited_by=user)
+    token = signing.dumps({"i": invitation.pk}, salt=INVITE_SALT)
     link = str(accept_url(token))
     send_mail(
         subject=f"{user.email} invited you to {team.name} on Enigma",
         message=(f"{user.email} invited you to join the team {team.name} on Enigma as {role}.\n\n"
-                 f"Accept the invitation: {link}\n\nThe link expires in 7 days."),
+                 f"Accept the invitation: {link}\n\nThe link works once and expires in 7 days."),
         from_email=None, recipient_list=[email], fail_silently=True,
     )
     return link
 
 
-def invite_read(token: str) -> Invite:
-    """Return the invitation a token carries, or raise InviteInvalid."""
+def invite_read(token: str) -> Invitation:
+    """Return the open invitation a token names, or raise InviteInvalid."""
     try:
         data = signing.loads(token, salt=INVITE_SALT, max_age=INVITE_MAX_AGE_S)
-        team = Team.objects.get(pk=data["t"], is_active=True)
-    except (signing.BadSignature, KeyError, Team.DoesNotExist):
+        invitation = Invitation.objects.select_related("team").get(pk=int(data["i"]), team__is_active=True)
+    except (signing.BadSignature, KeyError, TypeError, ValueError, Invitation.DoesNotExist):
         raise InviteInvalid() from None
-    return Invite(team=team, email=data["e"], role=data["r"])
+    if not invitation.is_open:
+        raise InviteInvalid(INVITE_CLOSED)
+    return invitation
 
 
 @transaction.atomic
 def invite_accept(*, token: str, user: User) -> Membership:
-    """Join the team of an invitation addressed to the user's email (idempotent)."""
-    invite = invite_read(token)
-    if invite.email != user.email.lower():
-        raise InviteInvalid(f"This invitation is for {invite.email}. Log in with that address to accept it.")
-    membership, _ = Membership.objects.get_or_create(team=invite.team, user=user,
-                                                     defaults={"role": invite.role})
+    """Join the team of an open invitation addressed to the user's email; the invitation is
+    used up (a conditional update, so two clicks at once join once)."""
+    invitation = invite_read(token)
+    if invitation.email != user.email.lower():
+        raise InviteInvalid(f"This invitation is for {invitation.email}. Log in with that address to accept it.")
+    if Invitation.objects.filter(pk=invitation.pk, accepted_at__isnull=True, revoked_at__isnull=True).update(
+            accepted_at=timezone.now(), accepted_by=user) != 1:
+        raise InviteInvalid(INVITE_CLOSED)
+    membership, _ = Membership.objects.get_or_create(team=invitation.team, user=user,
+                                                     defaults={"role": invitation.role})
     return membership
 
 
@@ -121,6 +136,7 @@ def membership_remove(*, membership: Membership, user: User) -> None:
         raise InvalidParameter("member", "Use “Leave team” to remove yourself")
     if membership.role == Membership.Role.OWNER and acting_role != Membership.Role.OWNER:
         raise PermissionDenied("Only owners can remove an owner")
+    _invitations_close(team=membership.team_id, email=membership.user.email)
     membership.delete()
 
 
@@ -132,4 +148,5 @@ def team_leave(*, team: Team, user: User) -> None:
         raise PermissionDenied("You are not a member of this team")
     if membership.role == Membership.Role.OWNER and _owners(team) == 1:
         raise InvalidParameter("team", "You are the only owner: make someone else owner before leaving")
+    _invitations_close(team=team, email=user.email)
     membership.delete()
