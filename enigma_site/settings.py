@@ -74,6 +74,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "enigma_site.csp.ContentSecurityPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -119,6 +120,30 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_USER_MODEL = "accounts.User"
+AUTHENTICATION_BACKENDS = [
+    "accounts.login_throttle.LoginThrottleBackend",  # refuses while an email or address is throttled
+    "django.contrib.auth.backends.ModelBackend",
+]
+ENIGMA_LOGIN_MAX_FAILURES = env_int("ENIGMA_LOGIN_MAX_FAILURES", 5)
+ENIGMA_LOGIN_MAX_FAILURES_PER_IP = env_int("ENIGMA_LOGIN_MAX_FAILURES_PER_IP", 50)
+ENIGMA_LOGIN_WINDOW_S = env_int("ENIGMA_LOGIN_WINDOW_S", 900)
+
+# Behind https (ENIGMA_HTTPS, on by default when ENIGMA_PUBLIC_URL is https): cookies are Secure,
+# HSTS is sent, and http is redirected. DJANGO_SECURE_PROXY_SSL_HEADER=on trusts a proxy's
+# X-Forwarded-Proto (only set it when the proxy overwrites that header).
+ENIGMA_HTTPS = env_bool("ENIGMA_HTTPS", os.environ.get("ENIGMA_PUBLIC_URL", "").startswith("https://"))
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = ENIGMA_HTTPS
+SESSION_COOKIE_HTTPONLY = True
+SECURE_HSTS_SECONDS = env_int("ENIGMA_HSTS_SECONDS", 31_536_000 if ENIGMA_HTTPS else 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("ENIGMA_HSTS_INCLUDE_SUBDOMAINS")
+SECURE_SSL_REDIRECT = ENIGMA_HTTPS and env_bool("ENIGMA_SSL_REDIRECT", True)
+SECURE_REDIRECT_EXEMPT = [r"^start/health$", r"^metrics$"]
+if env_bool("DJANGO_SECURE_PROXY_SSL_HEADER"):
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+# Content-Security-Policy of the dashboard and viewer pages (enigma_site.middleware); empty: none.
+ENIGMA_CSP = os.environ.get("ENIGMA_CSP", "on")
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
