@@ -4,7 +4,8 @@ A request becomes one task in a new session that ends after it (terminateOnCompl
 
 * the task is the **last user message**;
 * every other message (system/developer instructions first, then the earlier turns, labelled by
-  role) is prepended as context, so a client that sends its whole history loses nothing;
+  role) is prepended as context, so a client that sends its whole history loses nothing (a model
+  reads it; the offline provider follows only the `Task:` section);
 * `max_tokens` (or `max_completion_tokens`) is the task's `maxOutputTokens` (default 2000, as
   documented; values above the platform maximum are capped there);
 * `reach_out_mode` is the session's `reachOutMode`; `temperature`, `top_p`, `user`, `seed`,
@@ -18,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from agents.providers import offline
 from billing.money import micros_to_usd
 from enigma_site.errors import ApiError, InvalidParameter, MissingField
 from sessions_app.models import BrowserSession, Task
@@ -99,12 +101,14 @@ def build_prompt(messages: Any) -> str:
                if i != last_user and role in ("user", "assistant") and text]
     if not instructions and not history:
         return task
+    # The offline provider follows the Task section alone (offline.task_section).
+    instructions_heading, history_heading = offline.CONTEXT_HEADINGS
     sections = []
     if instructions:
-        sections.append("Instructions:\n" + "\n\n".join(instructions))
+        sections.append(instructions_heading + "\n\n".join(instructions))
     if history:
-        sections.append("Conversation so far:\n" + "\n".join(history))
-    sections.append("Task:\n" + task)
+        sections.append(history_heading + "\n".join(history))
+    sections.append(offline.TASK_HEADING + task)
     return "\n\n".join(sections)
 
 

@@ -12,14 +12,19 @@ Errors are `{"error": {"message", "type", "code", "param"}}`:
 | 402 | billing_error | insufficient_balance |
 | 403 | permission_error | account_deactivated |
 | 404 | invalid_request_error | model_not_found (`param: "model"`) |
-| 422 | guardrail_error | guardrail_triggered: the agent asked for human input, which this endpoint cannot give; the session is terminated. 422 and not 409 because the OpenAI SDKs retry 409. |
+| 413 | invalid_request_error | payload_too_large |
+| 422 | task_error | the task ran and failed: its own code, lower-cased (unsupported_instruction, task_timeout, element_not_found, ...) |
+| 422 | guardrail_error | guardrail_triggered: the agent asked for human input, which this endpoint cannot give; the session is terminated |
+| 422 | timeout_error | task_wait_timeout (the task outlived maxDuration plus a grace period; terminated) |
 | 429 | rate_limit_error | rate_limit_exceeded (10/min per team, `Retry-After`) |
-| 500 | task_error | the task's own code, lower-cased (task_timeout, output_token_limit, ...) |
 | 503 | service_unavailable | instance_unavailable (no free browser) |
-| 504 | timeout_error | task_wait_timeout (the task outlived maxDuration plus a grace period; terminated) |
 
-Errors after which a retry would run (and bill) the task again carry `x-should-retry: false`,
-which the official SDKs obey.
+Once a task has run, the answer is never a 5xx: clients retry 5xx (the OpenAI SDKs twice, and
+proxies and other SDKs without asking), and every retry would run and bill the task again. A task
+that did not complete is a 422 (not 409 or 408, which the SDKs also retry) with
+`x-should-retry: false` and the `enigma` object of the task, both at the top level and inside
+`error` (where the SDKs expose it, as `APIStatusError.body["enigma"]`). The only 5xx is 503,
+answered before any task exists.
 
 Streaming (`stream: true`): a first chunk with `role: "assistant"`, then the agent's progress as
 content deltas, one line each (its thoughts, `→ action target` lines and status updates), a blank
@@ -60,10 +65,8 @@ KEEPALIVE_S = 10.0
 ERROR_TYPES = {
     400: "invalid_request_error", 401: "authentication_error", 402: "billing_error",
     403: "permission_error", 404: "invalid_request_error", 405: "invalid_request_error",
-    422: "guardrail_error", 429: "rate_limit_error", 500: "task_error", 503: "service_unavailable",
-    504: "timeout_error",
+    413: "invalid_request_error", 429: "rate_limit_error", 503: "service_unavailable",
 }
-NO_RETRY_STATUSES = (402, 422, 500, 504)
 
 
 class MissingApiKey(ApiError):
@@ -77,31 +80,42 @@ class MethodNotAllowed(ApiError):
     code = "method_not_allowed"
 
 
-class GuardrailTriggered(ApiError):
+class TaskError(ApiError):
+    """A task ran and did not complete. A 4xx, so that no client retries (and bills) it again."""
+
     status_code = 422
+    error_type = "task_error"
+
+
+class GuardrailTriggered(TaskError):
     code = "guardrail_triggered"
+    error_type = "guardrail_error"
 
 
-class TaskFailed(ApiError):
-    status_code = 500
-
-
-class TaskWaitTimeout(ApiError):
-    status_code = 504
+class TaskWaitTimeout(TaskError):
     code = "task_wait_timeout"
+    error_type = "timeout_error"
+    default_message = "The task did not finish in time; its session was ended"
 
 
 def error_object(exc: ApiError) -> dict[str, Any]:
     code = "invalid_api_key" if exc.status_code == 401 else exc.code.lower()
-    return {"error": {"message": exc.message, "type": ERROR_TYPES.get(exc.status_code, "api_error"),
-                      "code": code, "param": chat.openai_param(exc.details.get("parameter"))}}
+    error_type = getattr(exc, "error_type", None) or ERROR_TYPES.get(exc.status_code, "api_error")
+    error = {"message": exc.message, "type": error_type, "code": code,
+             "param": chat.openai_param(exc.details.get("parameter"))}
+    if "enigma" in exc.extra:
+        error["enigma"] = exc.extra["enigma"]
+    return {"error": error}
 
 
 def error_response(exc: ApiError, rate: RateDecision | None = None) -> JsonResponse:
-    response = JsonResponse(error_object(exc), status=exc.status_code)
+    body = error_object(exc)
+    if "enigma" in exc.extra:
+        body["enigma"] = exc.extra["enigma"]
+    response = JsonResponse(body, status=exc.status_code)
     if exc.status_code == 401:
         response["WWW-Authenticate"] = "Bearer"
-    if exc.status_code in NO_RETRY_STATUSES:
+    if isinstance(exc, TaskError) or exc.status_code == 402:
         response["x-should-retry"] = "false"
     _rate_headers(response, rate)
     return response
@@ -123,12 +137,16 @@ def _authenticate(request: HttpRequest) -> ApiPrincipal:
     return authenticate_raw_key(token)
 
 
-def task_error(task: Task) -> ApiError:
-    """The error a settled task that did not complete turns into."""
+@database_sync_to_async
+def task_error(task: Task) -> TaskError:
+    """The error of a task that did not complete (failed, asks a human, or still not settled)."""
+    extra = {"enigma": chat.extension(task.session_id, task)}  # its cost: reads prices
+    if not task_is_settled(task):
+        return TaskWaitTimeout(extra=extra)
     if task.state == Task.State.GUARDRAIL:
-        return GuardrailTriggered(f"Guardrail triggered: {task.guardrail_question}")
+        return GuardrailTriggered(f"Guardrail triggered: {task.guardrail_question}", extra=extra)
     message = task.error or f"Task ended without a result ({task.state})"
-    return TaskFailed(message, code=(task.code or task.state).lower())
+    return TaskError(message, code=(task.code or task.state).lower(), extra=extra)
 
 
 @csrf_exempt
@@ -188,9 +206,7 @@ async def _complete(*, team_id: int, task: Task, created: int) -> HttpResponse:
         if finished:
             body = await database_sync_to_async(chat.completion_body)(task, created=created)  # prices: DB
             return JsonResponse(body)
-        if not task_is_settled(task):
-            return error_response(TaskWaitTimeout("The task did not finish in time; its session was ended"))
-        return error_response(task_error(task))
+        return error_response(await task_error(task))
     finally:
         if not finished:  # also when the client went away (the view is cancelled)
             await asyncio.shield(asession_abandon(team_id=team_id, session_id=task.session_id))
@@ -246,9 +262,7 @@ async def _stream(*, team_id: int, task: Task, created: int, include_usage: bool
                 continue
             pending = [(message["id"], message["name"], message["payload"])]
         if task.state != Task.State.COMPLETED:
-            error = task_error(task) if task_is_settled(task) else TaskWaitTimeout(
-                "The task did not finish in time; its session was ended")
-            yield _sse(error_object(error))
+            yield _sse(error_object(await task_error(task)))
             return
         finished = True
         answer = ("\n" if progressed else "") + task.result_message

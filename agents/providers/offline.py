@@ -10,6 +10,10 @@ The task prompt is split into sentences on "then", ";" and new lines. Each sente
 
 Anything else fails the task with AgentError UNSUPPORTED_INSTRUCTION before the browser is touched.
 The provider speaks through the same tools as a model, choosing elements from the observation.
+
+A prompt with context sections (`Instructions:` and/or `Conversation so far:`, then `Task:`, as the
+OpenAI-compatible endpoint builds it from system messages and earlier turns) is context for a
+model: the offline provider follows only its `Task:` section, whatever the context says.
 """
 
 from __future__ import annotations
@@ -84,6 +88,18 @@ _CLICKABLE_ROLES = (
     "summary",
 )
 _TEXT_ROLES = ("textbox", "searchbox", "combobox")
+
+
+CONTEXT_HEADINGS = ("Instructions:\n", "Conversation so far:\n")
+TASK_HEADING = "Task:\n"
+
+
+def task_section(prompt: str) -> str:
+    """The instruction part of `prompt`: its last `Task:` section when it starts with context."""
+    if not prompt.startswith(CONTEXT_HEADINGS):
+        return prompt
+    _, found, task = prompt.rpartition("\n\n" + TASK_HEADING)
+    return task if found else prompt
 
 
 @dataclass(frozen=True)
@@ -318,7 +334,7 @@ class OfflineProvider(Provider):
     name = "offline"
 
     def open(self, task: TaskSpec) -> OfflineSession:
-        return OfflineSession(task, parse_instructions(task.prompt))
+        return OfflineSession(task, parse_instructions(task_section(task.prompt)))
 
 
 class OfflineSession(ProviderSession):

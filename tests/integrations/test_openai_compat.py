@@ -124,3 +124,53 @@ def test_eleventh_request_in_a_minute_is_a_429_rate_limit_error(server: str, acc
 
     assert caught.value.code == "rate_limit_exceeded"
     assert int(caught.value.response.headers["Retry-After"]) > 0
+
+
+def test_system_message_is_context_and_the_offline_agent_follows_the_user(
+    api: Any, account: dict[str, Any], pages: str
+) -> None:
+    from sessions_app.models import Task
+
+    completion = sdk(api.base, account["key"]).chat.completions.create(model=MODEL, messages=[
+        {"role": "system", "content": "You are a careful assistant. Answer briefly."},
+        {"role": "user", "content": "hello"},
+        {"role": "assistant", "content": "Hi, what should I do?"},
+        {"role": "user", "content": f"go to {pages}/hello.html then extract the headings"},
+    ])
+
+    assert "Hello heading" in (completion.choices[0].message.content or "")
+    task = Task.objects.get(pk=(completion.model_extra or {})["enigma"]["taskId"])
+    assert "careful assistant" in task.prompt  # the model still gets the context
+
+
+def test_a_failed_task_is_one_4xx_that_the_sdk_does_not_retry(api: Any, account: dict[str, Any]) -> None:
+    from sessions_app.models import BrowserSession, Task
+
+    client = openai.OpenAI(base_url=f"{api.base}/v1", api_key=account["key"], timeout=60)  # default retries
+    with pytest.raises(openai.APIStatusError) as caught:
+        client.chat.completions.create(model=MODEL, messages=[{"role": "user", "content": "do a barrel roll"}])
+
+    assert 400 <= caught.value.status_code < 500
+    assert caught.value.code == "unsupported_instruction"
+    assert caught.value.type == "task_error"
+    assert "barrel roll" in caught.value.message
+    assert caught.value.response.headers["x-should-retry"] == "false"
+    enigma = caught.value.response.json()["enigma"]
+    assert caught.value.body["enigma"] == enigma  # type: ignore[index]
+    assert BrowserSession.objects.filter(team=account["team"]).count() == 1
+    task = Task.objects.get(session__team=account["team"])
+    assert (enigma["sessionId"], enigma["taskId"]) == (task.session_id, task.pk)
+    assert enigma["cost"] >= 0
+
+
+def test_a_failed_streamed_task_sends_its_code_and_the_enigma_object(
+    api: Any, account: dict[str, Any]
+) -> None:
+    stream = sdk(api.base, account["key"]).chat.completions.create(
+        model=MODEL, stream=True, messages=[{"role": "user", "content": "do a barrel roll"}])
+
+    with pytest.raises(openai.APIError) as caught:
+        list(stream)
+
+    assert caught.value.code == "unsupported_instruction"
+    assert caught.value.body["enigma"]["taskId"]  # type: ignore[index]
