@@ -6,9 +6,13 @@ creating a context and page costs 250-350 ms while taking a warm one costs well 
 millisecond. `SessionBrowser` is what the session runner and the agent drive: navigation, clicks
 in page coordinates, typing, keys, storage state and a throttled CDP screencast.
 
-Every request of a context (navigations, sub-resources, fetch/XHR, iframes, WebSockets) passes
-through `agents.netguard.NetworkGuard` (spec decision 10); see that module for what the guard can
-and cannot promise.
+Chromium has no network of its own: it runs in an empty network namespace whose only way out is
+the egress gate (`agents.egress`), an HTTP proxy on this process's loop that judges every
+connection of every context by the session's rules (spec decision 10). Each context is created
+with its own proxy credentials, which is how the gate tells sessions apart, so warm contexts serve
+sessions with a customer proxy too (the gate chains to it). `agents.netguard.NetworkGuard` stays
+as a first, friendly layer: it refuses blocked navigations and sub-resources before they leave,
+with a clear reason for the agent.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import inspect
 import logging
 import os
 import random
+import shutil
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -30,20 +35,21 @@ from playwright.async_api import (
     Page,
     Playwright,
     Request,
-    Response,
     Route,
-    WebSocketRoute,
     async_playwright,
 )
 from playwright.async_api import (
     Error as PlaywrightError,
 )
 
+from agents.egress import EgressSettings, sandbox
+from agents.egress.gate import Gate, SessionEgress, Upstream
 from agents.netguard import NetworkGuard, NetworkPolicy
 
 __all__ = [
     "BlockedNavigation",
     "BrowserHost",
+    "EgressSettings",
     "NetworkPolicy",
     "SessionBrowser",
     "is_valid_key",
@@ -65,9 +71,15 @@ CHROMIUM_ARGS = [
     "--mute-audio",
     # Memory: the back/forward cache keeps every left page alive in its renderer.
     "--disable-back-forward-cache",
-    # WebRTC must not reveal or reach private interfaces behind the guard's back.
+    # WebRTC must not reveal or reach private interfaces behind the gate's back (in the
+    # namespace there are none; this matters when the sandbox is off).
     "--force-webrtc-ip-handling-policy=disable_non_proxied_udp",
 ]
+# Without the namespace (ENIGMA_EGRESS_SANDBOX=off), Chromium must at least not resolve names
+# itself: the gate does, and a page's DNS prefetch would otherwise leave around it.
+UNSANDBOXED_ARGS = ['--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1']
+# Chromium's messages when the gate refused a request.
+_GATE_REFUSALS = ("ERR_TUNNEL_CONNECTION_FAILED", "ERR_BLOCKED_BY_CLIENT", "ERR_PROXY_CONNECTION_FAILED")
 
 # Named keys accepted by key_press, canonical spelling (Playwright's names).
 _NAMED_KEYS = {
@@ -130,12 +142,13 @@ class BlockedNavigation(Exception):
 
 
 class _Slot:
-    """A context with its guard: the route handler reads the guard, acquire fills it in."""
+    """A context with its guard and its gate credentials; acquire fills in the policy."""
 
-    def __init__(self, context: BrowserContext, page: Page, guard: NetworkGuard) -> None:
+    def __init__(self, context: BrowserContext, page: Page, guard: NetworkGuard, egress: SessionEgress) -> None:
         self.context = context
         self.page = page
         self.guard = guard
+        self.egress = egress
         self.session: SessionBrowser | None = None
 
 
@@ -150,6 +163,7 @@ class SessionBrowser:
         on_close: Callable[[SessionBrowser], None],
     ) -> None:
         self._slot = slot
+        self._egress = slot.egress
         self.context = slot.context
         self.page = slot.page
         self._guard = slot.guard
@@ -159,9 +173,7 @@ class SessionBrowser:
         self._blocked_navigations: dict[str, str] = {}
         self._screencast: _Screencast | None = None
         self._tasks: set[asyncio.Task[None]] = set()
-        self._redirect_checks: set[asyncio.Task[None]] = set()
         self.context.on("page", self._on_new_page)
-        self.context.on("response", self._on_response)
         self._watch_page(self.page)
         slot.session = self
 
@@ -169,22 +181,28 @@ class SessionBrowser:
 
     async def goto(self, url: str, timeout_ms: int = 30000) -> None:
         """Navigate the current page and wait for `load`. Raise BlockedNavigation if the guard
-        refused the main document (before or during the navigation); other failures raise
+        or the gate refused the main document or a redirect hop of it; other failures raise
         Playwright's Error."""
         reason = await self._guard.check(url)
         if reason is not None:
             self._guard.report(url, reason)
             raise BlockedNavigation(url, reason)
         self._blocked_navigations.clear()
+        self._egress.recent_blocks.clear()
         try:
-            await self.page.goto(url, timeout=timeout_ms)
+            response = await self.page.goto(url, timeout=timeout_ms)
         except PlaywrightError as exc:
-            await self._settle_redirect_checks()
+            if any(marker in exc.message for marker in _GATE_REFUSALS) and self._egress.recent_blocks:
+                target, reason = self._egress.recent_blocks[-1]
+                self._blocked_navigations.setdefault(target, reason)
             if "ERR_BLOCKED_BY_CLIENT" not in exc.message and not self._blocked_navigations:
                 raise
             await self._await_error_page()
             raise self._blocked_error(url) from exc
-        await self._settle_redirect_checks()
+        if response is not None and response.status == 403:
+            gate_reason = await response.header_value("x-enigma-blocked")
+            if gate_reason:
+                raise BlockedNavigation(response.url, gate_reason)
         if self._blocked_navigations:
             raise self._blocked_error(url)
 
@@ -206,15 +224,6 @@ class SessionBrowser:
     def _blocked_error(self, url: str) -> BlockedNavigation:
         blocked_url, reason = next(iter(self._blocked_navigations.items()), (url, "blocked_by_client"))
         return BlockedNavigation(blocked_url, reason)
-
-    async def _settle_redirect_checks(self) -> None:
-        # A redirect check may still be stopping the frame; let it finish so the caller's
-        # next navigation is not interrupted by it.
-        if self._redirect_checks:
-            await asyncio.gather(*self._redirect_checks, return_exceptions=True)
-
-    def _note_blocked_document(self, url: str, reason: str) -> None:
-        self._blocked_navigations[url] = reason
 
     def _note_blocked(self, request: Request, reason: str) -> None:
         try:
@@ -322,6 +331,11 @@ class SessionBrowser:
     def closed(self) -> bool:
         return self._closed
 
+    @property
+    def egress_bytes(self) -> tuple[int, int]:
+        """Bytes (sent, received) this session's browser moved through the egress gate."""
+        return self._egress.bytes_sent, self._egress.bytes_received
+
     # Internals ----------------------------------------------------------------------------
 
     def _spawn(self, coro: Awaitable[None]) -> asyncio.Task[None]:
@@ -338,7 +352,6 @@ class SessionBrowser:
         # A popup or new tab becomes the page the agent and the viewer see.
         self._watch_page(page)
         self._switch_to(page)
-        self._spawn(_attach_redirect_guard(self.context, page, self._slot))
 
     def _on_page_closed(self, page: Page) -> None:
         if page is self.page and not self._closed:
@@ -350,31 +363,6 @@ class SessionBrowser:
         self.page = page
         if self._screencast is not None:
             self._spawn(self._screencast.start(self.context, page))
-
-    def _on_response(self, response: Response) -> None:
-        # The per-page redirect guard fails blocked redirect hops before they are sent, so a
-        # response to a blocked hop means it came through a target that guard does not cover
-        # (an out-of-process iframe, or a popup's first request): report it and stop the frame.
-        if response.request.redirected_from is not None:
-            task = self._spawn(self._check_redirect(response.request))
-            self._redirect_checks.add(task)
-            task.add_done_callback(self._redirect_checks.discard)
-
-    async def _check_redirect(self, request: Request) -> None:
-        reason = await self._guard.check(request.url)
-        if reason is None:
-            return
-        reason = f"redirect:{reason}"
-        self._guard.report(request.url, reason)
-        if not request.is_navigation_request():
-            return
-        self._note_blocked(request, reason)
-        try:
-            frame = request.frame
-            # Stop the frame at once: about:blank never hits the network.
-            await frame.goto("about:blank")
-        except PlaywrightError:
-            logger.debug("could not stop a blocked redirect", exc_info=True)
 
     async def _save_download(self, download: Download) -> None:
         if self._downloads_dir is None:
@@ -441,8 +429,13 @@ class BrowserHost:
         warm_pool_size: int = 2,
         headless: bool = True,
         viewport: tuple[int, int] = (1024, 445),
+        egress: EgressSettings | None = None,
     ) -> None:
         self._chromium_path = chromium_path
+        self.egress_settings = egress or EgressSettings()
+        self.gate = Gate(self.egress_settings)
+        self._proxy_port = 0
+        self._runtime_dir: Any = None
         self._warm_pool_size = warm_pool_size
         self._headless = headless
         self._viewport = {"width": viewport[0], "height": viewport[1]}
@@ -454,12 +447,29 @@ class BrowserHost:
         self._stopping = False
 
     async def start(self) -> None:
-        """Launch Chromium and fill the warm pool."""
+        """Start the egress gate, launch Chromium behind it and fill the warm pool.
+
+        Raise `sandbox.SandboxUnavailable` when the egress sandbox is "netns" and this machine
+        cannot make a network namespace."""
+        self._runtime_dir = sandbox.runtime_dir()
+        control = self._runtime_dir / "gate.sock"
+        plan = sandbox.prepare(directory=self._runtime_dir, chromium_path=self._chromium_path,
+                               control_socket=control, mode=self.egress_settings.sandbox)
+        await self.gate.start(control_socket=control if plan is not None else None)
+        if plan is not None:
+            executable, self._proxy_port, args = plan.executable, plan.proxy_port, CHROMIUM_ARGS
+        else:
+            logger.warning("ENIGMA_EGRESS_SANDBOX=off: Chromium keeps this machine's network")
+            assert self.gate.tcp_port is not None
+            executable, self._proxy_port = self._chromium_path, self.gate.tcp_port
+            args = [*CHROMIUM_ARGS, *UNSANDBOXED_ARGS]
         self._playwright = await async_playwright().start()
         self._browser = await self._playwright.chromium.launch(
-            executable_path=self._chromium_path,
+            executable_path=executable,
             headless=self._headless,
-            args=CHROMIUM_ARGS,
+            args=args,
+            # Chromium's own traffic (the default context) meets the gate without credentials.
+            proxy={"server": f"http://127.0.0.1:{self._proxy_port}"},
         )
         self._browser.on("disconnected", lambda _: logger.error("chromium disconnected"))
         await self._refill()
@@ -478,12 +488,16 @@ class BrowserHost:
         warm, self._warm = self._warm, []
         for slot in warm:
             await slot.context.close()
+            self.gate.release(slot.egress.token)
         if self._browser is not None:
             await self._browser.close()
             self._browser = None
         if self._playwright is not None:
             await self._playwright.stop()
             self._playwright = None
+        await self.gate.stop()
+        if self._runtime_dir is not None:
+            shutil.rmtree(self._runtime_dir, ignore_errors=True)
 
     async def acquire(
         self,
@@ -493,24 +507,32 @@ class BrowserHost:
         proxy: dict[str, str] | None = None,
         downloads_dir: str | None = None,
     ) -> SessionBrowser:
-        """Return a session browser on a blank page, guarded by `policy`.
+        """Return a session browser on a blank page, guarded by `policy`; `proxy` (Playwright
+        style: {"server": "http://h:p" | "socks5://h:p", "username", "password"}) is the upstream
+        the gate chains this session's traffic to.
 
-        Warm path (no storage_state, no proxy): take a pre-made context, which costs no
-        Chromium round trip, and refill the pool in the background. Otherwise, or when the pool
-        is empty, create a context now (250-350 ms)."""
+        Warm path (no storage_state): take a pre-made context, which costs no Chromium round
+        trip, and refill the pool in the background. Otherwise, or when the pool is empty,
+        create a context now (250-350 ms)."""
         if self._stopping:
             raise RuntimeError("browser host is stopping")
-        if storage_state is None and proxy is None and self._warm:
+        if storage_state is None and self._warm:
             slot = self._warm.pop()
             self._schedule_refill()
         else:
-            slot = await self._new_slot(storage_state=storage_state, proxy=proxy)
+            slot = await self._new_slot(storage_state=storage_state)
             self._schedule_refill()
+        upstream = Upstream.from_playwright(proxy) if proxy else None
+        self.gate.bind(slot.egress.token, policy=policy, upstream=upstream)
         slot.guard.policy = policy
-        slot.guard.uses_proxy = proxy is not None
-        session = SessionBrowser(slot, downloads_dir=downloads_dir, on_close=self._sessions.discard)
+        slot.guard.upstream = upstream
+        session = SessionBrowser(slot, downloads_dir=downloads_dir, on_close=self._session_closed)
         self._sessions.add(session)
         return session
+
+    def _session_closed(self, session: SessionBrowser) -> None:
+        self._sessions.discard(session)
+        self.gate.release(session._egress.token)
 
     @property
     def open_contexts(self) -> int:
@@ -545,30 +567,31 @@ class BrowserHost:
                 return
             if self._stopping:
                 await slot.context.close()
+                self.gate.release(slot.egress.token)
                 return
             self._warm.append(slot)
 
-    async def _new_slot(
-        self,
-        *,
-        storage_state: dict[str, Any] | None = None,
-        proxy: dict[str, str] | None = None,
-    ) -> _Slot:
+    async def _new_slot(self, *, storage_state: dict[str, Any] | None = None) -> _Slot:
         if self._browser is None:
             raise RuntimeError("browser host is not started")
-        context = await self._browser.new_context(
-            viewport=self._viewport,  # type: ignore[arg-type]
-            accept_downloads=True,
-            # Service workers could fetch outside the route handler; block them.
-            service_workers="block",
-            storage_state=storage_state,  # type: ignore[arg-type]
-            proxy=proxy,  # type: ignore[arg-type]
-        )
-        slot = _Slot(context, None, NetworkGuard())  # type: ignore[arg-type]
+        egress = self.gate.new_slot()
+        try:
+            context = await self._browser.new_context(
+                viewport=self._viewport,  # type: ignore[arg-type]
+                accept_downloads=True,
+                # Service workers could fetch outside the route handler (the gate still judges
+                # them); block them.
+                service_workers="block",
+                storage_state=storage_state,  # type: ignore[arg-type]
+                proxy={"server": f"http://127.0.0.1:{self._proxy_port}",
+                       "username": egress.token, "password": egress.secret},
+            )
+        except PlaywrightError:
+            self.gate.release(egress.token)
+            raise
+        slot = _Slot(context, None, NetworkGuard(self.gate), egress)  # type: ignore[arg-type]
         await context.route("**/*", lambda route: _guard_route(slot, route))
-        await context.route_web_socket(lambda _url: True, lambda ws: _guard_websocket(slot, ws))
         slot.page = await context.new_page()
-        await _attach_redirect_guard(context, slot.page, slot)
         return slot
 
 
@@ -588,65 +611,3 @@ async def _guard_route(slot: _Slot, route: Route) -> None:
         await route.abort("blockedbyclient")
     except PlaywrightError:
         pass
-
-
-async def _attach_redirect_guard(context: BrowserContext, page: Page, slot: _Slot) -> None:
-    """Check redirect hops of `page`'s requests, which Playwright's route never sees.
-
-    A second Fetch interception on the page's own CDP session pauses every request after
-    Playwright's; first hops were already checked by the route handler and continue at once,
-    redirect hops are checked here and failed before they reach the network. Out-of-process
-    iframes are other targets and are not covered (see SessionBrowser._on_response).
-    """
-    try:
-        cdp = await context.new_cdp_session(page)
-        tree = await cdp.send("Page.getFrameTree")
-        guard = _RedirectGuard(cdp, slot, main_frame_id=tree["frameTree"]["frame"]["id"])
-        cdp.on("Fetch.requestPaused", guard.on_paused)
-        await cdp.send("Fetch.enable", {"patterns": [{"urlPattern": "*"}]})
-    except PlaywrightError:
-        logger.warning("could not attach the redirect guard", exc_info=True)
-
-
-class _RedirectGuard:
-    def __init__(self, cdp: CDPSession, slot: _Slot, *, main_frame_id: str) -> None:
-        self._cdp = cdp
-        self._slot = slot
-        self._main_frame_id = main_frame_id
-
-    async def on_paused(self, event: dict[str, Any]) -> None:
-        request_id = event["requestId"]
-        url = event["request"]["url"]
-        reason: str | None = None
-        try:
-            if event.get("redirectedRequestId"):
-                reason = await self._slot.guard.check(url)
-        except Exception:
-            # Every paused request must be answered or the page hangs; fail closed.
-            logger.exception("redirect check failed")
-            reason = "guard_error"
-        try:
-            if reason is None:
-                await self._cdp.send("Fetch.continueRequest", {"requestId": request_id})
-                return
-            await self._cdp.send("Fetch.failRequest", {"requestId": request_id, "errorReason": "BlockedByClient"})
-        except PlaywrightError:
-            return  # the page went away meanwhile
-        reason = f"redirect:{reason}"
-        self._slot.guard.report(url, reason)
-        session = self._slot.session
-        if (
-            session is not None
-            and event.get("resourceType") == "Document"
-            and event.get("frameId") == self._main_frame_id
-        ):
-            session._note_blocked_document(url, reason)
-
-
-async def _guard_websocket(slot: _Slot, ws: WebSocketRoute) -> None:
-    reason = await slot.guard.check(ws.url)
-    if reason is None:
-        ws.connect_to_server()
-        return
-    slot.guard.report(ws.url, reason)
-    await ws.close(code=1008, reason="blocked")

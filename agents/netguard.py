@@ -1,51 +1,58 @@
-"""The network guard: decides whether the browser may fetch a URL (spec decision 10).
+"""The in-browser first layer of the network rules, and the per-session network policy.
 
-Pure policy code, no Playwright: `NetworkGuard.check(url)` returns None (allowed) or a reason
-string. `agents.browser` calls it from a context-wide route handler for every request and from a
-WebSocket route, so avoidDomains and the private-network block hold for navigations and every
-sub-resource, not only in the prompt.
-
-Known limits, by design of a check made outside the network stack:
-- DNS rebinding: we resolve the host here, Chromium resolves it again when it connects, and an
-  attacker's DNS may answer differently the second time. The cache below narrows the window but
-  does not close it; the complete answer is an egress firewall (or a filtering proxy) around the
-  worker, which the deployment must provide anyway.
-- Redirect hops are not passed to Playwright route handlers; `agents.browser` re-checks them from
-  the `request` event and stops a redirected navigation that lands on a blocked address.
+The rule itself is enforced outside the browser, by the egress gate (`agents.egress`): Chromium
+runs in a network namespace whose only way out is the gate, which judges every connection. This
+module keeps two things:
+- `NetworkPolicy`, what one session may reach (read by the gate on every connection);
+- `NetworkGuard`, a friendly first layer: `SessionBrowser.goto` and a context route ask it before
+  a request leaves, so the agent gets a clear `BlockedNavigation` reason instead of a network
+  error. It asks the gate's own judgement (same allow-list, own services and resolver), so the
+  two layers never disagree; nothing depends on it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
-import socket
-import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
+
+from agents.egress.rules import address_block_reason, parse_host
+
+if TYPE_CHECKING:
+    from agents.egress.gate import Gate, Upstream
+
+__all__ = ["NetworkGuard", "NetworkPolicy", "address_block_reason", "matches_avoided", "normalize_domain"]
 
 logger = logging.getLogger(__name__)
 
 # Schemes Chromium serves from memory without touching the network.
 INTERNAL_SCHEMES = frozenset({"data", "blob", "about"})
 NETWORK_SCHEMES = frozenset({"http", "https", "ws", "wss"})
-METADATA_ADDRESSES = frozenset({ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fd00:ec2::254")})
-
-DNS_CACHE_SECONDS = 30.0
-DNS_CACHE_MAX = 2048
-
-IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+_DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
 
 
 @dataclass
 class NetworkPolicy:
-    """What one session may reach. Mutable: the guard reads it on every request."""
+    """What one session may reach. Mutable: the gate reads it on every connection.
+
+    allowed_private_hosts: `ENIGMA_ALLOWED_PRIVATE_HOSTS` entries (`host:port`, `host:*`, bare
+        `host` = `host:*`), see `agents.egress.rules`.
+    domain_rule: url -> a decision with `.action` ("allow" | "guardrail" | "block") and `.rule`
+        (the automation policy's domain rules); None = no policy.
+    on_policy_block: (url, decision) called when a domain rule refused a connection (audit).
+    approved_hosts: guardrail domains a human approved for this session; the gate lets them pass.
+    """
 
     avoid_domains: list[str] = field(default_factory=list)
     allowed_private_hosts: frozenset[str] = frozenset()
-    on_blocked: Callable[[str, str], None] | None = None
+    on_blocked: Callable[[str, str], Any] | None = None
+    domain_rule: Callable[[str], Any] | None = None
+    on_policy_block: Callable[[str, Any], Any] | None = None
+    approved_hosts: set[str] = field(default_factory=set)
 
 
 def normalize_domain(entry: str) -> str:
@@ -89,110 +96,62 @@ def matches_avoided(host: str, avoid_domains: Iterable[str]) -> str | None:
     return None
 
 
-def address_block_reason(ip: IPAddress) -> str | None:
-    """Return why a resolved address must not be reached, or None for a public address."""
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    if ip in METADATA_ADDRESSES:
-        return "metadata_address"
-    if ip.is_loopback:
-        return "loopback_address"
-    if ip.is_link_local:
-        return "link_local_address"
-    if ip.is_multicast:
-        return "multicast_address"
-    if ip.is_unspecified or ip.is_reserved:
-        return "reserved_address"
-    if ip.is_private or not ip.is_global:
-        return "private_address"
-    return None
-
-
-class _DnsCache:
-    """A short-lived cache of getaddrinfo answers, shared by every guard of the process."""
-
-    def __init__(self) -> None:
-        self._entries: dict[str, tuple[float, tuple[IPAddress, ...]]] = {}
-
-    async def resolve(self, host: str) -> tuple[IPAddress, ...]:
-        now = time.monotonic()
-        hit = self._entries.get(host)
-        if hit is not None and hit[0] > now:
-            return hit[1]
-        loop = asyncio.get_running_loop()
-        infos = await loop.getaddrinfo(host, None, type=socket.SOCK_STREAM)
-        addresses = tuple({ipaddress.ip_address(info[4][0].split("%", 1)[0]) for info in infos})
-        if len(self._entries) >= DNS_CACHE_MAX:
-            self._entries.clear()
-        self._entries[host] = (now + DNS_CACHE_SECONDS, addresses)
-        return addresses
-
-
-dns_cache = _DnsCache()
-# Strong references to async on_blocked callbacks still running (the loop keeps only weak ones).
+# Strong references to async callbacks still running (the loop keeps only weak ones).
 _pending_callbacks: set[asyncio.Future[object]] = set()
 
 
-class NetworkGuard:
-    """The per-context policy slot. A warm context carries a guard with no policy, which blocks
-    everything (fail closed) until `acquire` sets the session's policy."""
+def run_callback(callback: Callable[..., Any], *args: Any) -> None:
+    """Run a session callback (sync or async) without letting it break the caller: a failing
+    callback is logged."""
+    try:
+        result = callback(*args)
+        if asyncio.iscoroutine(result):
+            task = asyncio.ensure_future(result)
+            _pending_callbacks.add(task)
+            task.add_done_callback(_pending_callbacks.discard)
+    except Exception:
+        logger.exception("network policy callback failed")
 
-    def __init__(self) -> None:
+
+class NetworkGuard:
+    """The per-context policy slot of the first layer. A warm context carries a guard with no
+    policy, which blocks everything (fail closed) until `acquire` sets the session's policy."""
+
+    def __init__(self, gate: Gate) -> None:
+        self.gate = gate
         self.policy: NetworkPolicy | None = None
-        self.uses_proxy = False
+        self.upstream: Upstream | None = None
 
     async def check(self, url: str) -> str | None:
         """Return None if `url` may be fetched, else a short reason such as
-        "avoided_domain:facebook.com", "scheme:file" or "private_address"."""
-        policy = self.policy
+        "avoided_domain:facebook.com", "scheme:file" or "loopback_address"."""
+        from agents.egress.gate import Blocked
+
         try:
             parts = urlsplit(url)
-            host = (parts.hostname or "").rstrip(".")
+            host = parse_host(parts.hostname or "")
+            scheme = parts.scheme.lower()
+            port = parts.port or _DEFAULT_PORTS.get(scheme, 0)
         except ValueError:
             return "invalid_url"
-        scheme = parts.scheme.lower()
         if scheme in INTERNAL_SCHEMES:
             return None
-        if policy is None:
+        if self.policy is None:
             return "no_policy"
         if scheme not in NETWORK_SCHEMES:
             return f"scheme:{scheme or 'none'}"
         if not host:
             return "invalid_url"
-        avoided = matches_avoided(host, policy.avoid_domains)
-        if avoided is not None:
-            return f"avoided_domain:{avoided}"
-        return await self._address_reason(host, policy.allowed_private_hosts)
-
-    async def _address_reason(self, host: str, allowed: frozenset[str]) -> str | None:
-        if host in allowed:
-            return None
         try:
-            addresses: tuple[IPAddress, ...] = (ipaddress.ip_address(host),)
-        except ValueError:
-            try:
-                addresses = await dns_cache.resolve(host)
-            except (OSError, UnicodeError):
-                # Behind a proxy the proxy resolves the name; without one Chromium would fail
-                # too, and failing closed costs nothing.
-                return None if self.uses_proxy else "dns_unresolvable"
-        for ip in addresses:
-            reason = address_block_reason(ip)
-            if reason is not None and str(ip) not in allowed:
-                return reason
+            await self.gate.judge(self.policy, scheme=scheme, host=host, port=port, url=url,
+                                  upstream=self.upstream, apply_domain_rules=False)
+        except Blocked as blocked:
+            return blocked.reason
         return None
 
     def report(self, url: str, reason: str) -> None:
         """Tell the session's callback that a request was blocked; a failing callback is logged,
         never allowed to break the route handler."""
         policy = self.policy
-        if policy is None or policy.on_blocked is None:
-            return
-        try:
-            result = policy.on_blocked(url, reason)
-            if asyncio.iscoroutine(result):
-                task = asyncio.ensure_future(result)
-                _pending_callbacks.add(task)
-                task.add_done_callback(_pending_callbacks.discard)
-        except Exception:
-            logger.exception("on_blocked callback failed")
+        if policy is not None and policy.on_blocked is not None:
+            run_callback(policy.on_blocked, url, reason)

@@ -251,6 +251,28 @@ ENIGMA_WORKER_CAPACITY = env_int("ENIGMA_WORKER_CAPACITY", 20)
 ENIGMA_WARM_POOL = env_int("ENIGMA_WARM_POOL", 2)
 CHROMIUM_PATH = os.environ.get("CHROMIUM_PATH", "/usr/lib/chromium/chromium")
 ENIGMA_ALLOWED_PRIVATE_HOSTS = frozenset(env_list("ENIGMA_ALLOWED_PRIVATE_HOSTS"))
+
+
+def _own_addresses() -> str:
+    """host:port of the product's own listeners (web, Redis, database): never reachable by the
+    browser unless ENIGMA_ALLOWED_PRIVATE_HOSTS names one exactly."""
+    from urllib.parse import urlsplit
+
+    found = [f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8000')}"]
+    default_ports = {"redis": 6379, "rediss": 6379, "postgres": 5432, "postgresql": 5432, "mysql": 3306}
+    for url in (REDIS_URL, CELERY_BROKER_URL, os.environ.get("DATABASE_URL", "")):
+        parts = urlsplit(url)
+        port = parts.port or default_ports.get(parts.scheme)
+        if parts.hostname and port:
+            host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+            found.append(f"{host}:{port}")
+    return ",".join(found)
+
+
+# The egress gate (agents/egress): netns = Chromium in its own network namespace, off = unsafe.
+ENIGMA_EGRESS_SANDBOX = os.environ.get("ENIGMA_EGRESS_SANDBOX", "netns").strip().lower()
+ENIGMA_EGRESS_RESOLVER = os.environ.get("ENIGMA_EGRESS_RESOLVER", "").strip()
+ENIGMA_OWN_ADDRESSES = tuple(env_list("ENIGMA_OWN_ADDRESSES", _own_addresses()))
 ENIGMA_AGENT_PROVIDER = os.environ.get("ENIGMA_AGENT_PROVIDER", "auto")
 ENIGMA_ANTHROPIC_MODEL = os.environ.get("ENIGMA_ANTHROPIC_MODEL", "claude-sonnet-4-5")
 ENIGMA_SCREENCAST_QUALITY = env_int("ENIGMA_SCREENCAST_QUALITY", 60)

@@ -1,5 +1,11 @@
 """Session proxies (api.md §5.4): custom http and socks proxies; the managed pool is a setting.
 
+The browser never talks to a session proxy itself: the worker's egress gate chains the session's
+traffic to it (http CONNECT or socks5, with credentials), after the gate's own checks. A custom
+proxy's address passes the browser's address rules here at the edge and again at the gate: no
+private or loopback address unless `ENIGMA_ALLOWED_PRIVATE_HOSTS` allows that `host:port`, and
+never one of the product's own services (`ENIGMA_OWN_ADDRESSES`) unless named exactly.
+
 The public part of a proxy is kept in the session config (shown by GET /sessions/<id>); the
 credentials go to Redis next to the session's command stream, like task secrets, so they are
 never echoed back, logged or written to the database, and a worker that takes the session over
@@ -9,15 +15,17 @@ can still use them.
 from __future__ import annotations
 
 import json
+import socket
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from django.conf import settings
 
+from agents.egress.rules import allow_list, as_ip, own_services, parse_host, split_host_port, target_block_reason
 from enigma_site.errors import ApiError, InvalidParameter
 from enigma_site.redis import get_async_redis, get_redis
 
-from . import conf, webhooks
+from . import conf
 
 FIELDS = {"source", "type", "host", "port", "username", "password", "level", "country"}
 MANAGED_SOURCES = ("webrun", "enigma")
@@ -69,15 +77,7 @@ def proxy_parse(proxy: Any, *, resolve: bool = True) -> tuple[dict[str, Any], di
     if any(c in host for c in "/@ ?#"):
         raise InvalidParameter("proxy.host", "Invalid parameter 'proxy.host': must be a host name or address")
     username, password = _text(proxy, "username"), _text(proxy, "password")
-    if kind == "socks" and (username or password):
-        raise InvalidParameter(
-            "proxy.username",
-            "SOCKS proxies with a username or password are not supported "
-            "by the browser; use an http proxy for authenticated proxies",
-        )
-    reason = webhooks.url_block_reason(
-        f"http://{host}:{port}/", allowed_hosts=conf.allowed_private_hosts(), resolve=resolve
-    )
+    reason = proxy_address_reason(host, int(port), resolve=resolve)
     if reason is not None:
         raise InvalidParameter(
             "proxy.host", f"Invalid parameter 'proxy.host': this proxy address is not allowed ({reason})"
@@ -96,6 +96,38 @@ def proxy_parse(proxy: Any, *, resolve: bool = True) -> tuple[dict[str, Any], di
         "authenticated": bool(username),
     }
     return public, browser
+
+
+def _addresses(host: str, *, resolve: bool) -> list[Any]:
+    literal = as_ip(host)
+    if literal is not None:
+        return [literal]
+    if not resolve:
+        return []
+    try:
+        infos = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError):
+        return []
+    return [ip for ip in (as_ip(str(info[4][0])) for info in infos) if ip is not None]
+
+
+def proxy_address_reason(host: str, port: int, *, resolve: bool = True) -> str | None:
+    """Why the browser's traffic may not be sent to a proxy at `host:port`, or None.
+
+    The egress gate's rules (agents/egress/rules.py). Without `resolve`, a name is accepted here
+    and judged by the gate when it connects."""
+    name = parse_host(host)
+    addresses = _addresses(name, resolve=resolve)
+    if not addresses:
+        return "dns_unresolvable" if resolve else None
+    own = []
+    for entry in settings.ENIGMA_OWN_ADDRESSES:
+        own_host, own_port = split_host_port(entry)
+        if own_port and own_port.isdigit():
+            own.append((own_host, int(own_port), _addresses(own_host, resolve=True)))
+    return target_block_reason(
+        name, port, addresses, allowed=allow_list(conf.allowed_private_hosts()), own=own_services(own)
+    )
 
 
 def _managed(proxy: dict[str, Any], level: str | None) -> tuple[dict[str, Any], dict[str, str]]:

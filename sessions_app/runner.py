@@ -164,6 +164,7 @@ class SessionRunner:
                 self.policy_rules = await db(environment_selectors.policy_rules)(
                     policy_id=session.config["policyId"])
                 await self.browser.context.route("**/*", self._policy_route)
+                self.runtime.bind_policy_rules(self)  # the egress gate applies the domain rules too
             await self._load_commands()
             if takeover and session.current_url:
                 with contextlib.suppress(Exception):
@@ -525,6 +526,8 @@ class SessionRunner:
                 answer = await TaskCallbacks(self, task).ask_human(
                     f"The automation policy asks for approval before {name} {action['target']} "
                     f"({decision.rule}). Reply yes to proceed, or say what to do instead.")
+                if target_url and policy_engine.APPROVAL_RE.match(answer):
+                    self.runtime.approve_host(self.policy, target_url)
             await self._audit(source="agent", name=name, target=target, url=target_url or action["url"],
                               decision=decision, response=answer)
             if decision.action == "block":

@@ -16,19 +16,40 @@ import socket
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.db import close_old_connections
 
-from agents.browser import BrowserHost
+from agents.browser import BrowserHost, EgressSettings, NetworkPolicy
 from agents.providers import get_provider
 from enigma_site.redis import get_async_redis
+from environments import conf as environment_conf
+from environments import policy_engine
 
 from . import metering, registry, services, sweep
 from .commands import stream_key
 from .runner import SessionRunner, db
 
 logger = logging.getLogger(__name__)
+
+# Network blocks a policy audits per session (distinct URLs); a hostile page cannot flood the log.
+MAX_NETWORK_AUDITS = 500
+
+
+def egress_settings() -> EgressSettings:
+    """The gate's settings from Django's: sandbox mode, resolver, own services, managed upstream."""
+    resolver = None
+    if settings.ENIGMA_EGRESS_RESOLVER:
+        host, _, port = settings.ENIGMA_EGRESS_RESOLVER.rpartition(":")
+        resolver = (host.strip("[]"), int(port))
+    trusted: tuple[str, ...] = ()
+    managed = environment_conf.managed_proxy_url()
+    if managed:
+        parts = urlsplit(managed)
+        trusted = (f"{parts.hostname}:{parts.port}",)
+    return EgressSettings(sandbox=settings.ENIGMA_EGRESS_SANDBOX, resolver=resolver,
+                          own_addresses=tuple(settings.ENIGMA_OWN_ADDRESSES), trusted_upstreams=trusted)
 
 
 class WorkerRuntime:
@@ -37,7 +58,8 @@ class WorkerRuntime:
         self.capacity = settings.ENIGMA_WORKER_CAPACITY
         self.loop = asyncio.new_event_loop()
         self.host = BrowserHost(chromium_path=settings.CHROMIUM_PATH,
-                                warm_pool_size=settings.ENIGMA_WARM_POOL)
+                                warm_pool_size=settings.ENIGMA_WARM_POOL,
+                                egress=egress_settings())
         self.provider = get_provider(settings.ENIGMA_AGENT_PROVIDER)
         self.runners: dict[str, SessionRunner] = {}
         self._thread = threading.Thread(target=self._run_loop, name="enigma-runtime", daemon=True)
@@ -145,6 +167,32 @@ class WorkerRuntime:
                 await db(sweep.sessions_sweep_locked)(holder=self.worker_id)
             except Exception:
                 logger.exception("session sweep failed")
+
+    def bind_policy_rules(self, runner: SessionRunner) -> None:
+        """Make the egress gate apply the session's automation-policy domain rules to every
+        connection (sub-resources, workers, WebSockets, redirect hops), each block audited. A
+        guardrail domain is blocked at the network unless a human approved it for the session."""
+        rules, policy = runner.policy_rules, runner.policy
+        if rules is None or policy is None:
+            return
+        audited: set[str] = set()
+
+        async def audit(url: str, decision: policy_engine.Decision) -> None:
+            if url in audited or len(audited) >= MAX_NETWORK_AUDITS:
+                return
+            audited.add(url)
+            if decision.action == "guardrail":
+                decision = policy_engine.Decision("block", f"{decision.rule}, not approved for this request")
+            await runner._audit(source="network", name="request", target=url, url=url, decision=decision)
+
+        policy.domain_rule = lambda url: policy_engine.evaluate_domain(rules, url)
+        policy.on_policy_block = audit
+
+    def approve_host(self, policy: NetworkPolicy | None, url: str) -> None:
+        """A human approved a guardrail navigation to `url`: its host may load for the session."""
+        host = (urlsplit(url).hostname or "").lower()
+        if policy is not None and host:
+            policy.approved_hosts.add(host)
 
     def host_session(self, session_id: str) -> None:
         """Claim and host the session until it ends (blocks the calling Celery thread)."""

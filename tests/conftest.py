@@ -45,6 +45,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+# The `server` fixture's port, chosen up front so the worker knows it: with REDIS_URL and the
+# database it is one of the product's own addresses (ENIGMA_OWN_ADDRESSES) the browser may never
+# reach, even though the tests allow every other port of 127.0.0.1 and localhost.
+SERVER_PORT = free_port()
+
+
 def _db_url() -> str:
     from django.db import connection
 
@@ -93,6 +99,7 @@ class Proc:
 def _child_env() -> dict[str, str]:
     env = dict(os.environ)
     env["DATABASE_URL"] = _db_url()
+    env["PORT"] = str(SERVER_PORT)
     env["PYTHONUNBUFFERED"] = "1"
     return env
 
@@ -142,7 +149,7 @@ def worker(django_db_setup: Any, django_db_blocker: Any, proc_logs: Path) -> Ite
 @pytest.fixture(scope="session")
 def server(django_db_setup: Any, proc_logs: Path) -> Iterator[str]:
     """A real Daphne serving the ASGI app; yields its base URL."""
-    port = free_port()
+    port = SERVER_PORT
     daphne = str(Path(sys.executable).with_name("daphne"))
     proc = Proc([daphne, "-b", "127.0.0.1", "-p", str(port), "enigma_site.asgi:application"],
                 _child_env(), proc_logs / "daphne.log").start()

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 import pytest
 import pytest_asyncio
 
-from agents.browser import BrowserHost, NetworkPolicy
+from agents.browser import BrowserHost, EgressSettings, NetworkPolicy
 
 CHROMIUM = os.environ.get("ENIGMA_CHROMIUM_PATH", "/usr/lib/chromium/chromium")
 WARM_POOL_SIZE = 2
@@ -58,6 +58,9 @@ class _Handler(BaseHTTPRequestHandler):
         elif path == "/redirect":
             target = urlsplit(self.path).query.removeprefix("to=")
             self._send(302, "", [("Location", target)])
+        elif path == "/download":
+            self._send(200, "report", [("Content-Type", "application/octet-stream"),
+                                       ("Content-Disposition", 'attachment; filename="report.txt"')])
         elif path == "/pixel.png":
             self._send(200, "", [("Content-Type", "image/png")])
         elif path == "/tracked":
@@ -135,9 +138,19 @@ def tracker() -> Iterator[LocalSite]:
     yield from _serve()
 
 
+@pytest.fixture(scope="session")
+def own_service() -> Iterator[LocalSite]:
+    """Stands for one of the product's own listeners (web port, Redis, database)."""
+    yield from _serve()
+
+
 @pytest_asyncio.fixture(scope="session", loop_scope="session")
-async def host() -> AsyncIterator[BrowserHost]:
-    browser_host = BrowserHost(chromium_path=CHROMIUM, warm_pool_size=WARM_POOL_SIZE)
+async def host(own_service: LocalSite) -> AsyncIterator[BrowserHost]:
+    browser_host = BrowserHost(
+        chromium_path=CHROMIUM,
+        warm_pool_size=WARM_POOL_SIZE,
+        egress=EgressSettings(own_addresses=(f"127.0.0.1:{own_service.port}",)),
+    )
     await browser_host.start()
     yield browser_host
     await browser_host.stop()

@@ -1,14 +1,16 @@
-"""The network guard holds in the browser's network layer (spec decision 10)."""
+"""The network rules hold for every request (spec decision 10): the in-browser first layer and
+the egress gate behind it."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
 import pytest
+from playwright.async_api import Error as PlaywrightError
 
 from agents.browser import BlockedNavigation, BrowserHost, NetworkPolicy
 
-from .conftest import Blocked, LocalSite
+from .conftest import LOCAL_HOSTS, Blocked, LocalSite
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -63,8 +65,7 @@ async def test_private_addresses_are_blocked_unless_allowed(
             await session.goto(site.url("/", host="localhost"))
         assert [reason for _, reason in blocked.calls] == ["loopback_address"] * 2
         # The policy is mutable: the operator's allowance applies to the next request.
-        session_policy = make_policy()
-        session._guard.policy = session_policy
+        session._guard.policy.allowed_private_hosts = LOCAL_HOSTS  # type: ignore[union-attr]
         await session.goto(site.url("/"))
     finally:
         await session.close()
@@ -83,8 +84,10 @@ async def test_a_redirect_to_a_blocked_host_is_stopped(
     try:
         with pytest.raises(BlockedNavigation) as info:
             await session.goto(site.url(f"/redirect?to={target}"))
-        assert info.value.reason == "redirect:avoided_domain:localhost"
-        assert (target, "redirect:avoided_domain:localhost") in blocked.calls
+        # The hop is a new request at the egress gate, judged like the first.
+        assert info.value.reason == "avoided_domain:localhost"
+        assert info.value.url == target
+        assert (target, "avoided_domain:localhost") in blocked.calls
         await session.goto(site.url("/"))
         image_redirect = site.url(f"/redirect?to={tracker.url('/img', host='localhost')}")
         loaded = await session.page.evaluate(
@@ -125,6 +128,20 @@ async def test_non_http_schemes_are_blocked(
         await session.close()
 
 
+@pytest.mark.parametrize("url", ["chrome://version", "chrome://gpu", "file:///etc/passwd", "view-source:http://127.0.0.1/"])
+async def test_the_agent_cannot_open_non_http_pages_even_bypassing_the_guard(
+    host: BrowserHost, url: str, make_policy: Callable[..., NetworkPolicy]
+) -> None:
+    # The agent's navigate tool calls page.goto directly: Chromium's own policy refuses.
+    session = await host.acquire(policy=make_policy())
+    try:
+        with pytest.raises(PlaywrightError) as info:
+            await session.page.goto(url)
+        assert "ERR_BLOCKED_BY_ADMINISTRATOR" in info.value.message
+    finally:
+        await session.close()
+
+
 async def test_websockets_to_private_addresses_are_refused(
     host: BrowserHost,
     site: LocalSite,
@@ -142,9 +159,7 @@ async def test_websockets_to_private_addresses_are_refused(
             f"ws://localhost:{site.port}/socket",
         )
         assert code != 1000
-        assert (
-            f"ws://localhost:{site.port}/socket",
-            "avoided_domain:localhost",
-        ) in blocked.calls
+        # WebSockets reach the gate as CONNECT host:port.
+        assert (f"localhost:{site.port}", "avoided_domain:localhost") in blocked.calls
     finally:
         await session.close()

@@ -85,18 +85,6 @@ def test_custom_http_proxy_with_credentials_carries_the_traffic(api: Api, forwar
         ),
         ({"source": "custom", "type": "http", "host": "10.1.2.3", "port": "8080"}, "proxy.host", "INVALID_PARAMETER"),
         (
-            {
-                "source": "custom",
-                "type": "socks",
-                "host": "127.0.0.1",
-                "port": "1080",
-                "username": "u",
-                "password": "p",
-            },
-            "proxy.username",
-            "INVALID_PARAMETER",
-        ),
-        (
             {"source": "custom", "type": "http", "host": "127.0.0.1", "port": "8080", "colour": "red"},
             "proxy.colour",
             "INVALID_PARAMETER",

@@ -1,0 +1,111 @@
+"""Chromium's launcher: an empty network namespace whose only way out is the egress gate.
+
+Run as `python nslaunch.py CONTROL_SOCKET PORT POLICY_DIR CHROMIUM [chromium args...]` (the
+wrapper script that `agents.egress.sandbox` writes does this; Playwright runs the wrapper as its
+"Chromium" and talks to the real one over the inherited pipes, which an exec keeps). Standalone on
+purpose: it imports nothing of the project, so it starts in a few milliseconds.
+
+1. unshare(CLONE_NEWNET | CLONE_NEWNS): a network namespace with only `lo`, and a private mount
+   namespace.
+2. Bring `lo` up (ioctl SIOCSIFFLAGS).
+3. Bind-mount POLICY_DIR over /etc/chromium (when both exist), so Chromium reads our managed
+   policy (URLBlocklist of chrome://, file:// ...) and no other.
+4. Listen on 127.0.0.1:PORT inside the namespace and connect to CONTROL_SOCKET (a Unix socket in
+   the worker's namespace: Unix sockets on the filesystem cross network namespaces).
+5. Fork the forwarder: it accepts each connection Chromium makes and hands the socket itself to
+   the gate over the control socket (SCM_RIGHTS), so no byte is copied here. It dies with
+   Chromium (PR_SET_PDEATHSIG) or with the gate (the control socket closes).
+6. exec Chromium.
+
+`python nslaunch.py --probe` only does steps 1-2 and exits 0: the worker's start-up check.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import fcntl
+import os
+import signal
+import socket
+import struct
+import sys
+
+CLONE_NEWNS = 0x00020000
+CLONE_NEWNET = 0x40000000
+MS_REC = 0x4000
+MS_PRIVATE = 1 << 18
+MS_BIND = 4096
+SIOCGIFFLAGS = 0x8913
+SIOCSIFFLAGS = 0x8914
+IFF_UP = 0x1
+PR_SET_PDEATHSIG = 1
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def _check(result: int, what: str) -> None:
+    if result != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}")
+
+
+def enter_namespace(*, mounts: bool) -> None:
+    flags = CLONE_NEWNET | (CLONE_NEWNS if mounts else 0)
+    _check(_libc.unshare(flags), "unshare")
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        request = struct.pack("16sH", b"lo", 0)
+        flags_now = struct.unpack("16sH", fcntl.ioctl(s.fileno(), SIOCGIFFLAGS, request + bytes(22))[:18])[1]
+        fcntl.ioctl(s.fileno(), SIOCSIFFLAGS, struct.pack("16sH", b"lo", flags_now | IFF_UP) + bytes(22))
+
+
+def mount_policy(policy_dir: str) -> None:
+    if not (os.path.isdir(policy_dir) and os.path.isdir("/etc/chromium")):
+        return
+    _check(_libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None), "mount --make-rprivate /")
+    _check(_libc.mount(policy_dir.encode(), b"/etc/chromium", None, MS_BIND, None), "bind-mount policies")
+
+
+def forward(listener: socket.socket, control: socket.socket) -> None:
+    _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    while True:
+        conn, _ = listener.accept()
+        try:
+            socket.send_fds(control, [b"c"], [conn.fileno()])
+        except OSError:
+            os._exit(0)  # the gate is gone: Chromium has no network any more
+        finally:
+            conn.close()
+
+
+def main(argv: list[str]) -> None:
+    if argv[:1] == ["--probe"]:
+        enter_namespace(mounts=True)
+        return
+    control_path, port, policy_dir, chromium, *args = argv
+    enter_namespace(mounts=True)
+    mount_policy(policy_dir)
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", int(port)))
+    listener.listen(512)
+    control = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    control.connect(control_path)
+    keep = {listener.fileno(), control.fileno()}
+    pid = os.fork()
+    if pid == 0:
+        # The forwarder keeps only its two sockets (not Playwright's pipes).
+        for fd in range(3, 1024):
+            if fd not in keep:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        forward(listener, control)
+        os._exit(0)
+    listener.close()
+    control.close()
+    os.execv(chromium, [chromium, *args])
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,107 @@
+"""How Chromium is launched so that the gate is its only way out (see nslaunch.py).
+
+`prepare(...)` checks that this machine can make a network namespace (fails with a clear error
+otherwise, unless the operator chose `sandbox="off"`), writes the wrapper script Playwright runs
+as its Chromium, and the managed policy that blocks non-http(s) pages.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import stat
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+NSLAUNCH = Path(__file__).with_name("nslaunch.py")
+# The port Chromium's proxy listens on inside its own namespace (nothing else is there).
+NAMESPACE_PROXY_PORT = 3128
+
+# Decision 10: only http(s) pages. about:, data: and blob: stay (blank pages, inline content).
+URL_BLOCKLIST = [
+    "chrome://*",
+    "chrome-untrusted://*",
+    "chrome-extension://*",
+    "devtools://*",
+    "file://*",
+    "view-source:*",
+    "ftp://*",
+    "filesystem:*",
+]
+
+
+class SandboxUnavailable(RuntimeError):
+    """This machine cannot run Chromium in its own network namespace."""
+
+
+@dataclass(frozen=True)
+class LaunchPlan:
+    executable: str  # what Playwright runs as Chromium
+    proxy_port: int  # where Chromium finds the gate (in its namespace, or on the host when off)
+    sandboxed: bool
+
+
+def probe() -> str | None:
+    """None if a network namespace can be made here, else why not."""
+    try:
+        result = subprocess.run(
+            [sys.executable, "-I", str(NSLAUNCH), "--probe"], capture_output=True, text=True, timeout=20
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return str(exc)
+    if result.returncode != 0:
+        lines = (result.stderr or result.stdout).strip().splitlines()
+        return lines[-1] if lines else f"exit status {result.returncode}"
+    return None
+
+
+def write_policy(directory: Path) -> Path:
+    """A copy of /etc/chromium with our managed policy; the launcher mounts it over the original."""
+    etc = directory / "etc-chromium"
+    managed = etc / "policies" / "managed"
+    managed.mkdir(parents=True, exist_ok=True)
+    source = Path("/etc/chromium")
+    if source.is_dir():
+        for item in source.iterdir():
+            if item.name != "policies" and item.is_file():
+                shutil.copy2(item, etc / item.name)
+    (managed / "enigma.json").write_text(json.dumps({"URLBlocklist": URL_BLOCKLIST}))
+    return etc
+
+
+def prepare(*, directory: Path, chromium_path: str, control_socket: Path, mode: str) -> LaunchPlan | None:
+    """Return the launch plan for `mode` "netns", or None for "off" (Chromium runs directly).
+
+    Raise SandboxUnavailable when "netns" cannot work on this machine."""
+    if mode == "off":
+        return None
+    if mode != "netns":
+        raise SandboxUnavailable(f"unknown ENIGMA_EGRESS_SANDBOX {mode!r} (netns or off)")
+    reason = probe()
+    if reason is not None:
+        raise SandboxUnavailable(
+            "Chromium cannot be given its own network namespace on this machine "
+            f"({reason}). Run the worker as root (or with CAP_SYS_ADMIN), or set "
+            "ENIGMA_EGRESS_SANDBOX=off to run without it (unsafe: the browser can then reach "
+            "the network around the egress gate with WebRTC, WebTransport and DNS)."
+        )
+    policy = write_policy(directory)
+    wrapper = directory / "chromium"
+    wrapper.write_text(
+        "#!/bin/sh\n"
+        f'exec "{sys.executable}" -I "{NSLAUNCH}" "{control_socket}" {NAMESPACE_PROXY_PORT} '
+        f'"{policy}" "{chromium_path}" "$@"\n'
+    )
+    wrapper.chmod(wrapper.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+    return LaunchPlan(executable=str(wrapper), proxy_port=NAMESPACE_PROXY_PORT, sandboxed=True)
+
+
+def runtime_dir() -> Path:
+    """A private directory for this process's control socket and wrapper."""
+    path = Path(tempfile.mkdtemp(prefix=f"enigma-egress-{os.getpid()}-"))
+    path.chmod(0o700)
+    return path
