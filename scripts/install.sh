@@ -7,6 +7,7 @@ need=()
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 [ -x "${CHROMIUM_PATH:-/usr/lib/chromium/chromium}" ] || need+=(chromium)
 [ -d /usr/share/doc/python3.11/html ] || need+=(python3.11-doc)
+command -v ffprobe >/dev/null 2>&1 || need+=(ffmpeg)  # ffprobe reads recordings in the tests
 if [ "${DB:-}" = "postgres" ] && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
   need+=(postgresql)
 fi
