@@ -50,6 +50,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 SCREENCAST_CHECK_S = 2.0
+# Commands whose effect must not repeat after a takeover (newTask and screencast are idempotent).
+CONTROL_COMMANDS = ("state", "interaction", "guardrail")
 
 
 def db(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -273,14 +275,18 @@ class SessionRunner:
     # ----- commands -------------------------------------------------------------------------
 
     async def _load_commands(self) -> None:
-        """Rebuild the secrets of queued tasks from the stream; older control commands are skipped."""
+        """Rebuild the secrets of queued tasks from the stream before any task runs, and read
+        commands on after the last one a runner of this session applied: a command sent before
+        this runner was up (a terminate right after start, a pause while no worker was alive) is
+        applied once, in order."""
+        assert self.session is not None
+        self.last_command_id = self.session.last_command_id or "0-0"
         entries = await get_async_redis().xrange(stream_key(self.session_id), "-", "+")
         for entry_id, fields in entries:
             if fields.get("kind") == "newTask":
                 data = json.loads(fields["data"])
                 self.secrets[data["taskId"]] = data.get("secrets") or []
                 self.task_entries[data["taskId"]] = entry_id
-            self.last_command_id = entry_id
 
     async def _command_loop(self) -> None:
         """Apply commands in stream order; the worker's shared reader feeds `self.commands`."""
@@ -288,12 +294,17 @@ class SessionRunner:
             entry_id, fields = await self.commands.get()
             if fields.get("kind") != "screencast":  # watching is not activity
                 self.last_activity = time.monotonic()
+            kind = fields.get("kind", "")
             try:
-                await self._apply(entry_id, fields.get("kind", ""), json.loads(fields.get("data", "{}")))
+                await self._apply(entry_id, kind, json.loads(fields.get("data", "{}")))
             except Exception:
                 logger.exception("command %s of session %s failed", entry_id, self.session_id)
                 await self.emit("message", {"type": "error", "error": "Command failed",
                                             "code": "COMMAND_FAILED"})
+            if kind in CONTROL_COMMANDS and not self.done.is_set():
+                # A runner that takes the session over goes on after this one.
+                await db(BrowserSession.objects.filter(pk=self.session_id, generation=self.generation).update)(
+                    last_command_id=entry_id)
 
     async def _apply(self, entry_id: str, kind: str, data: dict[str, Any]) -> None:
         if kind == "newTask":

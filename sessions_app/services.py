@@ -17,7 +17,7 @@ from enigma_site.errors import ApiError, InvalidParameter, ServiceUnavailable
 from enigma_site.redis import get_redis
 
 from . import registry
-from .commands import command_push
+from .commands import command_push, commands_delete
 from .events import event_emit, task_notify
 from .models import BrowserSession, Task
 from .schema import Message, SessionInput, TaskInput
@@ -216,6 +216,8 @@ def task_submit(*, session: BrowserSession, task_input: TaskInput, prefix: str =
     _touch(session)
     _environment_attach(session, task_input, first=False)
     command_push(session=session, kind="newTask", data=_task_command(task, task_input))
+    if not BrowserSession.objects.filter(pk=session.pk, state__in=BrowserSession.LIVE_STATES).exists():
+        commands_delete(session.pk)  # it ended meanwhile: the task's secrets go with the stream
     return task
 
 
@@ -227,11 +229,12 @@ def session_message(*, session: BrowserSession, message: Message) -> Task | None
     _require_live(session)
     if message.action_type == "state" and message.new_state == "terminate":
         _touch(session)
+        command_push(session=session, kind="state", data={"newState": "terminate"})
         if session.state == BrowserSession.State.ORPHANED or session.worker_id == "":
-            # No runner is holding the browser: end it here; a runner that claims it later stops.
+            # No runner is holding the browser: end it here (which deletes the stream); a runner
+            # that claims it later stops.
             session_end(session_id=session.pk, state=BrowserSession.State.TERMINATED,
                         reason="terminated")
-        command_push(session=session, kind="state", data={"newState": "terminate"})
         return None
     if message.action_type == "guardrail":
         if not session.tasks.filter(state=Task.State.GUARDRAIL).exists():
@@ -275,6 +278,7 @@ def session_end(*, session_id: str, state: str, reason: str, generation: int | N
                                                         state=snapshot["storage_state"])
         except OSError:
             logger.exception("could not save the browser state of session %s", session_id)
+    commands_delete(session_id)  # with any secrets of tasks that never ran
     for task in open_tasks:
         task_notify(task.pk, Task.State.TERMINATED)
     event_emit(session_id=session_id, name="end_session",
