@@ -43,10 +43,13 @@ def _date_param(request: Request, name: str, default: date) -> date:
     if raw is None or raw == "":
         return default
     try:
-        return date.fromisoformat(raw)
+        day = date.fromisoformat(raw)
     except ValueError:
         raise InvalidParameter(name, f"Invalid parameter '{name}': must be a date YYYY-MM-DD",
                                value=raw) from None
+    if day == date.max:  # a range ends at the start of the day after, which is no date
+        raise InvalidParameter(name, f"Invalid parameter '{name}': must be before {date.max}", value=raw)
+    return day
 
 
 class AccountApi(ApiView):

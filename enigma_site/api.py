@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from rest_framework.request import Request
@@ -10,7 +11,12 @@ from rest_framework.views import APIView
 
 from accounts.authentication import ApiPrincipal
 
+from .errors import InvalidParameter
 from .ratelimit import RateDecision, RateLimited, rate_limit_hit
+
+MAX_PAGE = 1_000_000
+BIGINT_MAX = 2**63 - 1
+_INT_RE = re.compile(r"[+-]?\d{1,19}")
 
 
 class ApiView(APIView):
@@ -43,3 +49,26 @@ def ok(data: dict[str, Any] | None = None, status: int = 200, **fields: Any) -> 
     body.update(data or {})
     body.update(fields)
     return Response(body, status=status)
+
+
+def int_param(request: Request, name: str, default: int, *, low: int, high: int) -> int:
+    """The integer query parameter `name` (default when absent); raise InvalidParameter unless
+    it is a plain integer from `low` to `high` (`1e20` and 20-digit numbers are refused here,
+    before they reach a database that cannot hold them)."""
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return default
+    text = raw.strip()
+    if not _INT_RE.fullmatch(text):
+        raise InvalidParameter(name, f"Invalid parameter '{name}': must be an integer")
+    value = int(text)
+    if not low <= value <= high:
+        raise InvalidParameter(name, f"Invalid parameter '{name}': must be between {low} and {high}",
+                               value=value, min=low, max=high)
+    return value
+
+
+def page_params(request: Request, *, max_limit: int) -> tuple[int, int]:
+    """`?page=` (from 1) and `?limit=` (1 to max_limit, default 20) of a list endpoint."""
+    page = int_param(request, "page", 1, low=1, high=MAX_PAGE)
+    return page, int_param(request, "limit", 20, low=1, high=max_limit)

@@ -10,6 +10,8 @@ from typing import Any
 
 import redis.exceptions
 from django import db
+from django.conf import settings
+from django.core.exceptions import RequestDataTooBig, SuspiciousOperation, TooManyFieldsSent, TooManyFilesSent
 from django.http import Http404, HttpRequest, JsonResponse
 from rest_framework import exceptions, status
 from rest_framework.response import Response
@@ -77,6 +79,26 @@ class ServiceUnavailable(ApiError):
     default_message = "No available instances."
 
 
+class PayloadTooLarge(ApiError):
+    status_code = 413
+    code = "PAYLOAD_TOO_LARGE"
+
+    def __init__(self) -> None:
+        limit = int(settings.DATA_UPLOAD_MAX_MEMORY_SIZE)
+        super().__init__(f"Request body is larger than {limit} bytes", details={"limit": limit})
+
+
+def request_refusal(exc: Exception) -> ApiError | None:
+    """The 4xx for Django's own refusals of a request (a body too big, too many form fields)."""
+    if isinstance(exc, RequestDataTooBig):
+        return PayloadTooLarge()
+    if isinstance(exc, (TooManyFieldsSent, TooManyFilesSent)):
+        return ApiError(str(exc), code="TOO_MANY_FIELDS")
+    if isinstance(exc, SuspiciousOperation):
+        return ApiError("Bad request")
+    return None
+
+
 def error_body(status_code: int, code: str, message: str, details: dict[str, Any] | None = None,
                **extra: Any) -> dict[str, Any]:
     body: dict[str, Any] = {"success": False, "message": message, "error": message, "code": code}
@@ -128,6 +150,9 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
                         headers=headers)
     if isinstance(exc, Http404):
         return Response(error_body(404, "NOT_FOUND", "Not found"), status=404)
+    refusal = request_refusal(exc)
+    if refusal is not None:
+        return api_exception_handler(refusal, context)
     down = dependency_down(exc)
     if down:
         logger.warning("%s is unavailable: %s", down, exc)

@@ -9,7 +9,7 @@ from django.http import FileResponse, HttpResponse
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from enigma_site.api import ApiView, ok
+from enigma_site.api import ApiView, ok, page_params
 from enigma_site.errors import ApiError, InvalidParameter
 from sessions_app.streaming import public_base_url
 
@@ -327,13 +327,7 @@ class TriggerRunNowApi(ApiView):
 class TriggerRunsApi(ApiView):
     def get(self, request: Request, trigger_id: str) -> Response:
         trigger = selectors.trigger_get(team=self.principal.team, trigger_id=trigger_id)
-        try:
-            page = int(request.query_params.get("page", "1"))
-            limit = int(request.query_params.get("limit", "20"))
-        except ValueError as exc:
-            raise InvalidParameter("page", "Invalid parameter 'page' or 'limit': must be integers") from exc
-        if page < 1 or not 1 <= limit <= 50:
-            raise InvalidParameter("limit", "Invalid parameter 'page' or 'limit': page >= 1, limit 1-50")
+        page, limit = page_params(request, max_limit=50)
         runs = selectors.trigger_runs(trigger=trigger)
         total = runs.count()
         rows = runs[(page - 1) * limit : page * limit]

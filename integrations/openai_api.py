@@ -51,6 +51,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from accounts.authentication import ApiPrincipal, authenticate_raw_key, bearer_token
 from enigma_site.errors import ApiError
+from enigma_site.parsers import json_loads, read_limited
 from enigma_site.ratelimit import RateDecision, RateLimited, rate_limit_hit
 from sessions_app import services as session_services
 from sessions_app.events import events_after, group_name
@@ -173,10 +174,8 @@ async def chat_completions(request: HttpRequest) -> HttpResponse:
             team_id=principal.team.pk, scope="chat-completions")
         if rate is not None and not rate.allowed:
             raise RateLimited()
-        try:
-            body = json.loads(request.body or b"null")
-        except ValueError as exc:
-            raise ApiError("Request body is not valid JSON", code="INVALID_JSON") from exc
+        raw = read_limited(request)
+        body = json_loads(raw) if raw else None
         parsed = chat.parse_chat_request(body)
         session, task = await database_sync_to_async(session_services.session_start)(
             team=principal.team, api_key=principal.api_key, spec=parsed.spec)

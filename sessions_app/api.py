@@ -20,7 +20,7 @@ from rest_framework.response import Response
 
 from billing.money import micros_to_usd
 from billing.selectors import team_balance_micros
-from enigma_site.api import ApiView, ok
+from enigma_site.api import BIGINT_MAX, ApiView, int_param, ok, page_params
 from enigma_site.errors import InvalidParameter, MissingField
 
 from . import registry, selectors, services
@@ -114,15 +114,7 @@ class SessionListApi(ApiView):
         if state and state not in BrowserSession.State.values:
             raise InvalidParameter("state", "Invalid parameter 'state': must be one of "
                                    + ", ".join(BrowserSession.State.values))
-        try:
-            page = int(request.query_params.get("page", "1"))
-            limit = int(request.query_params.get("limit", "20"))
-        except ValueError as exc:
-            raise InvalidParameter("page", "Invalid parameter 'page' or 'limit': must be integers") from exc
-        if page < 1:
-            raise InvalidParameter("page", "Invalid parameter 'page': must be at least 1")
-        if not 1 <= limit <= 100:
-            raise InvalidParameter("limit", "Invalid parameter 'limit': must be between 1 and 100")
+        page, limit = page_params(request, max_limit=100)
         query = selectors.session_list(team=self.principal.team, state=state)
         total = query.count()
         rows = query[(page - 1) * limit: page * limit]
@@ -140,10 +132,7 @@ class SessionDetailApi(ApiView):
 class SessionEventsApi(ApiView):
     def get(self, request: Request, session_id: str) -> Response:
         session = selectors.session_get(team=self.principal.team, session_id=session_id)
-        try:
-            after = int(request.query_params.get("after", "0"))
-        except ValueError as exc:
-            raise InvalidParameter("after", "Invalid parameter 'after': must be an event id") from exc
+        after = int_param(request, "after", 0, low=0, high=BIGINT_MAX)
         events = events_after(session_id=session.pk, after=after)
         return ok(events=events, lastEventId=events[-1]["id"] if events else after)
 

@@ -140,8 +140,12 @@ def normalize_url(value: str, name: str) -> str:
         raise InvalidParameter(name, f"Invalid parameter '{name}': must not be empty")
     if "://" not in raw:
         raw = "https://" + raw
-    parts = urlsplit(raw)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    try:
+        parts = urlsplit(raw)
+        valid = parts.scheme in ("http", "https") and bool(parts.hostname) and parts.port != 0
+    except ValueError:  # "http://[::1", a port out of range or not a number
+        valid = False
+    if not valid:
         raise InvalidParameter(name, f"Invalid parameter '{name}': must be an http(s) URL",
                                value=value)
     return raw
@@ -151,7 +155,10 @@ def normalize_domain(value: Any, name: str) -> str:
     if not isinstance(value, str) or not value.strip():
         raise InvalidParameter(name, f"Invalid parameter '{name}': must be a domain name")
     raw = value.strip().lower()
-    host = urlsplit(raw if "://" in raw else "//" + raw).hostname or ""
+    try:
+        host = urlsplit(raw if "://" in raw else "//" + raw).hostname or ""
+    except ValueError:  # "[::1"
+        host = ""
     host = host.removeprefix("*.").rstrip(".")
     try:
         ipaddress.ip_address(host)
