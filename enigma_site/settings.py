@@ -70,6 +70,8 @@ INSTALLED_APPS = [
     "integrations",
     "dashboard",
     "environments",
+    "video",
+    "recordings",
 ]
 
 MIDDLEWARE = [
@@ -283,6 +285,14 @@ ENIGMA_SCREENCAST_EVERY_NTH_FRAME = env_int("ENIGMA_SCREENCAST_EVERY_NTH_FRAME",
 ENIGMA_METER_INTERVAL_S = env_float("ENIGMA_METER_INTERVAL_S", 10)
 STRIPE_API_KEY = os.environ.get("STRIPE_API_KEY", "")
 STRIPE_PUBLISHABLE_KEY = os.environ.get("STRIPE_PUBLISHABLE_KEY", "")
+# Video (video/, recordings/): the WHEP live stream and the recording of each session.
+ENIGMA_WEBRTC_ICE_HOSTS = tuple(env_list("ENIGMA_WEBRTC_ICE_HOSTS"))  # empty: this machine's addresses
+ENIGMA_WEBRTC_BITRATE = env_int("ENIGMA_WEBRTC_BITRATE", 1_500_000)
+ENIGMA_RECORDINGS = env_bool("ENIGMA_RECORDINGS", True)
+ENIGMA_RECORDING_MAX_FPS = env_float("ENIGMA_RECORDING_MAX_FPS", 5)
+ENIGMA_RECORDING_QUALITY = env_int("ENIGMA_RECORDING_QUALITY", 50)
+ENIGMA_RECORDING_RETENTION_DAYS = env_float("ENIGMA_RECORDING_RETENTION_DAYS", 30)
+
 # A worker whose task consumer has been down this long exits (its supervisor restarts it).
 ENIGMA_CONSUMER_LOST_EXIT_S = env_float("ENIGMA_CONSUMER_LOST_EXIT_S", 60)
 STRIPE_WEBHOOK_SECRET = os.environ.get("STRIPE_WEBHOOK_SECRET", "")

@@ -12,6 +12,8 @@ urlpatterns = [
     path("", include("integrations.urls")),
     path("", include("dashboard.urls")),
     path("", include("environments.urls")),
+    path("", include("video.urls")),
+    path("", include("recordings.urls")),
 ]
 
 handler404 = "enigma_site.errors.handler404"

@@ -10,7 +10,6 @@ browser) and nothing from the secret vault.
 from __future__ import annotations
 
 import functools
-import io
 
 import av
 from PIL import Image, ImageDraw, ImageFont

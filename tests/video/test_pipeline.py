@@ -42,7 +42,7 @@ def test_window_frame_is_1024x600_with_the_chrome_above_the_page() -> None:
     assert red[0] > 200 and red[1] < 60 and red[2] < 60, red
     assert image.getpixel((250, 50)) != red  # the red box is not drawn over the chrome
     # The chrome's URL bar (#f1f3f4) and the page's white background.
-    assert all(abs(a - b) < 8 for a, b in zip(image.getpixel((900, 66)), (0xF1, 0xF3, 0xF4)))
+    assert all(abs(a - b) < 8 for a, b in zip(image.getpixel((900, 66)), (0xF1, 0xF3, 0xF4), strict=True))
     assert all(c > 245 for c in image.getpixel((900, CHROME + 400)))
 
 
