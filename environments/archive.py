@@ -6,17 +6,22 @@ storage-state format (cookies, and per origin localStorage and IndexedDB). Other
 and directories are allowed and ignored, so an archive may carry notes or future additions.
 
 Rejected: absolute paths, `..` components, links (symbolic or hard) that point outside the
-root, devices and FIFOs, more than MAX_MEMBERS members, and a storage_state.json larger than
-MAX_STATE_BYTES (a bound on decompression as well).
+root, devices and FIFOs, more than MAX_MEMBERS members, a storage_state.json larger than
+MAX_STATE_BYTES, an archive that inflates past `max_inflated` bytes (a gzip bomb stops there,
+after reading no more than that), and a storage state that would not load (storage_state.py).
 """
 
 from __future__ import annotations
 
+import gzip
 import io
 import json
 import posixpath
 import tarfile
+import zlib
 from typing import IO, Any
+
+from .storage_state import StateInvalid, check_state
 
 STATE_NAME = "storage_state.json"
 MAX_MEMBERS = 10_000
@@ -25,6 +30,26 @@ MAX_STATE_BYTES = 100 * 1024 * 1024
 
 class ArchiveError(Exception):
     """The archive is unsafe or does not follow the layout; the message says why."""
+
+
+class _Inflated(io.RawIOBase):
+    """The decompressed stream of a gzip file that refuses to inflate past `limit` bytes."""
+
+    def __init__(self, fileobj: IO[bytes], limit: int) -> None:
+        self._gzip = gzip.GzipFile(fileobj=fileobj, mode="rb")
+        self._limit = limit
+        self.count = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self._gzip.read(min(len(buffer), self._limit + 1 - self.count))
+        self.count += len(data)
+        if self.count > self._limit:
+            raise ArchiveError(f"The archive inflates to more than {self._limit // (1024 * 1024)} MB")
+        buffer[: len(data)] = data
+        return len(data)
 
 
 def _safe_name(name: str) -> str:
@@ -46,18 +71,15 @@ def _check_link(member: tarfile.TarInfo, name: str) -> None:
         raise ArchiveError(f"Archive link {member.name!r} points outside the archive root")
 
 
-def _open(fileobj: IO[bytes]) -> tarfile.TarFile:
+def read_profile_archive(fileobj: IO[bytes], *, max_inflated: int) -> dict[str, Any]:
+    """Validate a profile archive and return its storage state, or raise ArchiveError.
+
+    The tarball is read as a stream: nothing is decompressed past `max_inflated` bytes.
+    """
+    raw: bytes | None = None
+    inflated = _Inflated(fileobj, max_inflated)
     try:
-        return tarfile.open(fileobj=fileobj, mode="r:gz")
-    except (tarfile.TarError, OSError, EOFError) as exc:
-        raise ArchiveError("The file is not a valid .tar.gz archive") from exc
-
-
-def read_profile_archive(fileobj: IO[bytes]) -> dict[str, Any]:
-    """Validate a profile archive and return its storage state, or raise ArchiveError."""
-    state_member: tarfile.TarInfo | None = None
-    with _open(fileobj) as tar:
-        try:
+        with tarfile.open(fileobj=inflated, mode="r|") as tar:
             for count, member in enumerate(tar, 1):
                 if count > MAX_MEMBERS:
                     raise ArchiveError(f"The archive has more than {MAX_MEMBERS} members")
@@ -68,34 +90,32 @@ def read_profile_archive(fileobj: IO[bytes]) -> dict[str, Any]:
                 if not (member.isfile() or member.isdir()):
                     raise ArchiveError(f"Archive member {member.name!r} is not a regular file or directory")
                 if name == STATE_NAME and member.isfile():
-                    state_member = member
-        except (tarfile.TarError, OSError, EOFError) as exc:
-            raise ArchiveError("The archive is corrupt") from exc
-        if state_member is None:
-            raise ArchiveError(f"The archive must contain {STATE_NAME} at its root")
-        if state_member.size > MAX_STATE_BYTES:
-            raise ArchiveError(f"{STATE_NAME} is larger than {MAX_STATE_BYTES // (1024 * 1024)} MB")
-        extracted = tar.extractfile(state_member)
-        assert extracted is not None
-        raw = extracted.read(MAX_STATE_BYTES + 1)
+                    if member.size > MAX_STATE_BYTES:
+                        raise ArchiveError(f"{STATE_NAME} is larger than {MAX_STATE_BYTES // (1024 * 1024)} MB")
+                    extracted = tar.extractfile(member)
+                    assert extracted is not None
+                    raw = extracted.read(MAX_STATE_BYTES + 1)
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
+        if inflated.count == 0:
+            raise ArchiveError("The file is not a valid .tar.gz archive") from exc
+        raise ArchiveError("The archive is corrupt") from exc
+    if raw is None:
+        raise ArchiveError(f"The archive must contain {STATE_NAME} at its root")
     try:
         state = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ArchiveError(f"{STATE_NAME} is not valid JSON") from exc
+    except RecursionError as exc:
+        raise ArchiveError(f"{STATE_NAME} nests too deeply") from exc
     return validate_storage_state(state)
 
 
 def validate_storage_state(state: Any) -> dict[str, Any]:
-    """Return `state` if it has Playwright's storage-state shape, else raise ArchiveError."""
-    if not isinstance(state, dict):
-        raise ArchiveError(f"{STATE_NAME} must be a JSON object")
-    cookies = state.get("cookies", [])
-    origins = state.get("origins", [])
-    if not isinstance(cookies, list) or not all(isinstance(c, dict) and "name" in c for c in cookies):
-        raise ArchiveError(f"{STATE_NAME}: 'cookies' must be an array of cookies")
-    if not isinstance(origins, list) or not all(isinstance(o, dict) and "origin" in o for o in origins):
-        raise ArchiveError(f"{STATE_NAME}: 'origins' must be an array of origins")
-    return {"cookies": cookies, "origins": origins}
+    """Return `state` normalised if Playwright can load it, else raise ArchiveError saying where."""
+    try:
+        return check_state(state)
+    except StateInvalid as exc:
+        raise ArchiveError(str(exc)) from exc
 
 
 def build_profile_archive(state: dict[str, Any]) -> bytes:

@@ -34,8 +34,40 @@ def max_profile_bytes() -> int:
     return int(_get("ENIGMA_MAX_PROFILE_MB", 500, float) * 1024 * 1024)
 
 
+def max_profile_inflated_bytes() -> int:
+    """How far a profile archive may decompress before it is refused (a gzip bomb stops here;
+    ENIGMA_MAX_PROFILE_INFLATED_MB, default 200)."""
+    return int(_get("ENIGMA_MAX_PROFILE_INFLATED_MB", 200, float) * 1024 * 1024)
+
+
+def profile_upload_rate() -> tuple[int, float]:
+    """Profile uploads per team and window (api.md §6.3: 100 per 15 minutes)."""
+    return (int(_get("ENIGMA_PROFILE_UPLOAD_RATE_LIMIT", 100, int)),
+            float(_get("ENIGMA_PROFILE_UPLOAD_RATE_WINDOW_S", 900, float)))
+
+
 def orphan_file_ttl_s() -> float:
     return float(_get("ENIGMA_ORPHAN_FILE_TTL_S", 3600, float))
+
+
+def max_download_bytes() -> int:
+    """One file a page pushes to the browser (ENIGMA_MAX_DOWNLOAD_MB, default 100)."""
+    return int(_get("ENIGMA_MAX_DOWNLOAD_MB", 100, float) * 1024 * 1024)
+
+
+def max_downloads_per_session() -> int:
+    """Downloads kept per session; later ones are refused (ENIGMA_MAX_DOWNLOADS_PER_SESSION, 50)."""
+    return int(_get("ENIGMA_MAX_DOWNLOADS_PER_SESSION", 50, int))
+
+
+def download_retention_s() -> float:
+    """Downloads are deleted this long after they were made (ENIGMA_DOWNLOAD_RETENTION_S, 7 days)."""
+    return float(_get("ENIGMA_DOWNLOAD_RETENTION_S", 7 * 86400, float))
+
+
+def team_storage_bytes() -> int:
+    """All stored files of a team, uploads and downloads (ENIGMA_TEAM_STORAGE_MB, default 5120)."""
+    return int(_get("ENIGMA_TEAM_STORAGE_MB", 5120, float) * 1024 * 1024)
 
 
 def webhook_retry_base_s() -> float:

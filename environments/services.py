@@ -73,7 +73,7 @@ def environment_profile_upload(*, environment: Environment, upload: UploadedFile
             details={"parameter": "file", "max": limit, "size": upload.size},
         )
     try:
-        state = read_profile_archive(upload.file)
+        state = read_profile_archive(upload.file, max_inflated=conf.max_profile_inflated_bytes())
     except ArchiveError as exc:
         raise InvalidArchive(str(exc), details={"parameter": "file"}) from exc
     storage.state_write(environment.pk, state)

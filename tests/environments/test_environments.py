@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import gzip
 import io
 import json
 import tarfile
+import time
 from typing import Any
 
 import requests
@@ -167,3 +169,88 @@ def test_unsafe_or_wrong_profile_archives_are_rejected(api: Api) -> None:
     no_file = api.http.post(api.base + f"/profiles/{environment_id}/upload", headers=api._headers(None), timeout=30)
     assert no_file.json()["message"] == "No file provided"
     assert api.get("/environments").json()["environments"][0]["status"] == "empty"
+
+
+def _tar_header(name: str, size: int) -> bytes:
+    info = tarfile.TarInfo(name)
+    info.size = size
+    return info.tobuf(format=tarfile.GNU_FORMAT)
+
+
+def _gzip_bomb(state: bytes, inflated_mb: int) -> bytes:
+    """A real bomb: a valid storage_state.json, then a member of `inflated_mb` MB of zeros,
+    as concatenated gzip members (one 16 MB block compressed once, repeated)."""
+    head = _tar_header("storage_state.json", len(state)) + state + b"\0" * (-len(state) % 512)
+    block = gzip.compress(b"\0" * (16 * 1024 * 1024), compresslevel=9)
+    body = [gzip.compress(head + _tar_header("padding.bin", inflated_mb * 1024 * 1024))]
+    body += [block] * (inflated_mb // 16)
+    body.append(gzip.compress(b"\0" * 1024))
+    return b"".join(body)
+
+
+def test_a_gzip_bomb_stops_at_the_inflation_bound_with_a_400(api: Api) -> None:
+    environment_id = create_environment(api)
+    bomb = _gzip_bomb(json.dumps({"cookies": [], "origins": []}).encode(), inflated_mb=2048)
+    assert len(bomb) < 4 * 1024 * 1024  # 2 GB inflated from a few MB
+    started = time.monotonic()
+    response = _upload(api, f"/environments/{environment_id}/upload", bomb)
+    assert response.status_code == 400, response.text[:300]
+    body = response.json()
+    assert body["code"] == "INVALID_ARCHIVE" and body["details"]["parameter"] == "file"
+    assert "inflates to more than 200 MB" in body["message"]
+    assert time.monotonic() - started < 30
+    assert api.get("/environments").json()["environments"][0]["status"] == "empty"
+
+
+def test_a_deeply_nested_or_unloadable_storage_state_is_a_400_naming_the_place(api: Api) -> None:
+    environment_id = create_environment(api)
+    deep = b'{"cookies": [], "origins": [], "x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    cases = [
+        (deep, "nests too deeply"),
+        (b'{"cookies": [], "origins": [{"origin": "http://127.0.0.1:9", "localStorage": [], "x": '
+         + b"[" * 300 + b"]" * 300 + b"}]}", "nests deeper than 256 levels"),
+        # Accepted before, then every session on the environment failed in new_context():
+        (json.dumps({"cookies": [{"name": "auth", "value": "bob", "domain": "127.0.0.1"}]}).encode(),
+         "cookies[0]: a cookie needs a url, or a domain and a path"),
+        (json.dumps({"cookies": [{"name": "auth", "value": "bob", "url": "http://127.0.0.1/", "expires": "soon"}]})
+         .encode(), "cookies[0].expires"),
+        (json.dumps({"origins": [{"origin": "chrome://settings", "localStorage": []}]}).encode(),
+         "origins[0].origin: must be an http or https origin"),
+        (json.dumps({"origins": [{"origin": "http://127.0.0.1:9", "localStorage": [{"name": "a", "value": 1}]}]})
+         .encode(), "origins[0].localStorage[0].value: must be a string"),
+        (json.dumps({"origins": [{"origin": "http://127.0.0.1:9", "localStorage": [], "indexedDB": [
+            {"name": "db", "version": 1, "stores": [{"name": "kv", "autoIncrement": False, "indexes": [],
+                                                     "records": [{"key": "a", "value": 1},
+                                                                 {"key": "a", "value": 2}]}]}]}]}).encode(),
+         "the key appears twice"),
+    ]
+    for state, reason in cases:
+        response = _upload(api, f"/profiles/{environment_id}/upload", _archive({"storage_state.json": state}))
+        assert response.status_code == 400, (reason, response.status_code, response.text[:300])
+        assert reason in response.json()["message"], response.json()
+        assert response.json()["details"]["parameter"] == "file"
+
+
+def test_an_accepted_profile_loads_in_a_real_session(api: Api, pages: str) -> None:
+    """Exporter extras are dropped, defaults filled in; cookies, localStorage and IndexedDB load."""
+    environment_id = create_environment(api)
+    origin = pages
+    state = {
+        "cookies": [{"name": "auth", "value": "carol", "url": f"{pages}/", "hostOnly": True, "storeId": "0"}],
+        "origins": [{
+            "origin": origin,
+            "localStorage": [{"name": "note", "value": "kept"}],
+            "indexedDB": [{"name": "enigma-test", "version": 1, "stores": [
+                {"name": "kv", "autoIncrement": False, "records": [{"key": "note", "value": "kept"}],
+                 "indexes": []}]}],
+        }],
+    }
+    uploaded = _upload(api, f"/profiles/{environment_id}/upload",
+                       _archive({"storage_state.json": json.dumps(state).encode()}))
+    assert uploaded.status_code == 200, uploaded.text
+    session = start(api, environmentId=environment_id)
+    seen = new_task(api, session["sessionId"], f"go to {pages}/profile.html then extract the title")
+    assert "Profile of carol" in seen["data"]["message"], seen
+    storage = new_task(api, session["sessionId"], f"go to {pages}/storage.html then wait 1 seconds then "
+                                                  "extract the title")
+    assert "Local kept IDB kept" in storage["data"]["message"], storage
