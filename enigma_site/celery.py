@@ -29,4 +29,6 @@ app.conf.beat_schedule = {
     "environments.run_due_triggers": {"task": "environments.run_due_triggers", "schedule": 15.0},
     # Orphaned sessions are found even when no browser worker is alive (the ops worker runs it).
     "sessions.sweep": {"task": "sessions.sweep", "schedule": float(os.environ.get("ENIGMA_SWEEP_INTERVAL_S", 5))},
+    # Recordings older than ENIGMA_RECORDING_RETENTION_DAYS are deleted, file and row.
+    "recordings.delete_expired": {"task": "recordings.delete_expired", "schedule": 3600.0},
 }

@@ -36,6 +36,7 @@ from environments import selectors as environment_selectors
 from environments import services as environment_services
 from environments import storage as environment_storage
 from environments import tasks as environment_tasks
+from recordings.recorder import SessionRecorder
 
 from . import metering, services
 from .commands import stream_key
@@ -128,6 +129,8 @@ class SessionRunner:
         self.blocked_hosts: set[str] = set()
         self._checkpoint_pending = False
         self._screencast_watch: asyncio.Task[None] | None = None
+        self._screencast_live = False  # frames for viewers (else only for the recording)
+        self.recorder: SessionRecorder | None = None
         self._frame_url = ""
         self._frame_title = ""
         self._downloads: set[asyncio.Task[None]] = set()
@@ -185,6 +188,9 @@ class SessionRunner:
                 await self.emit("instance:reconnected", {"type": "instance:reconnected",
                                                          "message": "Instance connection restored"})
             await self.emit("message", {"type": "session_active", "sessionId": self.session_id})
+            self.recorder = await SessionRecorder.open(session)
+            if self.recorder is not None:
+                await self._apply_screencast(False)  # the recording needs frames while nobody watches
             loops = [asyncio.create_task(coro) for coro in (
                 self._command_loop(), self._task_loop(), self._timer_loop())]
             self.reading = True
@@ -212,6 +218,8 @@ class SessionRunner:
                     await self.browser.close()
             ended = await db(lambda: not BrowserSession.objects.filter(
                 pk=self.session_id, state__in=BrowserSession.LIVE_STATES).exists())()
+            if self.recorder is not None:
+                await self.recorder.close(ended=ended)  # an ended session's MP4 is encoded now
             if ended:
                 await get_async_redis().delete(stream_key(self.session_id))
                 await environment_proxies.aproxy_forget(self.session_id)
@@ -375,18 +383,25 @@ class SessionRunner:
                                     "source": "human"})
 
     async def _apply_screencast(self, on: bool) -> None:
-        """Start or stop the screencast. Viewers on any web process hold leases in Redis
+        """Start, switch or stop the screencast. Viewers on any web process hold leases in Redis
         (sessions_app.realtime.viewers); the command is a nudge and the leases decide, so a late
-        "off" from one web process cannot stop frames that a viewer on another one watches."""
+        "off" from one web process cannot stop frames that a viewer on another one watches.
+        While nobody watches, a recorded session keeps a slower screencast for its recording."""
         assert self.browser is not None
         watched = on or await viewer_count(self.session_id) > 0
-        if watched and self._screencast_watch is None:
-            await self.browser.start_screencast(
-                self._on_frame, quality=settings.ENIGMA_SCREENCAST_QUALITY,
-                every_nth_frame=settings.ENIGMA_SCREENCAST_EVERY_NTH_FRAME)
+        if self._screencast_watch is not None and watched == self._screencast_live:
+            return
+        if not watched and self.recorder is None:
+            if self._screencast_watch is not None:
+                await self._stop_screencast()
+            return
+        options = self.recorder.screencast if not watched and self.recorder is not None else {
+            "quality": settings.ENIGMA_SCREENCAST_QUALITY,
+            "every_nth_frame": settings.ENIGMA_SCREENCAST_EVERY_NTH_FRAME}
+        await self.browser.start_screencast(self._on_frame, **options)
+        self._screencast_live = watched
+        if self._screencast_watch is None:
             self._screencast_watch = asyncio.create_task(self._watch_viewers())
-        elif not watched and self._screencast_watch is not None:
-            await self._stop_screencast()
 
     async def _stop_screencast(self) -> None:
         watch, self._screencast_watch = self._screencast_watch, None
@@ -406,9 +421,10 @@ class SessionRunner:
                 watched = await viewer_count(self.session_id) > 0
             except Exception:
                 continue
-            if not watched:
-                await self._stop_screencast()
-                return
+            if not watched and self._screencast_live:
+                await self._apply_screencast(False)  # stops, or goes on for the recording alone
+                if self._screencast_watch is None:
+                    return
 
     async def _on_frame(self, jpeg: bytes, metadata: dict[str, Any]) -> None:
         url = self.browser.page.url if self.browser is not None else ""
@@ -417,6 +433,10 @@ class SessionRunner:
             if self.browser is not None:
                 with contextlib.suppress(Exception):
                     self._frame_title = await asyncio.wait_for(self.browser.page.title(), 0.2)
+        if self.recorder is not None:
+            self.recorder.frame(jpeg, url, self._frame_title)
+        if not self._screencast_live:
+            return
         await get_channel_layer().group_send(frames_group(self.session_id), {
             "type": "session.frame", "sessionId": self.session_id,
             "data": base64.b64encode(jpeg).decode(), "url": url, "title": self._frame_title,

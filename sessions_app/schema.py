@@ -31,7 +31,7 @@ TASK_FIELDS = {
 }
 SESSION_FIELDS = {
     "mode", "environmentId", "profileId", "policyId", "proxy", "reachOutMode", "task",
-    "initialTask",
+    "initialTask", "recording",
 }
 _HOST_RE = re.compile(r"^(?=.{1,253}$)([a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9])?)(\.[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9])?)*$")
 
@@ -80,6 +80,7 @@ class SessionInput:
     policy_id: str | None = None
     proxy: dict[str, Any] | None = None
     reach_out_mode: str = "guardrail_only"
+    recording: bool = True  # false: no recording of this session (recordings/)
     task: TaskInput = field(default_factory=TaskInput)
     task_prefix: str = ""  # "", "initialTask." or "task." for error messages
 
@@ -308,6 +309,9 @@ def _parse_session_fields(body: dict[str, Any], session: SessionInput) -> None:
         if reach not in REACH_OUT_MODES:
             raise InvalidParameter("reachOutMode", "reachOutMode must be one of: off, guardrail_only, full")
         session.reach_out_mode = reach
+    recording = _bool(body, "recording", "")
+    if recording is not None:
+        session.recording = recording
     proxy = body.get("proxy")
     if proxy is not None and not isinstance(proxy, dict):
         raise InvalidParameter("proxy", "Invalid parameter 'proxy': must be an object or null")

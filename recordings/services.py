@@ -1,0 +1,98 @@
+"""Writes of recordings: start one for a session, encode it when the session ends, delete old ones."""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import av
+from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
+
+from environments import storage
+from sessions_app.models import BrowserSession
+from video.mp4 import encode_mp4
+from video.spool import Spool
+
+from .models import Recording
+
+logger = logging.getLogger(__name__)
+
+STUCK_ENCODING = timedelta(hours=1)
+
+
+def recording_wanted(session: BrowserSession) -> bool:
+    """Sessions are recorded unless ENIGMA_RECORDINGS is off or the session said `recording: false`."""
+    return bool(settings.ENIGMA_RECORDINGS) and session.config.get("recording", True) is not False
+
+
+def spool_path(session_id: str) -> Path:
+    return Path(settings.VAR_DIR) / "recordings" / session_id
+
+
+def blob_relative(session_id: str) -> str:
+    return f"recordings/{session_id}.mp4"
+
+
+def recording_start(*, session: BrowserSession) -> Recording | None:
+    """The session's recording (made on its first start, found again after a takeover), or None
+    when the session is not recorded."""
+    if not recording_wanted(session):
+        return None
+    started_at = BrowserSession.objects.filter(pk=session.pk).values_list("started_at", flat=True).first()
+    recording, _ = Recording.objects.get_or_create(
+        session_id=session.pk,
+        defaults={"team_id": session.team_id, "started_at": started_at or timezone.now()},
+    )
+    return recording
+
+
+def recording_encode(*, session_id: str) -> Recording | None:
+    """Encode the spool of an ended session into the MP4 and store it; a second call (or one for
+    a recording that is not waiting) does nothing. Returns the recording."""
+    session = BrowserSession.objects.filter(pk=session_id).first()
+    if session is None or session.is_live:
+        return None
+    ended_at = session.ended_at or timezone.now()
+    claimed = Recording.objects.filter(session_id=session_id, state=Recording.State.RECORDING).update(
+        state=Recording.State.ENCODING, ended_at=ended_at)
+    if claimed != 1:
+        return None
+    recording = Recording.objects.get(session_id=session_id)
+    spool = Spool(spool_path(session_id))
+    end_ms = max(0, int((ended_at - recording.started_at).total_seconds() * 1000))
+    started = time.monotonic()
+    out = storage.temp_dir() / f"recording-{session_id}.mp4"
+    try:
+        result = encode_mp4(spool.read(), end_ms=end_ms, path=out)
+        relative = blob_relative(session_id)
+        size = storage.file_move_in(relative, str(out))
+    except (av.FFmpegError, OSError) as exc:
+        out.unlink(missing_ok=True)
+        logger.warning("recording of session %s failed to encode: %s", session_id, exc)
+        Recording.objects.filter(pk=session_id).update(state=Recording.State.FAILED, error=str(exc)[:1000])
+        return Recording.objects.get(pk=session_id)
+    Recording.objects.filter(pk=session_id).update(
+        state=Recording.State.READY, blob=relative, duration_ms=result.duration_ms, frames=result.frames,
+        size_bytes=size, encode_ms=int((time.monotonic() - started) * 1000), ready_at=timezone.now())
+    spool.remove()
+    return Recording.objects.get(pk=session_id)
+
+
+def recordings_delete_expired(*, now: timezone.datetime | None = None) -> int:
+    """Delete recordings older than ENIGMA_RECORDING_RETENTION_DAYS (file and row), and fail
+    encodings a dead worker left behind. Returns how many were deleted."""
+    now = now or timezone.now()
+    cutoff = now - timedelta(days=settings.ENIGMA_RECORDING_RETENTION_DAYS)
+    Recording.objects.filter(state=Recording.State.ENCODING, ended_at__lt=now - STUCK_ENCODING).update(
+        state=Recording.State.FAILED, error="the worker encoding it stopped")
+    deleted = 0
+    for recording in Recording.objects.filter(ended_at__lt=cutoff).exclude(state=Recording.State.RECORDING):
+        if recording.blob:
+            storage.file_remove(recording.blob)
+        with transaction.atomic():
+            deleted += Recording.objects.filter(pk=recording.pk).delete()[0]
+    return deleted
