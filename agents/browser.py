@@ -9,7 +9,7 @@ in page coordinates, typing, keys, storage state and a throttled CDP screencast.
 Chromium has no network of its own: it runs in an empty network namespace whose only way out is
 the egress gate (`agents.egress`), an HTTP proxy on this process's loop that judges every
 connection of every context by the session's rules (spec decision 10). Each context is created
-with its own proxy credentials, which is how the gate tells sessions apart, so warm contexts serve
+with its own proxy port, which is how the gate tells sessions apart, so warm contexts serve
 sessions with a customer proxy too (the gate chains to it). `agents.netguard.NetworkGuard` stays
 as a first, friendly layer: it refuses blocked navigations and sub-resources before they leave,
 with a clear reason for the agent.
@@ -142,7 +142,7 @@ class BlockedNavigation(Exception):
 
 
 class _Slot:
-    """A context with its guard and its gate credentials; acquire fills in the policy."""
+    """A context with its guard and its port at the gate; acquire fills in the policy."""
 
     def __init__(self, context: BrowserContext, page: Page, guard: NetworkGuard, egress: SessionEgress) -> None:
         self.context = context
@@ -434,7 +434,6 @@ class BrowserHost:
         self._chromium_path = chromium_path
         self.egress_settings = egress or EgressSettings()
         self.gate = Gate(self.egress_settings)
-        self._proxy_port = 0
         self._runtime_dir: Any = None
         self._warm_pool_size = warm_pool_size
         self._headless = headless
@@ -455,21 +454,20 @@ class BrowserHost:
         control = self._runtime_dir / "gate.sock"
         plan = sandbox.prepare(directory=self._runtime_dir, chromium_path=self._chromium_path,
                                control_socket=control, mode=self.egress_settings.sandbox)
-        await self.gate.start(control_socket=control if plan is not None else None)
         if plan is not None:
-            executable, self._proxy_port, args = plan.executable, plan.proxy_port, CHROMIUM_ARGS
+            await self.gate.start(control_socket=control, base_port=plan.base_port, ports=plan.ports)
+            executable, args = plan.executable, CHROMIUM_ARGS
         else:
             logger.warning("ENIGMA_EGRESS_SANDBOX=off: Chromium keeps this machine's network")
-            assert self.gate.tcp_port is not None
-            executable, self._proxy_port = self._chromium_path, self.gate.tcp_port
-            args = [*CHROMIUM_ARGS, *UNSANDBOXED_ARGS]
+            await self.gate.start(control_socket=None)
+            executable, args = self._chromium_path, [*CHROMIUM_ARGS, *UNSANDBOXED_ARGS]
         self._playwright = await async_playwright().start()
         self._browser = await self._playwright.chromium.launch(
             executable_path=executable,
             headless=self._headless,
             args=args,
-            # Chromium's own traffic (the default context) meets the gate without credentials.
-            proxy={"server": f"http://127.0.0.1:{self._proxy_port}"},
+            # Chromium's own traffic (the default context) meets the gate on no session's port.
+            proxy={"server": f"http://127.0.0.1:{self.gate.base_port}"},
         )
         self._browser.on("disconnected", lambda _: logger.error("chromium disconnected"))
         await self._refill()
@@ -574,7 +572,7 @@ class BrowserHost:
     async def _new_slot(self, *, storage_state: dict[str, Any] | None = None) -> _Slot:
         if self._browser is None:
             raise RuntimeError("browser host is not started")
-        egress = self.gate.new_slot()
+        egress = await self.gate.new_slot()
         try:
             context = await self._browser.new_context(
                 viewport=self._viewport,  # type: ignore[arg-type]
@@ -583,8 +581,8 @@ class BrowserHost:
                 # them); block them.
                 service_workers="block",
                 storage_state=storage_state,  # type: ignore[arg-type]
-                proxy={"server": f"http://127.0.0.1:{self._proxy_port}",
-                       "username": egress.token, "password": egress.secret},
+                # The context's own port at the gate is how the gate knows the session.
+                proxy={"server": f"http://127.0.0.1:{egress.port}"},
             )
         except PlaywrightError:
             self.gate.release(egress.token)

@@ -1,16 +1,22 @@
 """The egress gate: the HTTP proxy every browser connection passes, deciding once per connection.
 
 Why our own small proxy and not proxy.py or mitmproxy: the decision needs per-session state
-(avoidDomains, policy rules, the session's upstream, byte counts) keyed by proxy credentials, its
+(avoidDomains, policy rules, the session's upstream, byte counts) keyed by the context's port, its
 own resolver, a connect to the checked address, and chaining to http and socks5 upstreams with
 credentials, on the worker's existing asyncio loop. mitmproxy's core is built around TLS
 interception (which we do not want) and its own process; proxy.py runs its own event loop and
 process model and its plugins see a request after its connection logic. What is left is small:
 HTTP/1.1 framing is h11 (a maintained sans-IO parser), tunnels are byte pipes.
 
+Sessions are told apart by port: each browser context's proxy is its own port (inside Chromium's
+namespace the forwarder listens on a range and hands each connection over with the port it came
+in on; with the sandbox off the gate listens on one loopback port per context). Per-context proxy
+credentials would do too, but Playwright then intercepts every request of the context to answer
+the 407 challenge, which costs more than the gate itself.
+
 Per request on a client connection:
-- no or unknown `Proxy-Authorization` -> 407 (Chromium's own background traffic ends here,
-  unbilled; Playwright answers the challenge for a session's context);
+- a connection on no session's port (the browser-wide proxy: Chromium's own background traffic)
+  -> 407, nothing forwarded, nothing billed;
 - `CONNECT host:port` (HTTPS, ws and wss) -> judged by host and port, then a tunnel;
 - an absolute-form `GET http://...` -> judged by URL, forwarded, the response relayed; each
   redirect hop is a new request, judged again.
@@ -25,12 +31,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import binascii
 import collections
-import hmac
 import ipaddress
 import logging
-import secrets
 import socket
 import struct
 from collections.abc import Awaitable
@@ -101,16 +104,17 @@ class Upstream:
 
 @dataclass
 class SessionEgress:
-    """One slot's state at the gate: its credentials, the session policy, counters."""
+    """One browser context's state at the gate: its port, the session policy, counters."""
 
-    token: str
-    secret: str
+    token: str  # the port, as text (decisions are keyed by it)
+    port: int
     policy: NetworkPolicy | None = None
     upstream: Upstream | None = None
     bytes_sent: int = 0
     bytes_received: int = 0
     recent_blocks: collections.deque[tuple[str, str]] = field(default_factory=lambda: collections.deque(maxlen=32))
     writers: set[asyncio.StreamWriter] = field(default_factory=set)
+    server: asyncio.AbstractServer | None = None  # sandbox off: this slot's own listener
 
 
 class Blocked(Exception):
@@ -131,13 +135,14 @@ class Gate:
         self._servers: list[asyncio.AbstractServer] = []
         self._control: socket.socket | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
-        self.tcp_port: int | None = None
+        self._free_ports: collections.deque[int] = collections.deque()
+        self.base_port: int | None = None  # the browser-wide proxy port (no session)
 
     # ----- lifecycle ------------------------------------------------------------------------
 
-    async def start(self, *, control_socket: Path | None) -> None:
-        """Listen: on a Unix control socket for sockets handed over from Chromium's namespace,
-        or (sandbox off) on a TCP port of 127.0.0.1."""
+    async def start(self, *, control_socket: Path | None, base_port: int = 0, ports: int = 0) -> None:
+        """Listen: on a Unix control socket for sockets handed over from Chromium's namespace
+        (which listens on base_port .. base_port+ports-1), or (sandbox off) on loopback ports."""
         self.own = await self._resolve_own(self.settings.own_addresses)
         trusted = set()
         for entry in self.settings.trusted_upstreams:
@@ -148,9 +153,11 @@ class Gate:
         if control_socket is None:
             server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
             self._servers.append(server)
-            self.tcp_port = server.sockets[0].getsockname()[1]
+            self.base_port = server.sockets[0].getsockname()[1]
             return
-        control = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.base_port = base_port
+        self._free_ports.extend(range(base_port + 1, base_port + ports))
+        control = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         control.bind(str(control_socket))
         control.listen(16)
         control.setblocking(False)
@@ -164,9 +171,8 @@ class Gate:
             self._control.close()
         for task in list(self._tasks):
             task.cancel()
-        for session in self.sessions.values():
-            for writer in list(session.writers):
-                writer.close()
+        for token in list(self.sessions):
+            self.release(token)
 
     async def _resolve_own(self, entries: tuple[str, ...]) -> OwnServices:
         triples = []
@@ -204,20 +210,32 @@ class Gate:
             asyncio.get_running_loop().remove_reader(conn.fileno())
             conn.close()
             return
+        port = struct.unpack("!H", msg[:2])[0] if len(msg) >= 2 else 0
         for fd in fds:
             sock = socket.socket(fileno=fd)
             sock.setblocking(False)
-            self._spawn(self._serve_socket(sock))
+            self._spawn(self._serve_socket(sock, self.sessions.get(str(port))))
 
-    async def _serve_socket(self, sock: socket.socket) -> None:
+    async def _serve_socket(self, sock: socket.socket, slot: SessionEgress | None) -> None:
         reader, writer = await asyncio.open_connection(sock=sock)
-        await self._serve(reader, writer)
+        await self._serve(reader, writer, slot)
 
     # ----- sessions -------------------------------------------------------------------------
 
-    def new_slot(self) -> SessionEgress:
-        """Credentials for a new browser context; it may connect once a policy is bound."""
-        slot = SessionEgress(token=secrets.token_hex(12), secret=secrets.token_urlsafe(18))
+    async def new_slot(self) -> SessionEgress:
+        """A port for a new browser context; it may connect once a policy is bound."""
+        if self._control is not None:
+            if not self._free_ports:
+                raise RuntimeError("the egress gate has no free context port left")
+            port = self._free_ports.popleft()
+            slot = SessionEgress(token=str(port), port=port)
+        else:
+            server = await asyncio.start_server(
+                lambda r, w: self._serve(r, w, self.sessions.get(token)), "127.0.0.1", 0
+            )
+            port = server.sockets[0].getsockname()[1]
+            token = str(port)
+            slot = SessionEgress(token=token, port=port, server=server)
         self.sessions[slot.token] = slot
         return slot
 
@@ -226,29 +244,16 @@ class Gate:
         slot.policy, slot.upstream = policy, upstream
 
     def release(self, token: str) -> None:
-        """Forget a slot and cut its open connections."""
+        """Forget a slot, cut its open connections and free its port."""
         slot = self.sessions.pop(token, None)
         if slot is None:
             return
         for writer in list(slot.writers):
             writer.close()
-
-    def _authenticate(self, headers: list[tuple[bytes, bytes]]) -> SessionEgress | None:
-        for name, value in headers:
-            if name != b"proxy-authorization":
-                continue
-            scheme, _, encoded = value.partition(b" ")
-            if scheme.lower() != b"basic":
-                return None
-            try:
-                token, _, secret = base64.b64decode(encoded.strip(), validate=True).decode().partition(":")
-            except (binascii.Error, UnicodeDecodeError):
-                return None
-            slot = self.sessions.get(token)
-            if slot is None or not hmac.compare_digest(slot.secret, secret):
-                return None
-            return slot
-        return None
+        if slot.server is not None:
+            slot.server.close()
+        elif self._control is not None:
+            self._free_ports.append(slot.port)
 
     # ----- the decision ---------------------------------------------------------------------
 
@@ -329,27 +334,23 @@ class Gate:
 
     # ----- connections ----------------------------------------------------------------------
 
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _serve(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, slot: SessionEgress | None = None
+    ) -> None:
         conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEADER_BYTES)
-        slot: SessionEgress | None = None
+        if slot is not None:
+            slot.writers.add(writer)
         try:
             while True:
                 event = await _next_event(conn, reader)
                 if isinstance(event, h11.ConnectionClosed) or not isinstance(event, h11.Request):
                     return
-                found = self._authenticate(event.headers)
-                if found is None:
-                    self.decisions.append(("", event.target.decode("latin-1")[:200], "no_credentials"))
+                if slot is None:
+                    # Chromium's own traffic (or a released context): refused, never billed.
+                    self.decisions.append(("", event.target.decode("latin-1")[:200], "no_session"))
                     await _drain_body(conn, reader)
                     await _respond(conn, writer, 407, b"", [(b"Proxy-Authenticate", b'Basic realm="enigma"')])
-                    if not _next_cycle(conn):
-                        return
-                    continue
-                if slot is None:
-                    slot = found
-                    slot.writers.add(writer)
-                elif found is not slot:
-                    return  # one client connection belongs to one session
+                    return
                 if event.method == b"CONNECT":
                     await self._tunnel(conn, reader, writer, slot, event)
                     return

@@ -1,6 +1,6 @@
 """Chromium's launcher: an empty network namespace whose only way out is the egress gate.
 
-Run as `python nslaunch.py CONTROL_SOCKET PORT POLICY_DIR CHROMIUM [chromium args...]` (the
+Run as `python nslaunch.py CONTROL_SOCKET BASE_PORT PORTS POLICY_DIR CHROMIUM [args...]` (the
 wrapper script that `agents.egress.sandbox` writes does this; Playwright runs the wrapper as its
 "Chromium" and talks to the real one over the inherited pipes, which an exec keeps). Standalone on
 purpose: it imports nothing of the project, so it starts in a few milliseconds.
@@ -10,11 +10,14 @@ purpose: it imports nothing of the project, so it starts in a few milliseconds.
 2. Bring `lo` up (ioctl SIOCSIFFLAGS).
 3. Bind-mount POLICY_DIR over /etc/chromium (when both exist), so Chromium reads our managed
    policy (URLBlocklist of chrome://, file:// ...) and no other.
-4. Listen on 127.0.0.1:PORT inside the namespace and connect to CONTROL_SOCKET (a Unix socket in
-   the worker's namespace: Unix sockets on the filesystem cross network namespaces).
-5. Fork the forwarder: it accepts each connection Chromium makes and hands the socket itself to
-   the gate over the control socket (SCM_RIGHTS), so no byte is copied here. It dies with
-   Chromium (PR_SET_PDEATHSIG) or with the gate (the control socket closes).
+4. Listen on 127.0.0.1:BASE_PORT .. BASE_PORT+PORTS-1 inside the namespace (one port per browser
+   context: that port is how the gate tells sessions apart; BASE_PORT itself is the browser-wide
+   proxy, where only Chromium's own traffic arrives) and connect to CONTROL_SOCKET (a Unix
+   seqpacket socket in the worker's namespace: Unix sockets on the filesystem cross network
+   namespaces).
+5. Fork the forwarder: it accepts each connection Chromium makes and hands the socket itself, with
+   the port it came in on, to the gate over the control socket (SCM_RIGHTS), so no byte is copied
+   here. It dies with Chromium (PR_SET_PDEATHSIG) or with the gate (the control socket closes).
 6. exec Chromium.
 
 `python nslaunch.py --probe` only does steps 1-2 and exits 0: the worker's start-up check.
@@ -25,6 +28,7 @@ from __future__ import annotations
 import ctypes
 import fcntl
 import os
+import selectors
 import signal
 import socket
 import struct
@@ -65,32 +69,43 @@ def mount_policy(policy_dir: str) -> None:
     _check(_libc.mount(policy_dir.encode(), b"/etc/chromium", None, MS_BIND, None), "bind-mount policies")
 
 
-def forward(listener: socket.socket, control: socket.socket) -> None:
+def forward(listeners: list[socket.socket], control: socket.socket) -> None:
     _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    selector = selectors.DefaultSelector()
+    for listener in listeners:
+        selector.register(listener, selectors.EVENT_READ, listener.getsockname()[1])
     while True:
-        conn, _ = listener.accept()
-        try:
-            socket.send_fds(control, [b"c"], [conn.fileno()])
-        except OSError:
-            os._exit(0)  # the gate is gone: Chromium has no network any more
-        finally:
-            conn.close()
+        for key, _ in selector.select():
+            try:
+                conn, _ = key.fileobj.accept()  # type: ignore[union-attr]
+            except BlockingIOError:
+                continue
+            try:
+                socket.send_fds(control, [struct.pack("!H", key.data)], [conn.fileno()])
+            except OSError:
+                os._exit(0)  # the gate is gone: Chromium has no network any more
+            finally:
+                conn.close()
 
 
 def main(argv: list[str]) -> None:
     if argv[:1] == ["--probe"]:
         enter_namespace(mounts=True)
         return
-    control_path, port, policy_dir, chromium, *args = argv
+    control_path, base_port, ports, policy_dir, chromium, *args = argv
     enter_namespace(mounts=True)
     mount_policy(policy_dir)
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    listener.bind(("127.0.0.1", int(port)))
-    listener.listen(512)
-    control = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listeners = []
+    for port in range(int(base_port), int(base_port) + int(ports)):
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", port))
+        listener.listen(128)
+        listener.setblocking(False)
+        listeners.append(listener)
+    control = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     control.connect(control_path)
-    keep = {listener.fileno(), control.fileno()}
+    keep = {listener.fileno() for listener in listeners} | {control.fileno()}
     pid = os.fork()
     if pid == 0:
         # The forwarder keeps only its two sockets (not Playwright's pipes).
@@ -100,9 +115,10 @@ def main(argv: list[str]) -> None:
                     os.close(fd)
                 except OSError:
                     pass
-        forward(listener, control)
+        forward(listeners, control)
         os._exit(0)
-    listener.close()
+    for listener in listeners:
+        listener.close()
     control.close()
     os.execv(chromium, [chromium, *args])
 

@@ -18,8 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 NSLAUNCH = Path(__file__).with_name("nslaunch.py")
-# The port Chromium's proxy listens on inside its own namespace (nothing else is there).
-NAMESPACE_PROXY_PORT = 3128
+# The ports the gate's forwarder listens on inside Chromium's namespace (nothing else is there):
+# the first is the browser-wide proxy (Chromium's own traffic), each other one a context's.
+NAMESPACE_BASE_PORT = 20000
+NAMESPACE_PORTS = 1024
 
 # Decision 10: only http(s) pages. about:, data: and blob: stay (blank pages, inline content).
 URL_BLOCKLIST = [
@@ -41,8 +43,8 @@ class SandboxUnavailable(RuntimeError):
 @dataclass(frozen=True)
 class LaunchPlan:
     executable: str  # what Playwright runs as Chromium
-    proxy_port: int  # where Chromium finds the gate (in its namespace, or on the host when off)
-    sandboxed: bool
+    base_port: int  # the browser-wide proxy port; contexts get the ports after it
+    ports: int
 
 
 def probe() -> str | None:
@@ -93,11 +95,11 @@ def prepare(*, directory: Path, chromium_path: str, control_socket: Path, mode: 
     wrapper = directory / "chromium"
     wrapper.write_text(
         "#!/bin/sh\n"
-        f'exec "{sys.executable}" -I "{NSLAUNCH}" "{control_socket}" {NAMESPACE_PROXY_PORT} '
+        f'exec "{sys.executable}" -I "{NSLAUNCH}" "{control_socket}" {NAMESPACE_BASE_PORT} {NAMESPACE_PORTS} '
         f'"{policy}" "{chromium_path}" "$@"\n'
     )
     wrapper.chmod(wrapper.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
-    return LaunchPlan(executable=str(wrapper), proxy_port=NAMESPACE_PROXY_PORT, sandboxed=True)
+    return LaunchPlan(executable=str(wrapper), base_port=NAMESPACE_BASE_PORT, ports=NAMESPACE_PORTS)
 
 
 def runtime_dir() -> Path:

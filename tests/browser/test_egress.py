@@ -320,7 +320,7 @@ async def test_a_guardrail_domain_is_blocked_at_the_network_until_approved(
 # ----- Chromium's own traffic ----------------------------------------------------------------
 
 
-async def test_traffic_without_session_credentials_is_refused_and_not_counted(host: BrowserHost) -> None:
+async def test_traffic_on_no_sessions_port_is_refused_and_not_counted(host: BrowserHost) -> None:
     reader, writer = await _gate_connection(host)
     writer.write(b"GET http://example.com/ HTTP/1.1\r\nHost: example.com\r\n\r\n")
     head = await reader.readuntil(b"\r\n\r\n")
@@ -330,10 +330,11 @@ async def test_traffic_without_session_credentials_is_refused_and_not_counted(ho
 
 
 async def _gate_connection(host: BrowserHost) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    """A client connection to the gate as Chromium's forwarder hands it over (a socket pair)."""
+    """A client connection to the gate as Chromium's forwarder hands over one arriving on the
+    browser-wide proxy port, where Chromium's own background traffic goes (a socket pair)."""
     import socket
 
     ours, theirs = socket.socketpair()
     theirs.setblocking(False)
-    host.gate._spawn(host.gate._serve_socket(theirs))
+    host.gate._spawn(host.gate._serve_socket(theirs, None))  # as on the browser-wide proxy port
     return await asyncio.open_connection(sock=ours)
