@@ -36,10 +36,11 @@ from .servers import LogServer
 pytestmark = pytest.mark.slow
 
 
-def assert_arrived(sink: LogServer, token: str, *names: str) -> None:
+def assert_arrived(sink: LogServer, token: str, body: dict[str, Any], *names: str) -> None:
     paths = sink.log.paths(token)
     for name in names:
-        assert any(f"/{token}/{name}" in path for path in paths), f"{name} never reached the allowed sink: {paths}"
+        assert any(f"/{token}/{name}" in path for path in paths), (
+            f"{name} never reached the allowed sink: {paths}; the page said: {task_text(body)[:1500]}")
 
 
 def assert_ran(body: dict[str, Any], *markers: str) -> None:
@@ -74,7 +75,7 @@ def test_popup_control_reaches_an_allowed_host(api: Api, attacker: Attacker, sin
                                                mode: str) -> None:
     first, second = _popup_then_read(api, attacker.page("popup.html", mode=mode, token=token,
                                                         target=sink.url(f"/{token}/popup")))
-    assert_arrived(sink, token, "popup")
+    assert_arrived(sink, token, first, "popup")
     assert sink.secret in task_text(second), "the popup is not the page the next task reads"
     if mode == "307":
         assert any(hit.body == f"stolen=post-body-{token}".encode() for hit in sink.hits())
@@ -103,7 +104,7 @@ def test_iframe_control_reaches_an_allowed_host(api: Api, attacker: Attacker, si
                                                 site: str) -> None:
     body = run_page(api, attacker.page("frame.html", src=_hops(attacker, sink.url(f"/{token}/frame"),
                                                                 FRAME_HOSTS[site])))
-    assert_arrived(sink, token, "frame")
+    assert_arrived(sink, token, body, "frame")
     assert_ran(body, "ran frame: loaded")
 
 
@@ -135,7 +136,7 @@ def test_web_api_control_reaches_an_allowed_host(api: Api, attacker: Attacker, s
     if "serviceworker refused" in task_text(body):
         # The browser refuses service workers outright: the vector is closed, not untested.
         return
-    assert_arrived(sink, token, *apis)
+    assert_arrived(sink, token, body, *apis)
     assert_ran(body, f"done {ctx}")
 
 
@@ -153,8 +154,8 @@ def test_link_hint_never_reaches_a_private_host(api: Api, attacker: Attacker, ta
 
 def test_link_hint_control_reaches_an_allowed_host(api: Api, attacker: Attacker, sink: LogServer,
                                                    token: str) -> None:
-    run_page(api, attacker.page("hints.html", rels="prefetch,preload", target=sink.url(f"/{token}")))
-    assert_arrived(sink, token, "prefetch", "preload")
+    body = run_page(api, attacker.page("hints.html", rels="prefetch,preload", target=sink.url(f"/{token}")))
+    assert_arrived(sink, token, body, "prefetch", "preload")
 
 
 SPECULATIONS = ["prefetch", "prerender"]
@@ -172,7 +173,7 @@ def test_speculation_rules_control_reach_an_allowed_host(api: Api, attacker: Att
                                                          token: str) -> None:
     body = run_page(api, attacker.page("speculation.html", actions="prefetch,prerender", target=sink.url(f"/{token}")))
     assert_ran(body, "supported true")
-    assert_arrived(sink, token, "prefetch", "prerender")
+    assert_arrived(sink, token, body, "prefetch", "prerender")
 
 
 # WebRTC and WebTransport (UDP and TURN over TCP) --------------------------------------------
@@ -226,7 +227,7 @@ def test_meta_refresh_never_reaches_a_private_host(api: Api, attacker: Attacker,
 def test_meta_refresh_control_reaches_an_allowed_host(api: Api, attacker: Attacker, sink: LogServer,
                                                       token: str) -> None:
     body = run_page(api, attacker.page("meta.html", url=sink.url(f"/{token}/meta")))
-    assert_arrived(sink, token, "meta")
+    assert_arrived(sink, token, body, "meta")
     assert sink.secret in task_text(body)
 
 
@@ -240,7 +241,7 @@ def test_download_never_reaches_a_private_host(api: Api, attacker: Attacker, tar
 def test_download_control_reaches_an_allowed_host(api: Api, attacker: Attacker, sink: LogServer,
                                                   token: str) -> None:
     body = run_page(api, attacker.page("download.html", url=sink.url(f"/{token}/private.csv")))
-    assert_arrived(sink, token, "private.csv")
+    assert_arrived(sink, token, body, "private.csv")
     assert_ran(body, "ran download")
 
 
@@ -284,7 +285,7 @@ def test_loopback_spelling_control_reaches_an_allowed_host(api: Api, attacker: A
                                                            token: str) -> None:
     base = f"http://2130706433:{sink.port}/{token}"
     body = _page_then_goto(api, attacker.page("forms.html", target=base), f"{base}/goto")
-    assert_arrived(sink, token, "fetch", "img", "iframe", "websocket", "goto")
+    assert_arrived(sink, token, body, "fetch", "img", "iframe", "websocket", "goto")
     assert sink.secret in task_text(body)
 
 
@@ -308,7 +309,7 @@ def test_a_name_resolving_to_loopback_control_reaches_an_allowed_host(api: Api, 
                                                                       sink: LogServer, token: str) -> None:
     base = f"http://{ALLOWED_NAME}:{sink.port}/{token}"
     body = _page_then_goto(api, attacker.page("forms.html", target=base), f"{base}/goto")
-    assert_arrived(sink, token, "fetch", "img", "iframe", "websocket", "goto")
+    assert_arrived(sink, token, body, "fetch", "img", "iframe", "websocket", "goto")
     assert sink.secret in task_text(body)
 
 
