@@ -171,7 +171,6 @@ def session_start(*, team: Team, api_key: ApiKey | None, spec: SessionInput,
         "environmentId": spec.environment_id,
         "proxy": proxy_public,  # without credentials
         "policyId": spec.policy_id,
-        "recording": spec.recording,
     }
     # One lock around the count and the insert so two requests cannot take the last slot twice.
     with get_redis().lock("enigma:lock:capacity", timeout=10, blocking_timeout=10):
@@ -180,6 +179,10 @@ def session_start(*, team: Team, api_key: ApiKey | None, spec: SessionInput,
             session = BrowserSession.objects.create(team=team, api_key=api_key, config=config,
                                                     base_url=base_url[:300])
             task = _create_task(session, task_input) if task_input.prompt else None
+            if spec.environment_id:  # one live session per environment, else 409 ENVIRONMENT_IN_USE
+                from environments.services import environment_claim
+
+                environment_claim(environment_id=spec.environment_id, session_id=session.pk)
     _environment_attach(session, task_input, first=True)
     if proxy_browser is not None:
         proxy_store(session_id=session.pk, browser=proxy_browser)
@@ -270,13 +273,14 @@ def session_end(*, session_id: str, state: str, reason: str, generation: int | N
         Task.objects.filter(pk__in=[t.pk for t in open_tasks], state__in=Task.OPEN_STATES).update(
             state=Task.State.TERMINATED, completed_at=now,
             error=f"Session ended ({reason}) before the task finished", code="SESSION_ENDED")
-    if snapshot and snapshot["config"].get("environmentId") and snapshot["storage_state"]:
+    if snapshot and snapshot["config"].get("environmentId"):
         from environments import services as environment_services
 
         # Also after an orphan takeover or a lost worker: the last checkpoint is the state.
+        # Saving releases the environment for the next session (none: released unsaved).
         try:
             environment_services.environment_state_save(environment_id=snapshot["config"]["environmentId"],
-                                                        state=snapshot["storage_state"])
+                                                        state=snapshot["storage_state"], session_id=session_id)
         except OSError:
             logger.exception("could not save the browser state of session %s", session_id)
     commands_delete(session_id)  # with any secrets of tasks that never ran

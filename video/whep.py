@@ -31,6 +31,7 @@ from typing import Any
 import aioice.ice
 import av
 from aiortc import MediaStreamTrack, RTCConfiguration, RTCPeerConnection, RTCRtpSender, RTCSessionDescription
+from aiortc.exceptions import OperationError
 from channels.layers import get_channel_layer
 from django.conf import settings
 
@@ -327,10 +328,11 @@ def _video_codec(answer_sdp: str) -> str:
 
 
 def _prefer_h264(transceiver: Any) -> None:
-    codecs = RTCRtpSender.getCapabilities("video").codecs
+    """H.264 (the contract's codec) first, VP8 when the offer has no H.264. aiortc applies the
+    preferences while it reads the offer, so they are set before it."""
     order = {"video/H264": 0, "video/VP8": 1, "video/rtx": 2}
-    transceiver.setCodecPreferences(sorted((c for c in codecs if c.mimeType in order),
-                                           key=lambda c: order[c.mimeType]))
+    transceiver.setCodecPreferences(sorted((c for c in RTCRtpSender.getCapabilities("video").codecs
+                                            if c.mimeType in order), key=lambda c: order[c.mimeType]))
 
 
 async def whep_answer(*, session_id: str, offer_sdp: str, expires_at: float) -> tuple[str, str]:
@@ -339,16 +341,12 @@ async def whep_answer(*, session_id: str, offer_sdp: str, expires_at: float) -> 
         raise WhepError("The offer has no video section")
     pc = RTCPeerConnection(configuration=RTCConfiguration(iceServers=[]))
     try:
+        track = StreamTrack(encoded=True)
+        _prefer_h264(pc.addTransceiver(track, direction="sendonly"))  # the offer's video section takes it
         try:
             await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
-        except ValueError as exc:
+        except (ValueError, OperationError) as exc:
             raise WhepError(f"Invalid SDP offer: {exc}") from exc
-        video = [t for t in pc.getTransceivers() if t.kind == "video"]
-        if not video:
-            raise WhepError("The offer has no video section")
-        _prefer_h264(video[0])
-        track = StreamTrack(encoded=True)
-        pc.addTrack(track)
         await pc.setLocalDescription(await pc.createAnswer())
         answer = pc.localDescription.sdp
         codec = _video_codec(answer)
