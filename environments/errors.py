@@ -15,6 +15,11 @@ class EnvironmentLimitReached(ApiError):
     code = "ENVIRONMENT_LIMIT_REACHED"
 
 
+class EnvironmentInUse(ApiError):
+    status_code = 409
+    code = "ENVIRONMENT_IN_USE"
+
+
 class FileNotFound(ApiError):
     status_code = 404
     code = "FILE_NOT_FOUND"

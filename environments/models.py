@@ -33,6 +33,9 @@ class Environment(models.Model):
     blob_uploaded_at = models.DateTimeField(null=True, blank=True)
     last_used_at = models.DateTimeField(null=True, blank=True)
     usage_count = models.PositiveIntegerField(default=0)
+    # The session that holds the environment (one at a time); it is free again once that session
+    # has ended and saved its state (see services.environment_claim).
+    session_id = models.CharField(max_length=32, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 

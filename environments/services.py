@@ -20,7 +20,7 @@ from enigma_site.errors import ApiError, InvalidParameter, MissingField
 
 from . import conf, policy_engine, schedule, storage, webhooks
 from .archive import ArchiveError, read_profile_archive
-from .errors import EnvironmentLimitReached, EnvironmentNotFound, FileTooLarge, InvalidArchive
+from .errors import EnvironmentInUse, EnvironmentLimitReached, EnvironmentNotFound, FileTooLarge, InvalidArchive
 from .models import (
     Environment,
     Policy,
@@ -59,8 +59,57 @@ def environment_delete(*, environment: Environment) -> None:
     storage.environment_remove(environment_id)
 
 
+# A session that ended this recently still holds its environment until its state is saved.
+_SAVE_GRACE_S = 30
+
+
+def _holder_busy(session_id: str) -> bool:
+    """Whether the session holding an environment still needs it: it is live, or it has just
+    ended and session_end has not saved its state yet."""
+    from sessions_app.models import BrowserSession
+
+    if not session_id:
+        return False
+    row = BrowserSession.objects.filter(pk=session_id).values("state", "ended_at").first()
+    if row is None:
+        return False
+    if row["state"] in BrowserSession.LIVE_STATES:
+        return True
+    ended_at = row["ended_at"]
+    return ended_at is not None and ended_at > timezone.now() - timedelta(seconds=_SAVE_GRACE_S)
+
+
+def _in_use(environment_id: str, holder: str) -> EnvironmentInUse:
+    return EnvironmentInUse(
+        f"Environment {environment_id} is in use by session {holder}; end that session first",
+        details={"environmentId": environment_id, "sessionId": holder},
+    )
+
+
+def environment_claim(*, environment_id: str, session_id: str) -> None:
+    """Make `session_id` the one session using the environment, or raise EnvironmentInUse (409).
+
+    One live session per environment, so no session's saved state overwrites another's: the
+    claim is a conditional UPDATE on the holder seen, so two concurrent claims cannot both win.
+    """
+    for _ in range(3):
+        holder = Environment.objects.filter(pk=environment_id).values_list("session_id", flat=True).first()
+        if holder is None:
+            raise EnvironmentNotFound()
+        if holder == session_id:
+            return
+        if _holder_busy(holder):
+            raise _in_use(environment_id, holder)
+        if Environment.objects.filter(pk=environment_id, session_id=holder).update(session_id=session_id) == 1:
+            return
+    raise _in_use(environment_id, "another session")
+
+
 def environment_profile_upload(*, environment: Environment, upload: UploadedFile | None) -> Environment:
-    """Replace the profile with the archive's storage state; the environment becomes ready."""
+    """Replace the profile with the archive's storage state; the environment becomes ready.
+
+    Refused with 409 ENVIRONMENT_IN_USE while a session uses the environment (its end would
+    overwrite the upload)."""
     if upload is None:
         raise InvalidArchive("No file provided", details={"parameter": "file"})
     name = (upload.name or "").lower()
@@ -76,6 +125,11 @@ def environment_profile_upload(*, environment: Environment, upload: UploadedFile
         state = read_profile_archive(upload.file, max_inflated=conf.max_profile_inflated_bytes())
     except ArchiveError as exc:
         raise InvalidArchive(str(exc), details={"parameter": "file"}) from exc
+    holder = Environment.objects.filter(pk=environment.pk).values_list("session_id", flat=True).first() or ""
+    if _holder_busy(holder):
+        raise _in_use(environment.pk, holder)
+    # Release a stale holder first: a session claiming from now on loads this upload.
+    Environment.objects.filter(pk=environment.pk, session_id=holder).update(session_id="")
     storage.state_write(environment.pk, state)
     now = timezone.now()
     Environment.objects.filter(pk=environment.pk).update(
@@ -89,15 +143,29 @@ def environment_mark_used(*, environment_id: str) -> None:
     Environment.objects.filter(pk=environment_id).update(usage_count=F("usage_count") + 1, last_used_at=timezone.now())
 
 
-def environment_state_save(*, environment_id: str, state: dict[str, Any]) -> bool:
-    """Save a session's final browser state into its environment (a deleted one is skipped)."""
-    if not Environment.objects.filter(pk=environment_id).exists():
+def environment_state_save(*, environment_id: str, state: dict[str, Any] | None, session_id: str = "") -> bool:
+    """Save a session's final browser state into its environment and release the environment.
+
+    Only the session holding the environment saves (or any session when none holds it, as for
+    sessions started before holders existed); a deleted environment is skipped. Returns whether
+    the state was written.
+    """
+    holder = Environment.objects.filter(pk=environment_id).values_list("session_id", flat=True).first()
+    if holder is None:
         return False
-    size = storage.state_write(environment_id, state)
-    Environment.objects.filter(pk=environment_id).update(
-        status=Environment.Status.READY, blob_size=size, updated_at=timezone.now()
-    )
-    return True
+    if holder not in ("", session_id):
+        logger.warning("session %s did not save environment %s: it is held by %s", session_id, environment_id, holder)
+        return False
+    saved = False
+    if state is not None:
+        size = storage.state_write(environment_id, state)
+        Environment.objects.filter(pk=environment_id).update(
+            status=Environment.Status.READY, blob_size=size, updated_at=timezone.now()
+        )
+        saved = True
+    if holder:
+        Environment.objects.filter(pk=environment_id, session_id=holder).update(session_id="")
+    return saved
 
 
 def file_upload(*, team: Team, environment: Environment | None, upload: UploadedFile) -> StoredFile:
