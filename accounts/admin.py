@@ -30,7 +30,7 @@ class MembershipInline(admin.TabularInline):
 
 @admin.register(Team)
 class TeamAdmin(admin.ModelAdmin):
-    list_display = ["name", "is_active", "is_personal", "balance_micros", "created_at"]
+    list_display = ["name", "is_active", "is_personal", "balance_micros", "session_limit", "created_at"]
     list_filter = ["is_active", "is_personal"]
     search_fields = ["name", "memberships__user__email"]
     readonly_fields = ["balance_micros"]

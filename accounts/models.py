@@ -45,12 +45,20 @@ class Team(models.Model):
     is_personal = models.BooleanField(default=False)
     # Cached sum of the team's ledger entries; moved only by billing.services under a row lock.
     balance_micros = models.BigIntegerField(default=0)
+    session_limit = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Live sessions the team may have at once; empty: "
+                                         "ENIGMA_TEAM_SESSION_LIMIT (default 5); 0 stops new sessions.")
     created_at = models.DateTimeField(auto_now_add=True)
     members = models.ManyToManyField(settings.AUTH_USER_MODEL, through="Membership",
                                      related_name="teams")
 
     def __str__(self) -> str:
         return self.name
+
+    @property
+    def live_session_limit(self) -> int:
+        """The team's own limit of live sessions, else the installation's default."""
+        return settings.ENIGMA_TEAM_SESSION_LIMIT if self.session_limit is None else self.session_limit
 
 
 class Membership(models.Model):

@@ -50,6 +50,8 @@ def stack(*, capacity: int = 20, extra_env: dict[str, str] | None = None) -> Ite
         "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
         "ENIGMA_VAR_DIR": str(tmp / "var"),
         "ENIGMA_WORKER_CAPACITY": str(capacity),
+        # The bench is one tenant filling the worker: its team may use every slot.
+        "ENIGMA_TEAM_SESSION_LIMIT": str(capacity),
         "ENIGMA_ALLOWED_PRIVATE_HOSTS": "127.0.0.1,localhost",
         "ENIGMA_AGENT_PROVIDER": "offline",
         "ENIGMA_LOG_LEVEL": "WARNING",

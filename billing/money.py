@@ -26,3 +26,10 @@ def cents_to_micros(cents: int) -> int:
 
 def format_usd(micros: int) -> str:
     return f"${Decimal(micros) / MICROS_PER_USD:,.2f}"
+
+
+def usd_text(micros: int) -> str:
+    """Dollars for a message: cents, or four decimals for a nonzero amount under a cent."""
+    if micros and abs(micros) < 10_000:
+        return f"${Decimal(micros) / MICROS_PER_USD:.4f}"
+    return f"${Decimal(micros) / MICROS_PER_USD:.2f}"

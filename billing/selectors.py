@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
+from django.conf import settings
 from django.db.models import Count, F, OuterRef, QuerySet, Subquery, Sum
 from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
@@ -35,6 +36,12 @@ def price_at(when: datetime) -> Price:
 def current_price() -> Price:
     """The newest price in effect now; the contract defaults when none was set in admin."""
     return price_at(timezone.now())
+
+
+def meter_interval_micros() -> int:
+    """Compute cost of one metering interval (ENIGMA_METER_INTERVAL_S) at the current price:
+    what one session may spend before the meter next looks at the team's balance."""
+    return current_price().compute_cost_micros(compute_ms=int(settings.ENIGMA_METER_INTERVAL_S * 1000))
 
 
 def can_top_up(*, team: Team | int, user: User) -> bool:

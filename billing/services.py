@@ -19,8 +19,8 @@ from accounts.services import PermissionDenied
 from enigma_site.errors import ApiError, InvalidParameter
 
 from .models import LedgerEntry, StripeEvent, TopUp
-from .money import cents_to_micros, micros_to_usd
-from .selectors import can_top_up, team_balance_micros
+from .money import cents_to_micros, micros_to_usd, usd_text
+from .selectors import can_top_up, meter_interval_micros, team_balance_micros
 from .stripe_client import stripe_client
 
 logger = logging.getLogger(__name__)
@@ -110,6 +110,26 @@ def balance_require_positive(*, team: Team | int) -> int:
         raise InsufficientBalance(
             f"Insufficient balance (${micros_to_usd(balance):.2f} remaining). Top up to continue.",
             details={"balance": micros_to_usd(balance)},
+            extra={"balance": micros_to_usd(balance)},
+        )
+    return balance
+
+
+def balance_require_for_sessions(*, team: Team | int, sessions: int) -> int:
+    """Return the balance, or raise 402 unless it is positive and covers one metering interval
+    for each of `sessions` live sessions of the team (the one about to start included).
+
+    The same rule ends running sessions (sessions_app.metering.session_meter), so all of a
+    team's sessions together run at most about one interval below zero (decision 8).
+    """
+    balance = team_balance_micros(team=team)
+    required = sessions * meter_interval_micros()
+    if balance <= 0 or balance < required:
+        raise InsufficientBalance(
+            f"Insufficient balance ({usd_text(balance)} remaining, {usd_text(required)} required: "
+            f"one metering interval for each live session of the team, this one included). "
+            f"Top up to continue.",
+            details={"balance": micros_to_usd(balance), "required": micros_to_usd(required)},
             extra={"balance": micros_to_usd(balance)},
         )
     return balance

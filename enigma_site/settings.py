@@ -251,6 +251,8 @@ ENIGMA_HEARTBEAT_S = env_float("ENIGMA_HEARTBEAT_S", 2)
 ENIGMA_HEARTBEAT_STALE_S = env_float("ENIGMA_HEARTBEAT_STALE_S", 10)
 ENIGMA_SWEEP_INTERVAL_S = env_float("ENIGMA_SWEEP_INTERVAL_S", 5)
 ENIGMA_WORKER_CAPACITY = env_int("ENIGMA_WORKER_CAPACITY", 20)
+# Live sessions one team may have at once, unless its own value is set in admin.
+ENIGMA_TEAM_SESSION_LIMIT = env_int("ENIGMA_TEAM_SESSION_LIMIT", 5)
 ENIGMA_WARM_POOL = env_int("ENIGMA_WARM_POOL", 2)
 CHROMIUM_PATH = os.environ.get("CHROMIUM_PATH", "/usr/lib/chromium/chromium")
 ENIGMA_ALLOWED_PRIVATE_HOSTS = frozenset(env_list("ENIGMA_ALLOWED_PRIVATE_HOSTS"))

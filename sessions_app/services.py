@@ -12,7 +12,7 @@ from django.db.models import F, Max
 from django.utils import timezone
 
 from accounts.models import ApiKey, Team
-from billing.services import balance_require_positive
+from billing.services import balance_require_for_sessions, balance_require_positive
 from enigma_site.errors import ApiError, InvalidParameter, ServiceUnavailable
 from enigma_site.redis import get_redis
 
@@ -59,6 +59,11 @@ def session_ended_error(session: BrowserSession) -> SessionNotActive:
     return SessionNotActive(
         f"Session {session.pk} has ended ({session.end_reason or session.state}); start a new session",
         details=details)
+
+
+class SessionLimitReached(ApiError):
+    status_code = 429
+    code = "SESSION_LIMIT_REACHED"
 
 
 class NoGuardrailPending(ApiError):
@@ -116,6 +121,21 @@ def _environment_attach(session: BrowserSession, task_input: TaskInput, *, first
                                            environment_id=environment_id)
 
 
+def _admit(team: Team) -> None:
+    """Refuse a new session above the team's limit of live sessions (429) or when the balance
+    does not cover one metering interval for each live session of the team, this one included
+    (402). Call it in the transaction that creates the session: the row lock on the team admits
+    concurrent starts of one team one at a time (also on SQLite, whose transactions here are
+    IMMEDIATE)."""
+    locked = Team.objects.select_for_update().only("pk", "session_limit").get(pk=team.pk)
+    live = BrowserSession.objects.filter(team_id=team.pk, state__in=BrowserSession.LIVE_STATES).count()
+    limit = locked.live_session_limit
+    if live >= limit:
+        raise SessionLimitReached(f"Maximum concurrent sessions reached (limit: {limit})",
+                                  details={"current": live, "limit": limit})
+    balance_require_for_sessions(team=team.pk, sessions=live + 1)
+
+
 def _require_capacity() -> None:
     """503 when every live worker's slots are taken (pending, active and orphaned sessions)."""
     capacity = registry.total_capacity()
@@ -146,10 +166,10 @@ def session_start(*, team: Team, api_key: ApiKey | None, spec: SessionInput,
     """Create a session (and its first task when there is a prompt) and hand it to a worker.
     `base_url` is where the client reached us (the base of the links the worker writes).
 
-    Raises 402 before any work when the balance is spent and 503 when no browser slot is free.
+    Raises 429 above the team's limit of live sessions, 402 before any work when the balance
+    does not cover them (see _admit) and 503 when no browser slot is free.
     """
     _unsupported(team, spec, spec.task)
-    balance_require_positive(team=team)
     from .tasks import host_session
 
     task_input = spec.task
@@ -174,16 +194,16 @@ def session_start(*, team: Team, api_key: ApiKey | None, spec: SessionInput,
         "recording": spec.recording,
     }
     # One lock around the count and the insert so two requests cannot take the last slot twice.
-    with get_redis().lock("enigma:lock:capacity", timeout=10, blocking_timeout=10):
+    with get_redis().lock("enigma:lock:capacity", timeout=10, blocking_timeout=10), transaction.atomic():
+        _admit(team)
         _require_capacity()
-        with transaction.atomic():
-            session = BrowserSession.objects.create(team=team, api_key=api_key, config=config,
-                                                    base_url=base_url[:300])
-            task = _create_task(session, task_input) if task_input.prompt else None
-            if spec.environment_id:  # one live session per environment, else 409 ENVIRONMENT_IN_USE
-                from environments.services import environment_claim
+        session = BrowserSession.objects.create(team=team, api_key=api_key, config=config,
+                                                base_url=base_url[:300])
+        task = _create_task(session, task_input) if task_input.prompt else None
+        if spec.environment_id:  # one live session per environment, else 409 ENVIRONMENT_IN_USE
+            from environments.services import environment_claim
 
-                environment_claim(environment_id=spec.environment_id, session_id=session.pk)
+            environment_claim(environment_id=spec.environment_id, session_id=session.pk)
     _environment_attach(session, task_input, first=True)
     if proxy_browser is not None:
         proxy_store(session_id=session.pk, browser=proxy_browser)

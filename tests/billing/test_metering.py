@@ -7,9 +7,11 @@ from typing import Any
 
 import pytest
 import time_machine
+from django.utils import timezone
 
 from billing.models import LedgerEntry, Price
-from billing.selectors import current_price, price_at, team_balance_micros
+from billing.selectors import current_price, meter_interval_micros, price_at, team_balance_micros
+from sessions_app.events import event_emit
 from sessions_app.metering import session_cost_micros, session_meter, sessions_meter_ended
 from sessions_app.models import BrowserSession
 
@@ -50,8 +52,10 @@ def test_price_in_effect_is_the_newest_not_after_the_moment(db: Any) -> None:
 
 
 def _session(account: dict[str, Any]) -> BrowserSession:
+    """A session a worker made active at once (its browser ready from now)."""
     return BrowserSession.objects.create(team=account["team"], api_key=account["api_key"],
-                                         state=BrowserSession.State.ACTIVE)
+                                         state=BrowserSession.State.ACTIVE, generation=1,
+                                         started_at=timezone.now())
 
 
 def test_session_is_charged_incrementally_to_the_exact_total(account: dict[str, Any]) -> None:
@@ -59,7 +63,8 @@ def test_session_is_charged_incrementally_to_the_exact_total(account: dict[str, 
     with time_machine.travel(T0, tick=False) as clock:
         session = _session(account)
         clock.move_to(T0 + timedelta(seconds=3))
-        assert session_meter(session_id=session.pk) == 10_000_000 - 1_000
+        # What is left beyond the next interval of the team's one live session.
+        assert session_meter(session_id=session.pk) == 10_000_000 - 1_000 - meter_interval_micros()
         # Idle time counts; tokens of a task arrive meanwhile.
         BrowserSession.objects.filter(pk=session.pk).update(input_tokens=12_345, output_tokens=6_789)
         clock.move_to(T0 + timedelta(seconds=60))
@@ -143,3 +148,54 @@ def test_sessions_ended_without_their_final_charge_are_caught_up(account: dict[s
     costs = {s.pk: s.cost_micros for s in BrowserSession.objects.all()}
     assert costs == {billed.pk: 15_000, unbilled.pk: 15_000, old.pk: 50 * 20_000}
     assert team_balance_micros(team=account["team"]) == 10_000_000 - 30_000 - 1_000_000
+
+
+def _update(session: BrowserSession, **fields: Any) -> None:
+    BrowserSession.objects.filter(pk=session.pk).update(**fields)
+
+
+def test_time_queued_for_a_worker_and_time_orphaned_are_not_billed(account: dict[str, Any]) -> None:
+    """Compute runs while a browser is ready: from each activation until the sweep finds the
+    worker lost, or the end (the state changes and events the runner and the sweep write)."""
+    def at(seconds: int) -> datetime:
+        return T0 + timedelta(seconds=seconds)
+
+    def activate(seconds: int, generation: int) -> None:
+        clock.move_to(at(seconds))
+        fields: dict[str, Any] = {"state": BrowserSession.State.ACTIVE, "orphaned_at": None,
+                                  "generation": generation}
+        if generation == 1:
+            fields["started_at"] = at(seconds)
+        _update(session, **fields)
+        event_emit(session_id=session.pk, name="message",
+                   payload={"type": "session_active", "sessionId": session.pk})
+
+    def orphan(seconds: int) -> None:
+        clock.move_to(at(seconds))
+        _update(session, state=BrowserSession.State.ORPHANED, orphaned_at=at(seconds))
+        event_emit(session_id=session.pk, name="instance:disconnected",
+                   payload={"type": "instance:disconnected", "gracePeriod": 300_000})
+
+    def billed_ms(seconds: int) -> int:
+        clock.move_to(at(seconds))
+        session_meter(session_id=session.pk)
+        return BrowserSession.objects.get(pk=session.pk).charged_compute_ms
+
+    with time_machine.travel(T0, tick=False) as clock:
+        session = BrowserSession.objects.create(team=account["team"], api_key=account["api_key"])
+        assert billed_ms(20) == 0          # 20 s waiting for a worker
+        activate(20, generation=1)
+        assert billed_ms(30) == 10_000
+        orphan(40)
+        assert billed_ms(100) == 20_000    # 60 s orphaned: nothing
+        _update(session, generation=2)     # another worker claims it ...
+        assert billed_ms(101) == 20_000
+        activate(102, generation=2)        # ... and has the browser ready
+        assert billed_ms(105) == 23_000
+        orphan(110)
+        clock.move_to(at(500))             # failed after the grace period, while orphaned
+        _update(session, state=BrowserSession.State.FAILED, ended_at=at(500))
+        assert billed_ms(600) == 28_000
+    assert sum(LedgerEntry.objects.filter(session_id=session.pk).values_list("amount_micros", flat=True)) == (
+        -price_at(T0).compute_cost_micros(compute_ms=28_000))
+    assert team_balance_micros(team=account["team"]) == 10_000_000 - 9_333

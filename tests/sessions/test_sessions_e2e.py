@@ -209,10 +209,12 @@ def test_another_teams_session_and_task_are_404(api: Api, pages: str) -> None:
     assert missing_task.status_code == 404 and missing_task.json()["code"] == "TASK_NOT_FOUND"
 
 
-def test_503_when_every_browser_slot_is_taken(api: Api) -> None:
+def test_503_when_every_browser_slot_is_taken(api: Api, account: dict[str, Any]) -> None:
+    from accounts.models import Team
     from sessions_app.registry import total_capacity
 
     capacity = total_capacity()
+    Team.objects.filter(pk=account["team"].pk).update(session_limit=capacity + 1)  # not the team limit
     ids = [start(api)["sessionId"] for _ in range(capacity)]
     over = api.post("/start/start-session", {})
     assert over.status_code == 503
