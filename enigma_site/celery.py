@@ -25,6 +25,8 @@ _add_worker_steps()
 app.conf.beat_schedule = {
     # Orphan uploads (no environment) live one hour (api.md §5.2); checked every 5 minutes.
     "environments.delete_orphan_files": {"task": "environments.delete_orphan_files", "schedule": 300.0},
+    # Downloads older than ENIGMA_DOWNLOAD_RETENTION_S (7 days) are deleted, file and row.
+    "environments.delete_expired_downloads": {"task": "environments.delete_expired_downloads", "schedule": 600.0},
     # Triggers (/cron-jobs) start within this tick of their time.
     "environments.run_due_triggers": {"task": "environments.run_due_triggers", "schedule": 15.0},
     # Orphaned sessions are found even when no browser worker is alive (the ops worker runs it).

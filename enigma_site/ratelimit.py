@@ -62,12 +62,16 @@ class RateDecision:
         return headers
 
 
-def rate_limit_hit(*, team_id: int, scope: str) -> RateDecision | None:
-    """Count one request of `scope` for the team; None when the scope is not limited."""
-    limit = settings.ENIGMA_RATE_LIMITS.get(scope)
+def rate_limit_hit(*, team_id: int, scope: str, limit: int | None = None,
+                   window_s: float | None = None) -> RateDecision | None:
+    """Count one request of `scope` for the team; None when the scope is not limited.
+
+    `limit` and `window_s` default to ENIGMA_RATE_LIMITS[scope] and ENIGMA_RATE_LIMIT_WINDOW_S.
+    """
+    limit = settings.ENIGMA_RATE_LIMITS.get(scope) if limit is None else limit
     if not limit:
         return None
-    window = float(settings.ENIGMA_RATE_LIMIT_WINDOW_S)
+    window = float(settings.ENIGMA_RATE_LIMIT_WINDOW_S if window_s is None else window_s)
     now = time.time()
     allowed, count, first = get_redis().eval(
         _SCRIPT, 1, f"enigma:rl:{scope}:{team_id}", now, window, limit,

@@ -11,6 +11,7 @@ from rest_framework.response import Response
 
 from enigma_site.api import ApiView, ok, page_params
 from enigma_site.errors import ApiError, InvalidParameter
+from enigma_site.ratelimit import RateLimited, rate_limit_hit
 from sessions_app.streaming import public_base_url
 
 from . import conf, selectors, services, storage
@@ -88,8 +89,19 @@ class ProfileDeleteApi(EnvironmentDeleteApi):
 
 
 class EnvironmentUploadApi(ApiView):
+    """Profile uploads share one per-team budget under either name (api.md §6.3: 100 per 15
+    minutes; ENIGMA_PROFILE_UPLOAD_RATE_LIMIT, ENIGMA_PROFILE_UPLOAD_RATE_WINDOW_S)."""
+
     noun = "Environment"
     body_key = "environment"
+
+    def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
+        super().initial(request, *args, **kwargs)
+        limit, window = conf.profile_upload_rate()
+        self._rate = rate_limit_hit(team_id=self.principal.team.pk, scope="profiles-upload", limit=limit,
+                                    window_s=window)
+        if self._rate is not None and not self._rate.allowed:
+            raise RateLimited()
 
     def post(self, request: Request, environment_id: str) -> Response:
         environment = selectors.environment_get(team=self.principal.team, environment_id=environment_id, noun=self.noun)
@@ -174,6 +186,13 @@ class FileUploadApi(ApiView):
             environment = selectors.environment_get(team=self.principal.team, environment_id=environment_id)
         stored = [services.file_upload(team=self.principal.team, environment=environment, upload=u) for u in uploads]
         return ok(files=[{"fileId": f.pk, "originalName": f.original_name, "size": f.size} for f in stored])
+
+
+class FileDetailApi(ApiView):
+    def delete(self, request: Request, file_id: str) -> Response:
+        """Delete an upload or a download of the team, row and blob (404 for another team's)."""
+        services.file_delete(stored=selectors.file_get(team=self.principal.team, file_id=file_id))
+        return ok(message="File deleted")
 
 
 class FileDownloadApi(ApiView):

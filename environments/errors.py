@@ -31,6 +31,18 @@ class FileTooLarge(ApiError):
     code = "FILE_TOO_LARGE"
 
 
+class StorageQuotaExceeded(ApiError):
+    status_code = 413
+    code = "STORAGE_QUOTA_EXCEEDED"
+
+
+class DownloadRefused(ApiError):
+    """A download a page pushed is not kept (too large, or the session's count is reached)."""
+
+    status_code = 413
+    code = "DOWNLOAD_REFUSED"
+
+
 class InvalidArchive(ApiError):
     code = "INVALID_ARCHIVE"
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import secrets
 import time
 from datetime import timedelta
@@ -12,7 +13,7 @@ from typing import Any
 import requests
 from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
-from django.db.models import F
+from django.db.models import F, Sum
 from django.utils import timezone
 
 from accounts.models import Team
@@ -20,7 +21,15 @@ from enigma_site.errors import ApiError, InvalidParameter, MissingField
 
 from . import conf, policy_engine, schedule, storage, webhooks
 from .archive import ArchiveError, read_profile_archive
-from .errors import EnvironmentInUse, EnvironmentLimitReached, EnvironmentNotFound, FileTooLarge, InvalidArchive
+from .errors import (
+    DownloadRefused,
+    EnvironmentInUse,
+    EnvironmentLimitReached,
+    EnvironmentNotFound,
+    FileTooLarge,
+    InvalidArchive,
+    StorageQuotaExceeded,
+)
 from .models import (
     Environment,
     Policy,
@@ -168,6 +177,23 @@ def environment_state_save(*, environment_id: str, state: dict[str, Any] | None,
     return saved
 
 
+def _file_reserve(stored: StoredFile, *, parameter: str) -> None:
+    """Save the row of a file about to be written if the team's storage quota has room for it
+    (uploads and downloads count alike), else raise StorageQuotaExceeded (413). The team row
+    lock makes concurrent writers of one team check one after the other."""
+    limit = conf.team_storage_bytes()
+    with transaction.atomic():
+        Team.objects.select_for_update().filter(pk=stored.team_id).first()
+        used = StoredFile.objects.filter(team_id=stored.team_id).aggregate(total=Sum("size"))["total"] or 0
+        if used + stored.size > limit:
+            raise StorageQuotaExceeded(
+                f"Storage quota exceeded: {used} of {limit} bytes used, this file needs {stored.size}; "
+                "delete files (DELETE /files/<id>) to make room",
+                details={"parameter": parameter, "used": used, "limit": limit, "size": stored.size},
+            )
+        stored.save()
+
+
 def file_upload(*, team: Team, environment: Environment | None, upload: UploadedFile) -> StoredFile:
     """Store an uploaded file; without an environment it is an orphan (deleted after an hour)."""
     limit = conf.max_upload_bytes()
@@ -184,8 +210,12 @@ def file_upload(*, team: Team, environment: Environment | None, upload: Uploaded
         size=upload.size or 0,
     )
     stored.path = storage.file_relative(stored.pk, stored.original_name)
-    storage.file_write(stored.path, upload.chunks())
-    stored.save()
+    _file_reserve(stored, parameter="files")
+    try:
+        storage.file_write(stored.path, upload.chunks())
+    except OSError:
+        stored.delete()
+        raise
     return stored
 
 
@@ -212,20 +242,56 @@ def file_store_download(
     filename: str,
     temp_path: str,
 ) -> StoredFile:
-    """Keep a file the browser downloaded during a task (moved in from a temporary path)."""
-    stored = StoredFile(
-        team_id=team_id,
-        environment_id=environment_id,
-        kind=StoredFile.Kind.DOWNLOAD,
-        original_name=storage.safe_filename(filename),
-        session_id=session_id,
-        task_id=task_id,
-        source_url=source_url[:4000],
-    )
-    stored.path = storage.file_relative(stored.pk, stored.original_name)
-    stored.size = storage.file_move_in(stored.path, temp_path)
-    stored.save()
+    """Keep a file the browser downloaded during a task (moved in from a temporary path).
+
+    Refused, and the temporary file deleted, when it is larger than ENIGMA_MAX_DOWNLOAD_MB, when
+    the session already kept ENIGMA_MAX_DOWNLOADS_PER_SESSION files (DownloadRefused), or when
+    the team's storage quota has no room (StorageQuotaExceeded).
+    """
+    try:
+        size = os.path.getsize(temp_path)
+        limit = conf.max_download_bytes()
+        if size > limit:
+            raise DownloadRefused(
+                f"Download {filename!r} is larger than {limit // (1024 * 1024)} MB",
+                details={"max": limit, "size": size},
+            )
+        count = conf.max_downloads_per_session()
+        if StoredFile.objects.filter(session_id=session_id, kind=StoredFile.Kind.DOWNLOAD).count() >= count:
+            raise DownloadRefused(f"This session already kept {count} downloads", details={"max": count})
+        stored = StoredFile(
+            team_id=team_id,
+            environment_id=environment_id,
+            kind=StoredFile.Kind.DOWNLOAD,
+            original_name=storage.safe_filename(filename),
+            session_id=session_id,
+            task_id=task_id,
+            source_url=source_url[:4000],
+            size=size,
+        )
+        stored.path = storage.file_relative(stored.pk, stored.original_name)
+        _file_reserve(stored, parameter="download")
+    except ApiError:
+        os.remove(temp_path)
+        raise
+    try:
+        storage.file_move_in(stored.path, temp_path)
+    except OSError:
+        stored.delete()
+        raise
     return stored
+
+
+def files_delete_expired_downloads(*, now: Any = None) -> int:
+    """Delete downloads older than ENIGMA_DOWNLOAD_RETENTION_S (seven days by default)."""
+    cutoff = (now or timezone.now()) - timedelta(seconds=conf.download_retention_s())
+    count = 0
+    for stored in StoredFile.objects.filter(kind=StoredFile.Kind.DOWNLOAD, created_at__lt=cutoff):
+        file_delete(stored=stored)
+        count += 1
+    if count:
+        logger.info("deleted %s expired downloads", count)
+    return count
 
 
 def files_delete_orphans(*, now: Any = None) -> int:

@@ -12,6 +12,11 @@ def delete_orphan_files() -> int:
     return services.files_delete_orphans()
 
 
+@shared_task(name="environments.delete_expired_downloads", ignore_result=True)
+def delete_expired_downloads() -> int:
+    return services.files_delete_expired_downloads()
+
+
 @shared_task(name="environments.task_finished", acks_late=True, reject_on_worker_lost=True, ignore_result=True)
 def task_finished(task_id: str) -> None:
     """A task reached its end: send its webhooks, settle its trigger run. Safe to run twice."""

@@ -18,6 +18,7 @@ urlpatterns = [
     path("profiles/<str:environment_id>/download", api.ProfileDownloadApi.as_view(), name="profile-download"),
     path("profiles/<str:environment_id>/archive", api.ProfileArchiveApi.as_view(), name="profile-archive"),
     path("files/upload", api.FileUploadApi.as_view(), name="file-upload"),
+    path("files/<str:file_id>", api.FileDetailApi.as_view(), name="file-detail"),
     path("files/<str:file_id>/download", api.FileDownloadApi.as_view(), name="file-download"),
     path("policies", api.PolicyListCreateApi.as_view(), name="policy-list"),
     path("policies/<str:policy_id>", api.PolicyDetailApi.as_view(), name="policy-detail"),
