@@ -57,9 +57,11 @@ def _child(path: str, key: str | int) -> str:
     return f"{path}.{key}" if path else key
 
 
-def check_value(data: Any) -> None:
-    """Raise ApiError naming the first place in parsed JSON that no endpoint can use."""
-    stack: list[tuple[str, Any, int]] = [("", data, 0)]
+def check_value(data: Any, path: str = "") -> None:
+    """Raise ApiError naming the first place in parsed JSON that no endpoint can use (`path`
+    names `data` itself). Also for input that did not come through `json_loads` (socket
+    messages, MCP tool arguments)."""
+    stack: list[tuple[str, Any, int]] = [(path, data, 0)]
     while stack:
         path, value, depth = stack.pop()
         if isinstance(value, str):

@@ -17,6 +17,7 @@ import jsonschema
 
 from agents.browser import is_valid_key
 from enigma_site.errors import ApiError, InvalidParameter, MissingField
+from enigma_site.parsers import check_value
 
 MAX_DURATION_MIN, MAX_DURATION_MAX = 1000, 300_000
 TOKENS_MAX = 100_000
@@ -322,6 +323,7 @@ def parse_session_body(body: Any, *, require_task: bool) -> SessionInput:
     """Parse a start-session (require_task=False) or run-task (require_task=True) body."""
     if not isinstance(body, dict):
         raise ApiError("Request body must be a JSON object", code="INVALID_JSON")
+    check_value(body)  # MCP tool arguments do not come through the REST edge
     session = SessionInput()
     if "task" in body and "initialTask" in body:
         raise InvalidParameter("initialTask", "Give either 'task' or 'initialTask', not both")
@@ -423,6 +425,7 @@ def parse_message(message: Any) -> Message:
     """Validate a send-message `message` (also a socket emit) into a Message."""
     if not isinstance(message, dict):
         raise InvalidParameter("message", "Invalid parameter 'message': must be an object")
+    check_value(message, "message")  # socket emits and MCP tool arguments skip the REST edge
     action_type = message.get("actionType")
     if action_type is None:
         raise MissingField("message.actionType")

@@ -12,5 +12,6 @@ def broke_account(transactional_db: Any) -> dict[str, Any]:
     from accounts.services import api_key_create, personal_team, user_create
 
     user = user_create(email=f"broke{time.time_ns()}@example.com", password="pw-123456789")
-    created = api_key_create(team=personal_team(user), user=user, name="broke")
-    return {"user": user, "key": created.raw}
+    team = personal_team(user)
+    created = api_key_create(team=team, user=user, name="broke")
+    return {"user": user, "team": team, "key": created.raw, "headers": {"Authorization": f"Bearer {created.raw}"}}

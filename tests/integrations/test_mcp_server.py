@@ -101,3 +101,19 @@ def test_mcp_checks_the_host_header(server: str, account: dict[str, Any]) -> Non
                              headers={**account["headers"], "Host": "evil.example"}, timeout=10)
 
     assert response.status_code == 400
+
+
+def test_mcp_tool_arguments_no_database_takes_are_refused_naming_the_argument(
+    api: Any, account: dict[str, Any]
+) -> None:
+    from sessions_app.models import BrowserSession
+
+    async def scenario(client: Client) -> Any:
+        return await client.call_tool("browser_task", {"prompt": "extract the title\x00",
+                                                       "startingUrl": "https://example.com"})
+
+    result = with_client(f"{api.base}/mcp", scenario, headers=account["headers"])
+
+    body = json.loads(result.content[0].text)  # type: ignore[union-attr]
+    assert result.is_error and (body["code"], body["details"]["parameter"]) == ("INVALID_PARAMETER", "prompt")
+    assert not BrowserSession.objects.filter(team=account["team"]).exists()
