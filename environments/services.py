@@ -731,6 +731,7 @@ def trigger_run_start(*, trigger_id: str, manual: bool) -> TriggerRun | None:
         )
     except ApiError as exc:
         _trigger_run_settle(run, status=TriggerRun.Status.FAILED, code=exc.code, error=exc.message)
+        run.refresh_from_db()
         return run
     assert started is not None
     TriggerRun.objects.filter(pk=run.pk).update(session_id=session.pk, task_id=started.pk)

@@ -66,3 +66,18 @@ def test_a_profile_upload_while_a_session_runs_is_refused_and_kept_after(api: Ap
     accepted = _upload(api, f"/profiles/{environment_id}/upload", archive)
     assert accepted.status_code == 200, accepted.text
     assert "Profile of bob" in _who(api, pages, environment_id)  # and the upload is not overwritten
+
+
+def test_a_trigger_run_on_an_environment_in_use_fails_with_the_code(api: Api) -> None:
+    from environments.services import trigger_run_start
+
+    environment_id = create_environment(api)
+    created = api.post("/cron-jobs", {
+        "name": "nightly", "environmentId": environment_id, "scheduleType": "cron", "scheduleCron": "0 3 * * *",
+        "prompt": "extract the title", "webhook": {"url": "http://127.0.0.1:9/hook"},
+    })
+    assert created.status_code == 201, created.text
+    holder = start(api, environmentId=environment_id)["sessionId"]
+    run = trigger_run_start(trigger_id=created.json()["cronJob"]["_id"], manual=True)
+    assert run is not None and run.status == "failed" and run.code == "ENVIRONMENT_IN_USE", run
+    assert holder in run.error
