@@ -104,7 +104,7 @@ def test_concurrent_meters_of_sessions_of_one_team_charge_exactly(account: dict[
                                                 state=BrowserSession.State.TERMINATED,
                                                 input_tokens=100_000, output_tokens=10_000)
         BrowserSession.objects.filter(pk=session.pk).update(
-            created_at=created, ended_at=created + timedelta(minutes=2))
+            created_at=created, started_at=created, generation=1, ended_at=created + timedelta(minutes=2))
         sessions.append(session.pk)
 
     def work(index: int) -> None:
