@@ -12,6 +12,10 @@ from django.core.asgi import get_asgi_application
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "enigma_site.settings")
 django_asgi_app = get_asgi_application()
 
+from . import access_log  # noqa: E402
+
+access_log.install()  # no API key, viewer token or session id in the access log
+
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from .routing import websocket_urlpatterns  # noqa: E402

@@ -52,8 +52,7 @@ _SUMMARIES = {
     "webhooks/secret/rotate": "Rotate the team's webhook signing secret",
     "task/{session_id}/{task_id}/webhooks": "Webhook deliveries of a task",
 }
-_PUBLIC = {"openapi.json", "start/health", "start/active-sockets", "metrics", "billing/stripe/webhook",
-           "profiles/{environment_id}/archive"}
+_PUBLIC = {"openapi.json", "start/health", "billing/stripe/webhook", "profiles/{environment_id}/archive"}
 _BODIES = {
     "start/start-session": "SessionConfig of any generation: flat G1 fields (taskDetails, startingUrl, "
                            "maxDuration, ...), G2 {initialTask: {...}} or G3 {task: {prompt, ...}}, plus "

@@ -1,4 +1,4 @@
-"""Websocket routes (Socket.IO is mounted by path in asgi.py; this is the dashboard's live view)."""
+"""Websocket routes (Socket.IO is mounted by path in asgi.py; this is the live view's, keyed by a viewer token)."""
 
 from __future__ import annotations
 
@@ -9,5 +9,5 @@ from django.urls import re_path
 from sessions_app.realtime.consumers import ViewerConsumer
 
 websocket_urlpatterns: list[Any] = [
-    re_path(r"^ws/sessions/(?P<session_id>[0-9a-f]{32})/?$", ViewerConsumer.as_asgi()),
+    re_path(r"^ws/view/(?P<token>[A-Za-z0-9_-]{1,64})/?$", ViewerConsumer.as_asgi()),
 ]

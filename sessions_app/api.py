@@ -204,17 +204,13 @@ def _waiting_view(drf_view: Callable[..., Any]) -> Callable[..., Any]:
 
 
 class ActiveSocketsApi(ApiView):
-    """G1's `GET /start/active-sockets` (no auth): ids of the Socket.IO connections open now."""
-
-    authentication_classes: list[Any] = []
-    permission_classes: list[Any] = []
+    """G1's `GET /start/active-sockets`: ids of the caller's team's Socket.IO connections open
+    now (an API key is required: socket ids of other tenants are none of its business)."""
 
     def get(self, request: Request) -> Response:
-        from enigma_site.redis import get_redis
+        from .realtime.sio import active_sockets
 
-        from .realtime.sio import ACTIVE_SOCKETS_KEY
-
-        sockets = sorted(get_redis().smembers(ACTIVE_SOCKETS_KEY))
+        sockets = active_sockets(team_id=self.principal.team.pk)
         return ok(sockets=sockets, count=len(sockets),
                   timestamp=timezone.now().isoformat().replace("+00:00", "Z"))
 

@@ -1,6 +1,8 @@
 """Prometheus metrics in the text exposition format (spec README additions).
 
-Open when ENIGMA_METRICS_TOKEN is empty; otherwise `Authorization: Bearer <token>` is required.
+Never open: a scraper sends `Authorization: Bearer $ENIGMA_METRICS_TOKEN` (when the operator set
+one), or a staff user reads them logged in to the dashboard. Worker ids and load are operator
+information, not a tenant's.
 """
 
 from __future__ import annotations
@@ -24,12 +26,20 @@ def _line(name: str, value: float, **labels: str) -> str:
     return f"{name} {value}"
 
 
-def metrics(request: HttpRequest) -> HttpResponse:
+def metrics_allowed(request: HttpRequest) -> bool:
+    """True for the metrics token (when one is set) or a logged-in staff user."""
     token = settings.ENIGMA_METRICS_TOKEN
-    if token:
-        given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
-        if not hmac.compare_digest(given.encode(), token.encode()):
-            return JsonResponse(error_body(401, "UNAUTHORIZED", "Metrics token required"), status=401)
+    given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+    if token and given and hmac.compare_digest(given.encode(), token.encode()):
+        return True
+    user = getattr(request, "user", None)
+    return bool(user is not None and user.is_authenticated and user.is_staff)
+
+
+def metrics(request: HttpRequest) -> HttpResponse:
+    if not metrics_allowed(request):
+        message = "Metrics need Authorization: Bearer <ENIGMA_METRICS_TOKEN> or a staff login"
+        return JsonResponse(error_body(401, "UNAUTHORIZED", message), status=401)
     lines = ["# HELP enigma_sessions Browser sessions by state.", "# TYPE enigma_sessions gauge"]
     by_state = dict(BrowserSession.objects.values_list("state").annotate(n=Count("pk")))
     for state in BrowserSession.State.values:

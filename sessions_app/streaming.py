@@ -1,27 +1,59 @@
-"""Signed, expiring viewer links for the live view (`streaming.webViewURL`)."""
+"""Viewer links for the live view (`streaming.webViewURL`): opaque, expiring tokens.
+
+A viewer link is made to be embedded in other people's pages, so it carries nothing but a random
+token: the session id, the team and the grant (watch, or watch and control) stay in Redis under
+a hash of the token, and expire with it.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import json
+import secrets
+import time
+from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
-from django.core import signing
 
-_SALT = "enigma.viewer"
+from enigma_site.redis import get_redis
+
 VIEWER_TOKEN_MAX_AGE_S = 6 * 3600
+TOKEN_PREFIX = "vt_"
+_MAX_TOKEN_LENGTH = 64
 
 
-def viewer_token(*, session_id: str, control: bool) -> str:
-    return signing.dumps({"s": session_id, "c": bool(control)}, salt=_SALT, compress=True)
+@dataclass(frozen=True)
+class ViewerGrant:
+    session_id: str
+    control: bool
+    expires_at: float
 
 
-def viewer_token_read(token: str) -> dict[str, Any] | None:
-    """Return {"session_id", "control"} for a valid, unexpired token, else None."""
-    try:
-        data = signing.loads(token, salt=_SALT, max_age=VIEWER_TOKEN_MAX_AGE_S)
-    except signing.BadSignature:
+def _key(token: str) -> str:
+    return "enigma:viewer-token:" + hashlib.sha256(token.encode()).hexdigest()
+
+
+def viewer_token_create(*, session_id: str, control: bool, ttl_s: float = VIEWER_TOKEN_MAX_AGE_S) -> str:
+    """Mint a viewer token for the session: it may watch, and click and type if `control`."""
+    token = TOKEN_PREFIX + secrets.token_urlsafe(24)
+    expires_at = time.time() + ttl_s
+    get_redis().set(_key(token), json.dumps({"s": session_id, "c": bool(control), "e": expires_at}),
+                    ex=max(1, int(ttl_s)))
+    return token
+
+
+def viewer_token_read(token: str) -> ViewerGrant | None:
+    """Return the grant of a valid, unexpired token, else None."""
+    if not token.startswith(TOKEN_PREFIX) or len(token) > _MAX_TOKEN_LENGTH:
         return None
-    return {"session_id": data["s"], "control": bool(data["c"])}
+    raw = get_redis().get(_key(token))
+    if raw is None:
+        return None
+    data = json.loads(raw)
+    if float(data["e"]) <= time.time():
+        return None
+    return ViewerGrant(session_id=str(data["s"]), control=bool(data["c"]), expires_at=float(data["e"]))
 
 
 def public_base_url(request: Any) -> str:
@@ -30,4 +62,5 @@ def public_base_url(request: Any) -> str:
 
 
 def viewer_url(*, base_url: str, session_id: str, control: bool) -> str:
-    return f"{base_url}/view/{session_id}?token={viewer_token(session_id=session_id, control=control)}"
+    return f"{base_url}/view/{viewer_token_create(session_id=session_id, control=control)}"
+

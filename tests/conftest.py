@@ -156,9 +156,9 @@ def server(django_db_setup: Any, proc_logs: Path) -> Iterator[str]:
     url = f"http://127.0.0.1:{port}"
     for _ in range(100):
         try:
-            requests.get(url + "/start/health", timeout=1)
+            requests.get(url + "/start/health", timeout=5)
             break
-        except requests.ConnectionError:
+        except (requests.ConnectionError, requests.Timeout):  # not listening, or a slow first answer
             time.sleep(0.1)
     yield url
     proc.stop()

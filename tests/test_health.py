@@ -35,18 +35,27 @@ def test_health_is_healthy_with_a_live_worker(worker: Any, server: str) -> None:
 
 
 @pytest.mark.django_db
-def test_metrics_count_sessions_by_state_and_honour_the_token() -> None:
+def test_metrics_need_the_metrics_token_or_a_staff_login() -> None:
+    from django.test import Client
+
     from accounts.services import personal_team, user_create
     from sessions_app.models import BrowserSession
 
-    team = personal_team(user_create(email="m@example.com"))
-    BrowserSession.objects.create(team=team, state="terminated")
-    text = APIClient().get("/metrics").content.decode()
-    assert 'enigma_sessions{state="terminated"} 1' in text
-    assert 'enigma_sessions{state="active"} 0' in text
+    user = user_create(email="m@example.com", password="pw-123456789")
+    BrowserSession.objects.create(team=personal_team(user), state="terminated")
+    assert APIClient().get("/metrics").status_code == 401  # closed by default
     with override_settings(ENIGMA_METRICS_TOKEN="t0ken"):
         assert APIClient().get("/metrics").status_code == 401
-        assert APIClient().get("/metrics", HTTP_AUTHORIZATION="Bearer t0ken").status_code == 200
+        assert APIClient().get("/metrics", HTTP_AUTHORIZATION="Bearer wrong").status_code == 401
+        text = APIClient().get("/metrics", HTTP_AUTHORIZATION="Bearer t0ken").content.decode()
+    assert 'enigma_sessions{state="terminated"} 1' in text
+    assert 'enigma_sessions{state="active"} 0' in text
+    browser = Client()
+    browser.force_login(user, backend="django.contrib.auth.backends.ModelBackend")
+    assert browser.get("/metrics").status_code == 401  # a customer is not an operator
+    user.is_staff = True
+    user.save(update_fields=["is_staff"])
+    assert browser.get("/metrics").status_code == 200
 
 
 @pytest.mark.django_db

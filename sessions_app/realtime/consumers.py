@@ -1,17 +1,16 @@
-"""The plain JSON websocket of the live view: /ws/sessions/<id>/?token=<viewer token>.
+"""The plain JSON websocket of the live view: /ws/view/<viewer token>/.
 
-Used by the viewer page (templates/viewer.html) and the dashboard. Server to client:
-`{"type": "hello", sessionId, control, state, url, title}`, `{"type": "frame", data, url, title,
+Used by the viewer page (templates/viewer.html), also inside the dashboard. Server to client:
+`{"type": "hello", control, state, url, title}`, `{"type": "frame", data, url, title,
 timestamp, sentAt}`, `{"type": "event", name, data, eventId}`, `{"type": "error", error, code,
-details}`, `{"type": "end_session", reason}`. Client to server: a send-message `message` of
-actionType "interaction" (only with a control token).
+details}`, `{"type": "end_session", reason}`; never the session id. Client to server: a
+send-message `message` of actionType "interaction" (only with a control token).
 """
 
 from __future__ import annotations
 
 import logging
 from typing import Any
-from urllib.parse import parse_qs
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
@@ -20,7 +19,7 @@ from enigma_site.errors import ApiError
 
 from ..events import group_name
 from ..runner import frames_group
-from .access import error_payload, viewer_authorize, viewer_message_apply
+from .access import error_payload, viewer_grant_read, viewer_message_apply, without_session_id
 from .sio import RUNNER_STARTED
 from .viewers import ViewerLease
 
@@ -36,15 +35,13 @@ class ViewerConsumer(AsyncJsonWebsocketConsumer):
     lease: ViewerLease | None = None
 
     async def connect(self) -> None:
-        self.session_id = self.scope["url_route"]["kwargs"]["session_id"]
-        query = parse_qs(self.scope.get("query_string", b"").decode())
-        token = (query.get("token") or [""])[0]
+        token = self.scope["url_route"]["kwargs"]["token"]
         try:
-            session, self.control = await database_sync_to_async(viewer_authorize)(
-                session_id=self.session_id, token=token)
+            session, self.control = await database_sync_to_async(viewer_grant_read)(token)
         except ApiError:
             await self.close(code=CLOSE_INVALID_TOKEN)
             return
+        self.session_id = session.pk
         await self.accept()
         if not session.is_live:
             await self.send_json({"type": "end_session", "reason": session.end_reason or session.state})
@@ -52,9 +49,8 @@ class ViewerConsumer(AsyncJsonWebsocketConsumer):
             return
         await self.channel_layer.group_add(group_name(self.session_id), self.channel_name)
         await self.channel_layer.group_add(frames_group(self.session_id), self.channel_name)
-        await self.send_json({"type": "hello", "sessionId": self.session_id, "control": self.control,
-                              "state": session.state, "url": session.current_url,
-                              "title": session.current_title})
+        await self.send_json(self.shown({"type": "hello", "control": self.control, "state": session.state,
+                                          "url": session.current_url, "title": session.current_title}))
         self.lease = ViewerLease(self.session_id)
         await self.lease.start()
 
@@ -70,19 +66,23 @@ class ViewerConsumer(AsyncJsonWebsocketConsumer):
             await database_sync_to_async(viewer_message_apply)(
                 session_id=self.session_id, control=self.control, raw=content)
         except ApiError as exc:
-            await self.send_json(error_payload(exc))
+            await self.send_json(self.shown(error_payload(exc)))
         except Exception:
             logger.exception("viewer message of session %s failed", self.session_id)
             await self.send_json({"type": "error", "error": "Internal server error",
                                   "code": "INTERNAL_ERROR", "details": {}})
 
+    def shown(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """What a viewer may see: never the session id (the page may be someone else's)."""
+        return without_session_id(payload, self.session_id)
+
     async def session_frame(self, message: dict[str, Any]) -> None:
-        await self.send_json({**message, "type": "frame"})
+        await self.send_json(self.shown({**message, "type": "frame"}))
 
     async def session_event(self, message: dict[str, Any]) -> None:
         payload = message["payload"]
-        await self.send_json({"type": "event", "name": message["name"], "data": payload,
-                              "eventId": message["id"]})
+        await self.send_json(self.shown({"type": "event", "name": message["name"], "data": payload,
+                                         "eventId": message["id"]}))
         if message["name"] == "end_session":
             await self.send_json({"type": "end_session", "reason": payload.get("reason", "")})
             await self.close(code=CLOSE_SESSION_ENDED)

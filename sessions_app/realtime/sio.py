@@ -5,38 +5,55 @@ socket gets its own channel-layer channel in the session's event group (so event
 worker reach it on any web process), replays the log after `auth.lastEventId` before live
 events, and, when it asks for frames (`auth.frames` or `emit("watch")`), a second channel in the
 session's frame group plus a viewer lease that keeps the screencast running.
+
+A socket lives as long as its session: only `end_session` closes it from our side. A Redis or
+database error while it waits is retried; once the layer answers again the socket re-joins its
+group and replays the log after the last event it sent, so nothing is lost meanwhile.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 import time
 from typing import Any
 
+import redis.exceptions
 import socketio
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
+from django.db import DatabaseError
 
 from enigma_site.errors import ApiError
-from enigma_site.redis import get_async_redis
+from enigma_site.redis import get_async_redis, get_redis
 
 from ..events import events_after, group_name
 from ..runner import frames_group
-from .access import error_payload, socket_message_apply, socket_session_authorize
+from .access import SocketGrant, error_payload, socket_message_apply, socket_session_authorize, without_session_id
 from .viewers import ViewerLease
 
 logger = logging.getLogger(__name__)
 
 REPLAY_PAGE = 500
 STALE_FRAME_S = 0.5
-ACTIVE_SOCKETS_KEY = "enigma:sockets"
+RETRY_BASE_S = 0.5
+RETRY_MAX_S = 5.0
+# Errors a socket waits out: Redis (the channel layer, leases) or the database (the log).
+TRANSIENT = (redis.exceptions.RedisError, OSError, DatabaseError)
 # Events after which a watching client asks the (possibly new) runner to start frames again.
 RUNNER_STARTED = {"session_active", "instance:reconnected"}
 
 _clients: dict[str, SocketClient] = {}
+
+
+def active_sockets_key(team_id: int) -> str:
+    return f"enigma:sockets:{team_id}"
+
+
+def active_sockets(*, team_id: int) -> list[str]:
+    """The ids of the team's Socket.IO connections open now, on every web process."""
+    return sorted(get_redis().smembers(active_sockets_key(team_id)))
 
 
 class _Manager(socketio.AsyncManager):
@@ -53,7 +70,7 @@ class _Manager(socketio.AsyncManager):
 sio = socketio.AsyncServer(
     async_mode="asgi",
     transports=["websocket"],
-    # No cookies are involved: the session id (or API key) in `auth` is the credential.
+    # No cookies are involved: what is in `auth` is the credential.
     cors_allowed_origins="*",
     client_manager=_Manager(),
     logger=False,
@@ -71,21 +88,29 @@ def _last_event_id(auth: dict[str, Any]) -> int | None:
         return None
 
 
-class SocketClient:
-    """One connected socket: its channels, its pumps and its viewer lease."""
+def _backoff(failures: int) -> float:
+    return min(RETRY_MAX_S, RETRY_BASE_S * 2 ** min(failures, 8))
 
-    def __init__(self, sid: str, session_id: str, last_event_id: int | None) -> None:
+
+class SocketClient:
+    """One connected socket: its grant, its channels, its pumps and its viewer lease."""
+
+    def __init__(self, sid: str, grant: SocketGrant, last_event_id: int | None) -> None:
         self.sid = sid
-        self.session_id = session_id
-        self.last_event_id = last_event_id
+        self.grant = grant
+        self.session_id = grant.session_id
+        # Replay from what the client says it has, else from the log's end when it was let in.
+        self.cursor = grant.last_event_id if last_event_id is None else last_event_id
+        self.sent: set[int] = set()
         self.ready = asyncio.Event()
         self.layer = get_channel_layer()
         self.events_channel = ""
         self.frames_channel = ""
-        self.lease = ViewerLease(session_id)
+        self.lease = ViewerLease(self.session_id)
         self.events_task: asyncio.Task[None] | None = None
         self.frames_task: asyncio.Task[None] | None = None
         self.closed = False
+        self.ended = False  # end_session went out: the socket is being closed
 
     async def open(self) -> None:
         # Join before reading the log: an event stored meanwhile arrives on both paths and is
@@ -118,104 +143,146 @@ class SocketClient:
         self.closed = True
         if self.events_task is not None and self.events_task is not asyncio.current_task():
             self.events_task.cancel()
-        with contextlib.suppress(Exception):
+        try:
             await self.layer.group_discard(group_name(self.session_id), self.events_channel)
-        with contextlib.suppress(Exception):
             await self._unwatch()
+        except TRANSIENT:  # the group membership and the lease expire on their own
+            logger.warning("could not leave the groups of socket %s", self.sid)
+
+    def shown(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """A payload as this socket may see it (viewers never see the session id)."""
+        return without_session_id(payload, self.session_id) if self.grant.hides_session_id else payload
 
     async def _emit(self, name: str, payload: dict[str, Any], event_id: int) -> None:
-        await sio.emit(name, {**payload, "eventId": event_id}, to=self.sid)
+        if event_id in self.sent:
+            return
+        self.sent.add(event_id)
+        self.cursor = max(self.cursor, event_id)
+        await sio.emit(name, self.shown({**payload, "eventId": event_id}), to=self.sid)
         if name == "end_session":
             # The session is over: close the socket the way api.md §2.2 (terminate) says.
             # A short pause lets the end_session packet leave first.
+            self.ended = True
             await asyncio.sleep(0.05)
             await sio.disconnect(self.sid)
         elif payload.get("type") in RUNNER_STARTED or name in RUNNER_STARTED:
             await self.lease.nudge()
 
+    async def _replay(self) -> None:
+        """Send the log after the cursor (events missed while not listening)."""
+        while not (self.closed or self.ended):
+            rows = await database_sync_to_async(events_after)(
+                session_id=self.session_id, after=self.cursor, limit=REPLAY_PAGE)
+            for row in rows:
+                await self._emit(row["name"], row["data"], row["id"])
+                if self.closed or self.ended:
+                    return
+            if len(rows) < REPLAY_PAGE:
+                return
+
     async def _pump_events(self) -> None:
         try:
             await asyncio.wait_for(self.ready.wait(), timeout=30)
-            replayed: set[int] = set()
-            after = self.last_event_id
-            while after is not None:
-                rows = await database_sync_to_async(events_after)(
-                    session_id=self.session_id, after=after, limit=REPLAY_PAGE)
-                for row in rows:
-                    replayed.add(row["id"])
-                    await self._emit(row["name"], row["data"], row["id"])
-                    if self.closed:
-                        return
-                after = rows[-1]["id"] if len(rows) == REPLAY_PAGE else None
-            while True:
-                message = await self.layer.receive(self.events_channel)
-                if message.get("id") in replayed:
+            failures = 0
+            catch_up = True
+            while not (self.closed or self.ended):
+                try:
+                    if catch_up:
+                        if failures:  # Redis may have lost the group (a restart): join again
+                            await self.layer.group_add(group_name(self.session_id), self.events_channel)
+                        await self._replay()
+                        catch_up = False
+                        continue
+                    message = await self.layer.receive(self.events_channel)
+                except TRANSIENT as exc:
+                    failures += 1
+                    catch_up = True
+                    logger.warning("event pump of socket %s: %s: %s; retrying", self.sid,
+                                   type(exc).__name__, exc)
+                    await asyncio.sleep(_backoff(failures))
                     continue
+                failures = 0
                 await self._emit(message["name"], message["payload"], message["id"])
-                if self.closed:
-                    return
         except asyncio.CancelledError:
             raise
-        except Exception:
-            logger.exception("event pump of socket %s (session %s) failed", self.sid, self.session_id)
+        except Exception:  # a bug, not an outage: the client reconnects with lastEventId
+            logger.exception("event pump of socket %s failed", self.sid)
             await sio.disconnect(self.sid)
 
     async def _pump_frames(self, channel: str) -> None:
         await self.ready.wait()
+        failures = 0
         while True:
-            message = await self.layer.receive(channel)
+            try:
+                if failures:
+                    await self.layer.group_add(frames_group(self.session_id), channel)
+                message = await self.layer.receive(channel)
+            except TRANSIENT as exc:
+                failures += 1
+                logger.warning("frame pump of socket %s: %s; retrying", self.sid, type(exc).__name__)
+                await asyncio.sleep(_backoff(failures))
+                continue
+            failures = 0
             # Backpressure: a frame that waited too long is stale; skip it so a slow client
             # gets the newest picture instead of a growing backlog.
             if time.time() - float(message.get("sentAt") or 0) > STALE_FRAME_S:
                 continue
             frame = {k: v for k, v in message.items() if k != "type"}
-            await sio.emit("frame", frame, to=self.sid)
+            await sio.emit("frame", self.shown(frame), to=self.sid)
 
 
 @sio.event
 async def connect(sid: str, environ: dict[str, Any], auth: Any) -> None:
     try:
-        session = await database_sync_to_async(socket_session_authorize)(auth)
+        grant = await database_sync_to_async(socket_session_authorize)(auth)
     except ApiError as exc:
         raise socketio.exceptions.ConnectionRefusedError(
             exc.message, {"code": exc.code, "details": exc.details}) from None
-    client = SocketClient(sid, session.pk, _last_event_id(auth))
+    client = SocketClient(sid, grant, _last_event_id(auth))
     _clients[sid] = client
-    await get_async_redis().sadd(ACTIVE_SOCKETS_KEY, sid)
     try:
+        await get_async_redis().sadd(active_sockets_key(grant.session.team_id), sid)
         await client.open()
         if auth.get("frames"):
             await client.watch(True)
-    except Exception:
+    except TRANSIENT:
         _clients.pop(sid, None)
         await client.close()
-        raise
+        raise socketio.exceptions.ConnectionRefusedError(
+            "Service temporarily unavailable, try again", {"code": "SERVICE_UNAVAILABLE", "details": {}}) from None
 
 
 @sio.event
 async def disconnect(sid: str, reason: Any = None) -> None:
     client = _clients.pop(sid, None)
-    await get_async_redis().srem(ACTIVE_SOCKETS_KEY, sid)
-    if client is not None:
-        await client.close()
+    if client is None:
+        return
+    await client.close()
+    try:
+        await get_async_redis().srem(active_sockets_key(client.grant.session.team_id), sid)
+    except TRANSIENT:
+        logger.warning("could not unlist socket %s", sid)
 
 
 @sio.on("message")
 async def on_message(sid: str, data: Any = None) -> dict[str, Any]:
-    """A client's emit("message", m): the same message and validation as send-message. The
-    acknowledgement (if asked for) is the REST body; errors also arrive as an `error` message."""
+    """A client's emit("message", m): the same message and validation as send-message, within
+    what the socket's credential allows. The acknowledgement (if asked for) is the REST body;
+    errors also arrive as an `error` message."""
     client = _clients.get(sid)
     if client is None:
         return {"success": False, "code": "SESSION_NOT_FOUND", "error": "Not connected to a session"}
     if isinstance(data, str):
-        with contextlib.suppress(ValueError):
+        try:
             data = json.loads(data)
+        except ValueError:
+            pass  # parse_message names what is wrong with it
     try:
-        return await database_sync_to_async(socket_message_apply)(session_id=client.session_id, raw=data)
+        return await database_sync_to_async(socket_message_apply)(grant=client.grant, raw=data)
     except ApiError as exc:
-        body = error_payload(exc)
+        body = client.shown(error_payload(exc))
     except Exception:
-        logger.exception("socket message of session %s failed", client.session_id)
+        logger.exception("socket message of socket %s failed", sid)
         body = {"type": "error", "error": "Internal server error", "code": "INTERNAL_ERROR", "details": {}}
     await sio.emit("message", body, to=sid)
     return {"success": False, "message": body["error"], **body}

@@ -5,5 +5,5 @@ from django.urls import path
 from . import views
 
 urlpatterns = [
-    path("view/<str:session_id>", views.viewer_page, name="viewer"),
+    path("view/<str:token>", views.viewer_page, name="viewer"),
 ]

@@ -1,11 +1,10 @@
-// The live view: frames from /ws/sessions/<id>/ under a drawn browser chrome, in a 1024x600
+// The live view: frames from /ws/view/<token>/ under a drawn browser chrome, in a 1024x600
 // window scaled to fit. With a control token, clicks and keys become send-message
 // interactions in the contract's coordinates: x 0-1024, y = page y + 155 (spec decision 6).
 (function () {
   "use strict";
   var win = document.getElementById("window");
   if (!win) return;
-  var sessionId = win.dataset.sessionId;
   var token = win.dataset.token;
   var control = win.dataset.control === "1";
   var width = Number(win.dataset.width), height = Number(win.dataset.height);
@@ -51,8 +50,7 @@
 
   function connect() {
     var scheme = location.protocol === "https:" ? "wss://" : "ws://";
-    ws = new WebSocket(scheme + location.host + "/ws/sessions/" + sessionId + "/?token=" +
-      encodeURIComponent(token));
+    ws = new WebSocket(scheme + location.host + "/ws/view/" + encodeURIComponent(token) + "/");
     ws.onopen = function () { retry = 0; };
     ws.onmessage = function (event) {
       var msg = JSON.parse(event.data);

@@ -8,6 +8,7 @@ import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -21,6 +22,15 @@ def session_start(api: Any, **body: Any) -> str:
     session_id = response.json()["sessionId"]
     api.wait_session(session_id, "active")
     return session_id
+
+
+def view_token(view_url: str) -> str:
+    """The viewer token of a `webViewURL` (/view/<token>)."""
+    return urlsplit(view_url).path.rsplit("/", 1)[-1]
+
+
+def viewer_ws_url(base: str, token: str) -> str:
+    return base.replace("http://", "ws://") + f"/ws/view/{token}/"
 
 
 def task_details(pages: str, page: str = "hello.html") -> str:

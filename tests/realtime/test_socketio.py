@@ -83,7 +83,7 @@ async def test_invalid_socket_message_comes_back_as_an_error_event(api: Any) -> 
             errors.append(data)
             got.set()
 
-    await client.connect(api.base, auth={"sessionId": session_id}, transports=["websocket"])
+    await client.connect(api.base, auth={"sessionId": session_id, "apiKey": api.key}, transports=["websocket"])
     ack = await client.call("message", {"actionType": "interaction",
                                         "action": {"type": "CLICK", "x": 10, "y": 20}}, timeout=10)
     await asyncio.wait_for(got.wait(), 10)
@@ -113,7 +113,7 @@ def test_node_client_with_unknown_session_gets_connect_error(server: str, node_c
 def test_node_client_terminate_emit_gives_end_session(api: Any, node_client: Any) -> None:
     session_id = session_start(api)
     outcome = node_client({"url": api.base, "sessionId": session_id, "apiKey": api.key,
-                           "scenario": "terminate"})
+                           "socketApiKey": True, "scenario": "terminate"})
     by_name = {r["name"]: r["data"] for r in outcome["received"]}
     assert by_name["ack-invalid"]["code"] == "INVALID_PARAMETER"
     assert by_name["ack"] == {"success": True, "message": "Message sent successfully"}
@@ -154,12 +154,12 @@ async def test_active_sockets_lists_open_connections(api: Any) -> None:
     client = socketio.AsyncClient(reconnection=False)
     await client.connect(api.base, auth={"sessionId": session_id}, transports=["websocket"])
     try:
-        body = (await asyncio.to_thread(requests.get, api.base + "/start/active-sockets", timeout=10)).json()
+        body = (await asyncio.to_thread(api.get, "/start/active-sockets")).json()
         assert body["success"] is True
         sid = client.get_sid("/")
         assert sid in body["sockets"] and body["count"] == len(body["sockets"])
     finally:
         await client.disconnect()
     await asyncio.sleep(0.3)
-    after = (await asyncio.to_thread(requests.get, api.base + "/start/active-sockets", timeout=10)).json()
+    after = (await asyncio.to_thread(api.get, "/start/active-sockets")).json()
     assert sid not in after["sockets"]

@@ -6,11 +6,12 @@ import asyncio
 import json
 import time
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import socketio
 from websockets.asyncio.client import connect
+
+from .conftest import view_token, viewer_ws_url
 
 pytestmark = pytest.mark.slow
 
@@ -22,10 +23,6 @@ def _animated_session(api: Any, pages: str) -> tuple[str, str]:
     body = response.json()
     api.wait_session(body["sessionId"], "active")
     return body["sessionId"], body["streaming"]["webViewURL"]
-
-
-def _ws_url(base: str, session_id: str, token: str) -> str:
-    return base.replace("http://", "ws://") + f"/ws/sessions/{session_id}/?token={token}"
 
 
 async def _next(ws: Any, kind: str, timeout: float = 10, **match: Any) -> dict[str, Any]:
@@ -60,9 +57,8 @@ async def _frames_on_the_bus(session_id: str, seconds: float) -> int:
 @pytest.mark.asyncio
 async def test_viewer_gets_frames_of_an_animated_page_only_while_watching(api: Any, pages: str) -> None:
     session_id, view_url = await asyncio.to_thread(_animated_session, api, pages)
-    token = parse_qs(urlsplit(view_url).query)["token"][0]
     assert await _frames_on_the_bus(session_id, 1.0) == 0  # nobody watches: no screencast
-    async with connect(_ws_url(api.base, session_id, token), max_size=None) as ws:
+    async with connect(viewer_ws_url(api.base, view_token(view_url)), max_size=None) as ws:
         hello = await _next(ws, "hello")
         assert hello["control"] is True
         first = await _next(ws, "frame")
@@ -105,19 +101,19 @@ async def test_socketio_client_that_asks_for_frames_receives_them(api: Any, page
 
 @pytest.mark.asyncio
 async def test_read_only_viewer_cannot_click_but_a_control_viewer_can(api: Any, pages: str) -> None:
-    from sessions_app.streaming import viewer_token
+    from sessions_app.streaming import viewer_token_create
 
     session_id, view_url = await asyncio.to_thread(_animated_session, api, pages)
-    control_token = parse_qs(urlsplit(view_url).query)["token"][0]
-    read_only = viewer_token(session_id=session_id, control=False)
+    control_token = view_token(view_url)
+    read_only = await asyncio.to_thread(viewer_token_create, session_id=session_id, control=False)
     # The button of animated.html spans page x 100-300, y 300-360: the window's y adds 155.
     click = {"actionType": "interaction", "action": {"type": "CLICK", "x": 200, "y": 300 + 30 + 155}}
-    async with connect(_ws_url(api.base, session_id, read_only), max_size=None) as ws:
+    async with connect(viewer_ws_url(api.base, read_only), max_size=None) as ws:
         assert (await _next(ws, "hello"))["control"] is False
         await ws.send(json.dumps(click))
         error = await _next(ws, "error")
         assert error["code"] == "VIEWER_READ_ONLY"
-    async with connect(_ws_url(api.base, session_id, control_token), max_size=None) as ws:
+    async with connect(viewer_ws_url(api.base, control_token), max_size=None) as ws:
         await _next(ws, "hello")
         await ws.send(json.dumps(click))
         event = await _next(ws, "event")
@@ -134,11 +130,11 @@ def test_viewer_page_renders_for_a_valid_token_only(api: Any) -> None:
     body = response.json()
     page = api.http.get(body["streaming"]["webViewURL"], timeout=10)
     assert page.status_code == 200
-    assert f'data-session-id="{body["sessionId"]}"' in page.text and 'data-control="1"' in page.text
-    assert "viewer/viewer.js" in page.text
+    assert 'data-control="1"' in page.text and "viewer/viewer.js" in page.text
+    assert body["sessionId"] not in page.text
     assert "X-Frame-Options" not in page.headers
-    forged = api.http.get(f"{api.base}/view/{body['sessionId']}?token=forged", timeout=10)
-    assert forged.status_code == 403
+    for forged in ("vt_forged", body["sessionId"], "forged"):
+        assert api.http.get(f"{api.base}/view/{forged}", timeout=10).status_code == 403
 
 
 @pytest.mark.asyncio
@@ -146,5 +142,5 @@ async def test_viewer_socket_with_a_bad_token_is_refused(server: str) -> None:
     from websockets.exceptions import InvalidStatus
 
     with pytest.raises(InvalidStatus):
-        async with connect(_ws_url(server, "0" * 32, "forged")):
+        async with connect(viewer_ws_url(server, "vt_forged")):
             pass
