@@ -66,3 +66,54 @@ def test_expiry_reaches_a_socket_that_connected_after_the_last_task(
     ended = [r["data"] for r in outcome["received"] if r["name"] == "end_session"]
     assert ended and ended[0]["reason"] == "expired", outcome
     assert outcome["disconnectReason"] == "io server disconnect"
+
+
+def _kill_blocked_receivers() -> int:
+    """Cut every connection blocked in the channel layer's receive (BZPOPMIN): the fault a Redis
+    failover or a network blip gives a waiting socket. Returns how many were cut."""
+    from enigma_site.redis import get_redis
+
+    redis = get_redis()
+    killed = 0
+    for client in redis.client_list():
+        if client.get("cmd") == "bzpopmin":
+            killed += int(redis.execute_command("CLIENT", "KILL", "ID", client["id"]))
+    return killed
+
+
+@pytest.mark.asyncio
+async def test_a_redis_connection_cut_does_not_end_a_socket_nor_lose_events(api: Any, pages: str) -> None:
+    session_id = await asyncio.to_thread(session_start, api)
+    client = socketio.AsyncClient(reconnection=False)
+    ids: list[int] = []
+    completed = asyncio.Event()
+    disconnects: list[Any] = []
+
+    @client.on("message")
+    async def on_message(data: dict[str, Any]) -> None:
+        ids.append(data["eventId"])
+        if data.get("type") == "task_completed":
+            completed.set()
+
+    @client.on("disconnect")
+    async def on_disconnect(reason: Any = None) -> None:
+        disconnects.append(reason)
+
+    await client.connect(api.base, auth={"sessionId": session_id}, transports=["websocket"])
+    try:
+        last = (await asyncio.to_thread(api.get, f"/sessions/{session_id}/events?after=0")).json()["lastEventId"]
+        killed = 0
+        for _ in range(50):  # until the socket's pump is blocked in Redis
+            killed = await asyncio.to_thread(_kill_blocked_receivers)
+            if killed:
+                break
+            await asyncio.sleep(0.1)
+        assert killed
+        await asyncio.to_thread(api.message, session_id, {
+            "actionType": "newTask", "newState": "start", "taskDetails": task_details(pages)})
+        await asyncio.wait_for(completed.wait(), 30)
+        assert client.connected, disconnects
+    finally:
+        await client.disconnect()
+    log = (await asyncio.to_thread(api.get, f"/sessions/{session_id}/events?after={last}")).json()["events"]
+    assert ids == [e["id"] for e in log][:len(ids)] and len(ids) == len(log)
