@@ -27,7 +27,7 @@ from . import registry, selectors, services
 from .events import events_after, wait_task_settled
 from .models import BrowserSession, Task
 from .schema import parse_message, parse_session_body
-from .streaming import public_base_url, viewer_url
+from .streaming import public_base_url, viewer_url, whep_url
 
 
 def poll_url(request: HttpRequest | Request, task: Task) -> str:
@@ -40,7 +40,7 @@ def start_session_body(request: Request, session: BrowserSession, task: Task | N
         "sessionId": session.pk,
         "socketURL": base,
         "streaming": {
-            "webRTCURL": None,
+            "webRTCURL": whep_url(base_url=base, session_id=session.pk),
             "webViewURL": viewer_url(base_url=base, session_id=session.pk, control=True),
             "dimensions": {"width": 1024, "height": 600},
         },

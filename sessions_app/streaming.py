@@ -64,3 +64,8 @@ def public_base_url(request: Any) -> str:
 def viewer_url(*, base_url: str, session_id: str, control: bool) -> str:
     return f"{base_url}/view/{viewer_token_create(session_id=session_id, control=control)}"
 
+
+def whep_url(*, base_url: str, session_id: str) -> str:
+    """`streaming.webRTCURL`: the session's WHEP endpoint (video/views.py) behind a watch-only
+    viewer token (the stream is video; control goes over the socket)."""
+    return f"{base_url}/whep/{viewer_token_create(session_id=session_id, control=False)}"

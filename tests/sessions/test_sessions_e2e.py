@@ -40,7 +40,7 @@ def test_start_session_returns_contract_fields_and_task_id(api: Api, pages: str)
     body = start(api, initialTask={"taskDetails": "extract the title", "startingPoint": f"{pages}/hello.html"})
     assert body["socketURL"] == api.base
     assert body["streaming"]["dimensions"] == {"width": 1024, "height": 600}
-    assert body["streaming"]["webRTCURL"] is None
+    assert body["streaming"]["webRTCURL"].startswith(api.base + "/whep/vt_")
     assert "/view/" in body["streaming"]["webViewURL"]
     assert body["initialPrompt"] == "extract the title"
     assert body["expiresIn"] > 0 and body["balance"] == 10.0
