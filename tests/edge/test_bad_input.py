@@ -3,12 +3,15 @@ what was wrong, never a 500, and nothing is stored or started from input no endp
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
 import requests
+import socketio
 
 from tests.conftest import Api
+from tests.helpers import start
 
 DEEP = "[" * 50_000 + "]" * 50_000
 
@@ -116,3 +119,25 @@ def test_chat_completions_rejects_hostile_json_in_openai_format(
     assert response.status_code == 400, response.text
     error = response.json()["error"]
     assert error["type"] == "invalid_request_error" and error["param"] == param
+
+
+def test_a_socket_message_with_a_lone_surrogate_is_refused_naming_the_field(api: Api, account: dict[str, Any]) -> None:
+    from sessions_app.models import Task
+
+    session_id = start(api)["sessionId"]
+    api.wait_session(session_id, "active")
+
+    async def emit() -> Any:
+        client = socketio.AsyncClient(reconnection=False)
+        await client.connect(api.base, auth={"sessionId": session_id, "apiKey": account["key"]},
+                             transports=["websocket"])
+        try:
+            return await client.call("message", {"actionType": "newTask", "taskDetails": "go \ud800"}, timeout=10)
+        finally:
+            await client.disconnect()
+
+    ack = asyncio.run(emit())
+
+    assert (ack["code"], ack["details"]["parameter"]) == ("INVALID_PARAMETER", "message.taskDetails"), ack
+    assert not Task.objects.filter(session_id=session_id).exists()
+    assert api.get(f"/sessions/{session_id}").json()["state"] == "active"
