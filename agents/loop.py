@@ -404,7 +404,7 @@ class _AgentRun:
             question = str(call.input.get("question") or "The agent needs your input to continue.")
             answer = await self.reporter.ask_human(question)
             self.human_answers.append(answer)
-            return ToolResult(call, f"The human answered: {answer}")
+            return ToolResult(call, f"The human answered: {self.vault.scrub(answer)}")
         target = describe_target(call.name, call.input, observation)
         if self.gate is not None:
             refusal = await self.gate(

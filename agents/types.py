@@ -7,8 +7,31 @@ no Django, no HTTP, no billing.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+# What a page can put in a string that no UTF-8 encoder or PostgreSQL text column takes: lone
+# UTF-16 surrogates (`document.title = "\ud800"`) and NUL.
+_UNSTORABLE_RE = re.compile("[\ud800-\udfff\x00]")
+
+
+def clean_text(text: str) -> str:
+    """Return `text` with lone surrogates and NUL replaced by U+FFFD, so it can be stored and sent."""
+    if text.isascii() and "\x00" not in text:
+        return text
+    return _UNSTORABLE_RE.sub("\ufffd", text)
+
+
+def clean_obj(obj: Any) -> Any:
+    """`clean_text` on every string of a JSON-like structure (dict keys included)."""
+    if isinstance(obj, str):
+        return clean_text(obj)
+    if isinstance(obj, dict):
+        return {clean_text(k) if isinstance(k, str) else k: clean_obj(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [clean_obj(v) for v in obj]
+    return obj
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from typing import Any
 from asgiref.sync import async_to_sync, sync_to_async
 from channels.layers import get_channel_layer
 
+from agents.types import clean_obj
 from enigma_site.redis import get_async_redis, get_redis
 
 from .models import SessionEvent, Task
@@ -32,6 +33,7 @@ def task_channel(task_id: str) -> str:
 
 
 def _store(session_id: str, name: str, payload: dict[str, Any], task_id: str = "") -> dict[str, Any]:
+    payload = clean_obj(payload)  # text from pages: no lone surrogate reaches the log or a socket
     kind = str(payload.get("type", name))
     event = SessionEvent.objects.create(session_id=session_id, name=name, type=kind,
                                         task_id=task_id, payload=payload)

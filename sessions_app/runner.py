@@ -28,7 +28,8 @@ from django.utils import timezone
 
 from agents.browser import BlockedNavigation, NetworkPolicy, SessionBrowser
 from agents.loop import run_agent
-from agents.types import AgentError, SecretEntry, TaskSpec, TaskStopped
+from agents.secrets import SecretVault
+from agents.types import AgentError, SecretEntry, TaskSpec, TaskStopped, clean_obj
 from enigma_site.redis import get_async_redis
 from environments import policy_engine
 from environments import proxies as environment_proxies
@@ -53,6 +54,7 @@ logger = logging.getLogger(__name__)
 SCREENCAST_CHECK_S = 2.0
 # Commands whose effect must not repeat after a takeover (newTask and screencast are idempotent).
 CONTROL_COMMANDS = ("state", "interaction", "guardrail")
+COMMAND_WAIT = timedelta(seconds=10)
 
 
 def db(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -121,6 +123,10 @@ class SessionRunner:
         self.guardrail_future: asyncio.Future[str] | None = None
         self.waiting_human = False
         self.secrets: dict[str, list[dict[str, Any]]] = {}
+        # Every secret this runner was given, to scrub what it stores and sends (URLs, titles,
+        # storage checkpoints, events, results): a page may show a value after its task ended.
+        self._secret_entries: list[SecretEntry] = []
+        self.vault = SecretVault(())
         self.task_entries: dict[str, str] = {}
         self.last_activity = time.monotonic()
         self.last_command_id = "0-0"  # the worker's shared stream reader reads on from here
@@ -195,7 +201,7 @@ class SessionRunner:
                 self._command_loop(), self._task_loop(), self._timer_loop())]
             self.reading = True
             await self.runtime.commands_watch(self)
-            await self.done.wait()
+            await self._supervise_loops(loops)
         except _SessionGone:
             logger.info("session %s is no longer ours", self.session_id)
         except asyncio.CancelledError:
@@ -224,6 +230,20 @@ class SessionRunner:
                 await get_async_redis().delete(stream_key(self.session_id))
                 await environment_proxies.aproxy_forget(self.session_id)
 
+    async def _supervise_loops(self, loops: list[asyncio.Task[Any]]) -> None:
+        """Wait until the session is done; a loop that died of an exception fails the session
+        (in run) instead of leaving it alive with nothing running its tasks or commands."""
+        done = asyncio.create_task(self.done.wait())
+        try:
+            while not self.done.is_set():
+                finished, _ = await asyncio.wait({done, *loops}, return_when=asyncio.FIRST_COMPLETED)
+                for loop_task in finished - {done}:
+                    loops.remove(loop_task)
+                    if not loop_task.cancelled() and loop_task.exception() is not None:
+                        raise loop_task.exception()  # type: ignore[misc]
+        finally:
+            done.cancel()
+
     async def end(self, state: str, reason: str) -> None:
         """End the session (once), meter the last seconds, and stop the runner."""
         if self.agent_task and not self.agent_task.done():
@@ -243,7 +263,8 @@ class SessionRunner:
     # ----- events ---------------------------------------------------------------------------
 
     async def emit(self, name: str, payload: dict[str, Any], *, task_id: str = "") -> None:
-        await aevent_emit(session_id=self.session_id, name=name, payload=payload, task_id=task_id)
+        await aevent_emit(session_id=self.session_id, name=name, payload=self.vault.scrub_obj(payload),
+                          task_id=task_id)
 
     def _on_blocked(self, url: str, reason: str) -> None:
         host = url.split("/")[2] if "://" in url else url
@@ -276,9 +297,11 @@ class SessionRunner:
             url, title = await self.browser.url_and_title()
         except Exception:
             return
+        # Page text is cleaned and scrubbed like everything else we store (spec README §9).
         await db(BrowserSession.objects.filter(
             pk=self.session_id, generation=self.generation, state__in=BrowserSession.LIVE_STATES).update
-        )(storage_state=state, current_url=url[:4000], current_title=title[:1000])
+        )(storage_state=self.vault.scrub_storage_state(clean_obj(state)), current_url=self.vault.scrub(url)[:4000],
+          current_title=self.vault.scrub(title)[:1000])
 
     # ----- commands -------------------------------------------------------------------------
 
@@ -292,9 +315,16 @@ class SessionRunner:
         entries = await get_async_redis().xrange(stream_key(self.session_id), "-", "+")
         for entry_id, fields in entries:
             if fields.get("kind") == "newTask":
-                data = json.loads(fields["data"])
-                self.secrets[data["taskId"]] = data.get("secrets") or []
-                self.task_entries[data["taskId"]] = entry_id
+                self._task_command(entry_id, json.loads(fields["data"]))
+
+    def _task_command(self, entry_id: str, data: dict[str, Any]) -> None:
+        """Keep a queued task's secrets (in memory only) and its stream entry."""
+        entries = data.get("secrets") or []
+        self.secrets[data["taskId"]] = entries
+        self.task_entries[data["taskId"]] = entry_id
+        if entries:
+            self._secret_entries += [SecretEntry(match=e["match"], fields=e["fields"]) for e in entries]
+            self.vault = SecretVault(self._secret_entries)
 
     async def _command_loop(self) -> None:
         """Apply commands in stream order; the worker's shared reader feeds `self.commands`."""
@@ -316,8 +346,7 @@ class SessionRunner:
 
     async def _apply(self, entry_id: str, kind: str, data: dict[str, Any]) -> None:
         if kind == "newTask":
-            self.secrets[data["taskId"]] = data.get("secrets") or []
-            self.task_entries[data["taskId"]] = entry_id
+            self._task_command(entry_id, data)
             self.wake.set()
         elif kind == "state":
             await self._apply_state(data["newState"])
@@ -416,7 +445,7 @@ class SessionRunner:
         while not self.done.is_set():
             await asyncio.sleep(SCREENCAST_CHECK_S)
             with contextlib.suppress(Exception):
-                self._frame_title = (await self.browser.url_and_title())[1] if self.browser else ""
+                self._frame_title = self.vault.scrub((await self.browser.url_and_title())[1]) if self.browser else ""
             try:
                 watched = await viewer_count(self.session_id) > 0
             except Exception:
@@ -427,12 +456,12 @@ class SessionRunner:
                     return
 
     async def _on_frame(self, jpeg: bytes, metadata: dict[str, Any]) -> None:
-        url = self.browser.page.url if self.browser is not None else ""
+        url = self.vault.scrub(self.browser.page.url) if self.browser is not None else ""
         if url != self._frame_url:
             self._frame_url, self._frame_title = url, ""
             if self.browser is not None:
                 with contextlib.suppress(Exception):
-                    self._frame_title = await asyncio.wait_for(self.browser.page.title(), 0.2)
+                    self._frame_title = self.vault.scrub(await asyncio.wait_for(self.browser.page.title(), 0.2))
         if self.recorder is not None:
             self.recorder.frame(jpeg, url, self._frame_title)
         if not self._screencast_live:
@@ -446,6 +475,8 @@ class SessionRunner:
     # ----- tasks ----------------------------------------------------------------------------
 
     async def _task_loop(self) -> None:
+        """Run the queued tasks one at a time. A task that crashes the runner's own code fails
+        with INTERNAL_ERROR and the next one runs: no page can wedge the session."""
         while not self.done.is_set():
             task = await db(lambda: Task.objects.filter(
                 session_id=self.session_id, state=Task.State.QUEUED).order_by("seq").first())()
@@ -455,7 +486,18 @@ class SessionRunner:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.wake.wait(), timeout=5.0)
                 continue
-            await self._run_task(task)
+            if task.pk not in self.task_entries and timezone.now() - task.created_at < COMMAND_WAIT:
+                # The row is written before its newTask command: wait for the command and the
+                # secrets it carries (a command lost with Redis does not hold the task forever).
+                self.wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.wake.wait(), timeout=0.5)
+                continue
+            try:
+                await self._run_task(task)
+            except Exception:  # the boundary of one task: record the failure, go on
+                logger.exception("task %s of session %s crashed", task.pk, self.session_id)
+                await self._fail_crashed(task)
             self.last_activity = time.monotonic()
             if task.config.get("terminateOnCompletion") and not self.done.is_set():
                 await self.end(BrowserSession.State.COMPLETED, "terminateOnCompletion")
@@ -535,8 +577,9 @@ class SessionRunner:
         await db(environment_services.policy_audit_record)(
             team_id=self.session.team_id, session_id=self.session_id, task_id=task_id,
             policy_id=self.session.config.get("policyId") or "", source=source, action=name,
-            category=",".join(policy_engine.categories_for(name, {})) or "", target=target, url=url,
-            rule=decision.rule, decision=decision.action, response=response)
+            category=",".join(policy_engine.categories_for(name, {})) or "", target=self.vault.scrub(target),
+            url=self.vault.scrub(url), rule=decision.rule, decision=decision.action,
+            response=self.vault.scrub(response))
 
     def _policy_gate(self, task: Task) -> Callable[[dict[str, Any]], Any]:
         """Checks every agent action: block refuses it, guardrail pauses the task for a human."""
@@ -633,8 +676,8 @@ class SessionRunner:
             await download.save_as(str(temp))
             stored = await db(environment_services.file_store_download)(
                 team_id=self.session.team_id, session_id=self.session_id, task_id=task.pk,
-                environment_id=self.session.config.get("environmentId"), source_url=download.url,
-                filename=download.suggested_filename, temp_path=str(temp))
+                environment_id=self.session.config.get("environmentId"), source_url=self.vault.scrub(download.url),
+                filename=self.vault.scrub(download.suggested_filename), temp_path=str(temp))
         except Exception:
             logger.warning("could not keep a download of session %s", self.session_id, exc_info=True)
             return
@@ -679,7 +722,22 @@ class SessionRunner:
                     await self.agent_task
                 raise TimeoutError()
 
+    async def _fail_crashed(self, task: Task) -> None:
+        self.current_task = self.agent_task = None
+        entry = self.task_entries.pop(task.pk, None)
+        if entry:
+            await get_async_redis().xdel(stream_key(self.session_id), entry)
+        failed = await db(Task.objects.filter(pk=task.pk, state__in=Task.OPEN_STATES).update)(
+            state=Task.State.FAILED, completed_at=timezone.now(), code="INTERNAL_ERROR",
+            error="The task failed because of an internal error")
+        if failed:
+            await self.emit("message", {"type": "error", "taskId": task.pk, "status": Task.State.FAILED,
+                                        "error": "The task failed because of an internal error",
+                                        "code": "INTERNAL_ERROR"}, task_id=task.pk)
+            await atask_notify(task.pk, Task.State.FAILED)
+
     async def _finish_task(self, task: Task, outcome: dict[str, Any]) -> None:
+        outcome = self.vault.scrub_obj(outcome)  # page text, URLs: clean, and no secret value
         state = outcome.pop("state")
         updated = await db(Task.objects.filter(pk=task.pk, state__in=Task.OPEN_STATES).update)(
             state=state, completed_at=timezone.now(), **outcome)
@@ -714,7 +772,7 @@ class SessionRunner:
         self.waiting_human = True
         try:
             await db(Task.objects.filter(pk=task.pk).update)(state=Task.State.GUARDRAIL,
-                                                             guardrail_question=question)
+                                                             guardrail_question=self.vault.scrub(question))
             await self.emit("message", {"type": "guardrail_trigger", "taskId": task.pk,
                                         "data": {"type": "human_input_needed", "value": question}},
                             task_id=task.pk)

@@ -3,16 +3,22 @@ that send text no database takes, and secrets in every encoding a page or a URL 
 
 from __future__ import annotations
 
+import json
 import threading
 import time
-from datetime import timedelta
+from urllib.parse import quote, quote_plus
 
 import pytest
+from django.core import serializers
 
+from agents.secrets import SecretVault
+from agents.types import SecretEntry
 from billing.services import ledger_post
-from sessions_app.models import BrowserSession
+from environments.selectors import environment_storage_state
+from sessions_app.metering import session_compute_ms
+from sessions_app.models import BrowserSession, SessionEvent, Task
 from tests.conftest import Api
-from tests.helpers import start, wait_until
+from tests.helpers import new_task, new_task_nowait, start, wait_until
 
 TERMINATE = {"actionType": "state", "newState": "terminate"}
 
@@ -40,16 +46,15 @@ def test_a_terminate_sent_right_after_start_is_applied_every_time(api: Api, page
             thread.join(30)
         assert len(batch) == 4
         for sid in batch:
-            body = api.wait_session(sid, "terminated", timeout=8)
+            # Terminated as soon as its runner is up (a dropped command ended it by inactivity).
+            body = api.wait_session(sid, "terminated", timeout=30)
             assert body["endReason"] == "terminated", body
         ended += batch
     # Billing stops at the end: the last charge covers the time up to it and nothing after.
     def charged() -> dict[str, int]:
         return dict(BrowserSession.objects.filter(pk__in=ended).values_list("pk", "charged_compute_ms"))
 
-    until_end = {s.pk: (s.ended_at - s.created_at) // timedelta(milliseconds=1)
-                 for s in BrowserSession.objects.filter(pk__in=ended)}
-    assert max(until_end.values()) < 8000
+    until_end = {s.pk: session_compute_ms(s) for s in BrowserSession.objects.filter(pk__in=ended)}
     wait_until(lambda: charged() == until_end)
     time.sleep(1.5)
     assert charged() == until_end
@@ -76,3 +81,72 @@ def test_the_command_stream_with_secrets_expires_and_goes_with_a_session_no_runn
     session_message(session=session, message=parse_message(TERMINATE))
     assert BrowserSession.objects.get(pk=session.pk).state == "terminated"
     assert not redis.exists(stream_key(session.pk))
+
+
+def test_a_page_with_a_lone_surrogate_neither_wedges_the_session_nor_the_next_task(api: Api, pages: str) -> None:
+    sid = start(api, startingUrl=f"{pages}/hello.html")["sessionId"]
+    api.wait_session(sid, "active")
+    first = new_task_nowait(api, sid, f"go to {pages}/surrogate.html then extract the title then extract the text")
+    second = new_task(api, sid, "extract the url")
+    assert second["type"] == "task_completed", second
+    assert second["data"]["message"] == f"{pages}/surrogate.html"
+    done = api.wait_task(sid, first)
+    assert done["type"] == "task_completed", done
+    assert "Broken \ufffd title" in done["data"]["message"]
+    assert "lone \ufffd surrogate" in done["data"]["message"]
+    session = api.wait_session(sid, "active")
+    wait_until(lambda: api.get(f"/sessions/{sid}").json()["currentTitle"] == "Broken \ufffd title")
+    assert session["state"] == "active"
+    # The events of both tasks were stored and sent.
+    wait_until(lambda: SessionEvent.objects.filter(session_id=sid, type="task_completed").count() == 2)
+
+
+SECRET = "p@ss w/rd&1é"  # a space, URL-reserved characters and a non-ASCII letter
+
+
+def _written_forms(value: str) -> list[str]:
+    """How a page or a URL writes a value: as is, upper-cased, percent-encoded (either hex case,
+    `%20` or `+` for spaces)."""
+    encoded = [quote(value, safe=""), quote_plus(value, safe="")]
+    return [value, value.upper(), *encoded, *(e.lower() for e in encoded)]
+
+
+def _leaks(text: str) -> list[str]:
+    return [form for form in _written_forms(SECRET) if form in text]
+
+
+def test_secrets_in_any_encoding_stay_out_of_results_events_urls_titles_and_storage(api: Api, pages: str) -> None:
+    environment = api.post("/environments", {"name": "careless site"}).json()["environment"]["_id"]
+    sid = start(api, environmentId=environment)["sessionId"]
+    done = new_task(api, sid, f"go to {pages}/getform.html then log in then wait 1 seconds "
+                              "then extract the title then extract the text",
+                    secrets=[{"match": "127.0.0.1", "fields": {"password": SECRET}}])
+    assert done["type"] == "task_completed", done
+    assert "Welcome {{secret:password}}" in done["data"]["message"]
+    detail = api.get(f"/sessions/{sid}").json()
+    assert "password={{secret:password}}" in detail["currentUrl"], detail["currentUrl"]
+    assert detail["currentTitle"] == "Welcome {{secret:password}}"
+    # The checkpoint keeps what the site stored, minus every entry holding the secret.
+    state = BrowserSession.objects.get(pk=sid).storage_state
+    assert {c["name"] for c in state["cookies"]} == {"theme"}
+    origin = next(o for o in state["origins"] if o["origin"] == pages)
+    assert [e["name"] for e in origin["localStorage"]] == ["theme"]
+    records = [r for db in origin.get("indexedDB", []) for s in db["stores"] for r in s["records"]]
+    assert records and all("dark" in json.dumps(r) for r in records)
+    dump = serializers.serialize("json", [*BrowserSession.objects.filter(pk=sid), *Task.objects.filter(session_id=sid),
+                                          *SessionEvent.objects.filter(session_id=sid)], ensure_ascii=False)
+    assert _leaks(json.dumps(done, ensure_ascii=False) + json.dumps(detail, ensure_ascii=False) + dump) == []
+    api.message(sid, TERMINATE)
+    api.wait_session(sid, "terminated")
+    saved = environment_storage_state(environment_id=environment)
+    assert saved is not None and {c["name"] for c in saved["cookies"]} == {"theme"}
+    assert _leaks(json.dumps(saved, ensure_ascii=False)) == []
+
+
+def test_the_vault_finds_a_value_in_every_written_form() -> None:
+    vault = SecretVault([SecretEntry(match="all", fields={"password": SECRET})])
+    html_forms = ["p&#64;ss&#32;w&#x2F;rd&amp;1&eacute;", "p@ss w/rd&#38;1&#xE9;"]
+    for form in [*_written_forms(SECRET), *html_forms, "p%40ss w%2frd&1%C3%A9"]:
+        assert vault.scrub(f"before {form} after") == "before {{secret:password}} after", form
+    assert vault.holds({"cookies": [{"value": quote(SECRET)}]})
+    assert vault.scrub("p@ss w/rd&2é") == "p@ss w/rd&2é"
