@@ -79,7 +79,11 @@ def _nothing_happened(api: Any, session_id: str) -> None:
 @pytest.mark.asyncio
 async def test_read_only_viewer_token_cannot_click_type_or_create_tasks_by_any_path(api: Any, pages: str) -> None:
     session_id = await asyncio.to_thread(session_start, api)
-    read_only = await asyncio.to_thread(_viewer_token, session_id, False)
+    link = (await asyncio.to_thread(api.post, f"/sessions/{session_id}/viewer-links", {"ttlSeconds": 600})).json()
+    assert link["control"] is False and session_id not in link["webViewURL"]
+    read_only = view_token(link["webViewURL"])
+    page = await asyncio.to_thread(api.http.get, link["webViewURL"], timeout=10)
+    assert 'data-control="0"' in page.text and "View only" in page.text
     attempts = [CLICK, TYPE, TAKEOVER, _new_task(pages), TERMINATE]
 
     client = await _sio(api.base, {"token": read_only})
@@ -228,3 +232,19 @@ async def test_active_sockets_needs_a_key_and_lists_only_the_teams_sockets(api: 
         assert theirs["sockets"] == [] and theirs["count"] == 0
     finally:
         await client.disconnect()
+
+
+def test_viewer_links_are_minted_for_the_teams_own_sessions_only(api: Any) -> None:
+    from accounts.services import api_key_create, personal_team, user_create
+
+    session_id = session_start(api)
+    control = api.post(f"/sessions/{session_id}/viewer-links", {"control": True}).json()
+    assert control["control"] is True and api.http.get(control["webViewURL"], timeout=10).status_code == 200
+    bad = api.post(f"/sessions/{session_id}/viewer-links", {"control": "yes"})
+    assert bad.status_code == 400 and bad.json()["details"]["parameter"] == "control"
+    assert api.post(f"/sessions/{session_id}/viewer-links", {"ttlSeconds": 10**9}).status_code == 400
+    user = user_create(email="links-other@example.com", password="pw-123456789")
+    other = api_key_create(team=personal_team(user), user=user, name="other").raw
+    foreign = requests.post(f"{api.base}/sessions/{session_id}/viewer-links", json={}, timeout=10,
+                            headers={"Authorization": f"Bearer {other}"})
+    assert foreign.status_code == 404 and foreign.json()["code"] == "SESSION_NOT_FOUND"
