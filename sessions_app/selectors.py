@@ -12,6 +12,7 @@ from billing.models import Price
 from billing.money import micros_to_usd
 from billing.selectors import price_at
 
+from .metering import session_compute_ms
 from .models import BrowserSession, Task
 
 
@@ -82,9 +83,9 @@ def task_usage(task: Task, price: Price | None = None) -> dict[str, Any]:
 
 
 def session_usage(session: BrowserSession) -> dict[str, Any]:
+    """The session's usage; `computeTime` is the billed wall time (metering.session_compute_ms)."""
     return usage_object(input_tokens=session.input_tokens, output_tokens=session.output_tokens,
-                        seconds=_seconds(session.created_at, session.ended_at),
-                        cost_micros=session.cost_micros)
+                        seconds=session_compute_ms(session) / 1000, cost_micros=session.cost_micros)
 
 
 def task_data(task: Task) -> dict[str, Any]:

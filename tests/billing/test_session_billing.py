@@ -180,3 +180,5 @@ def test_a_session_orphaned_for_a_while_is_not_billed_for_that_time(
     assert billed_ms <= life_ms - 4_000  # not the 4 s orphaned, nor the worker's restart
     assert billed_ms >= 2_500            # the 1.5 s before the loss and the 1 s after the takeover
     assert session.cost_micros == metering.session_cost_micros(session)
+    # The session's usage shows the time billed.
+    assert api.get(f"/sessions/{session_id}").json()["usage"]["computeTime"] == session_compute_ms(session) / 1000
