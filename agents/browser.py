@@ -60,7 +60,8 @@ logger = logging.getLogger(__name__)
 FrameCallback = Callable[[bytes, dict[str, Any]], Awaitable[None] | None]
 
 CHROMIUM_ARGS = [
-    "--no-sandbox",  # workers run as root in a container; the container is the sandbox
+    # No --no-sandbox: Chromium runs as an unprivileged user (ENIGMA_BROWSER_USER) with its own
+    # user-namespace sandbox (agents/egress/nslaunch.py).
     "--disable-gpu",
     "--disable-dev-shm-usage",  # /dev/shm is small in containers
     "--disable-background-networking",
@@ -435,6 +436,7 @@ class BrowserHost:
         self.egress_settings = egress or EgressSettings()
         self.gate = Gate(self.egress_settings)
         self._runtime_dir: Any = None
+        self._downloads_dir: Any = None
         self._warm_pool_size = warm_pool_size
         self._headless = headless
         self._viewport = {"width": viewport[0], "height": viewport[1]}
@@ -453,19 +455,25 @@ class BrowserHost:
         self._runtime_dir = sandbox.runtime_dir()
         control = self._runtime_dir / "gate.sock"
         plan = sandbox.prepare(directory=self._runtime_dir, chromium_path=self._chromium_path,
-                               control_socket=control, mode=self.egress_settings.sandbox)
+                               control_socket=control, mode=self.egress_settings.sandbox,
+                               user=self.egress_settings.browser_user)
         if plan is not None:
             await self.gate.start(control_socket=control, base_port=plan.base_port, ports=plan.ports)
-            executable, args = plan.executable, CHROMIUM_ARGS
+            executable, args, chromium_sandbox = plan.executable, CHROMIUM_ARGS, True
+            self._downloads_dir = sandbox.browser_dir("enigma-downloads-", plan.uid, plan.gid)
         else:
             logger.warning("ENIGMA_EGRESS_SANDBOX=off: Chromium keeps this machine's network")
             await self.gate.start(control_socket=None)
             executable, args = self._chromium_path, [*CHROMIUM_ARGS, *UNSANDBOXED_ARGS]
+            chromium_sandbox = os.geteuid() != 0  # Chromium cannot run its sandbox as root
+            self._downloads_dir = sandbox.browser_dir("enigma-downloads-", -1, -1)
         self._playwright = await async_playwright().start()
         self._browser = await self._playwright.chromium.launch(
             executable_path=executable,
             headless=self._headless,
             args=args,
+            chromium_sandbox=chromium_sandbox,  # Playwright adds --no-sandbox otherwise
+            downloads_path=str(self._downloads_dir),  # the browser user writes downloads here
             # Chromium's own traffic (the default context) meets the gate on no session's port.
             proxy={"server": f"http://127.0.0.1:{self.gate.base_port}"},
         )
@@ -494,8 +502,9 @@ class BrowserHost:
             await self._playwright.stop()
             self._playwright = None
         await self.gate.stop()
-        if self._runtime_dir is not None:
-            shutil.rmtree(self._runtime_dir, ignore_errors=True)
+        for directory in (self._runtime_dir, self._downloads_dir):
+            if directory is not None:
+                shutil.rmtree(directory, ignore_errors=True)
 
     async def acquire(
         self,

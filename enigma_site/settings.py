@@ -278,6 +278,8 @@ def _own_addresses() -> str:
 ENIGMA_EGRESS_SANDBOX = os.environ.get("ENIGMA_EGRESS_SANDBOX", "netns").strip().lower()
 ENIGMA_EGRESS_RESOLVER = os.environ.get("ENIGMA_EGRESS_RESOLVER", "").strip()
 ENIGMA_OWN_ADDRESSES = tuple(env_list("ENIGMA_OWN_ADDRESSES", _own_addresses()))
+# The unprivileged user Chromium runs as (scripts/install.sh creates it; `nobody` if it is missing).
+ENIGMA_BROWSER_USER = os.environ.get("ENIGMA_BROWSER_USER", "enigma-browser").strip()
 ENIGMA_AGENT_PROVIDER = os.environ.get("ENIGMA_AGENT_PROVIDER", "auto")
 ENIGMA_ANTHROPIC_MODEL = os.environ.get("ENIGMA_ANTHROPIC_MODEL", "claude-sonnet-4-5")
 ENIGMA_SCREENCAST_QUALITY = env_int("ENIGMA_SCREENCAST_QUALITY", 60)

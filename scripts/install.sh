@@ -18,6 +18,13 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 
+# Chromium runs as this unprivileged user (agents/egress/nslaunch.py); without useradd the worker
+# falls back to `nobody`.
+browser_user=${ENIGMA_BROWSER_USER:-enigma-browser}
+if [ "$(id -u)" -eq 0 ] && ! id "$browser_user" >/dev/null 2>&1 && command -v useradd >/dev/null 2>&1; then
+  useradd --system --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin "$browser_user"
+fi
+
 PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv

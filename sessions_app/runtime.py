@@ -49,7 +49,8 @@ def egress_settings() -> EgressSettings:
         parts = urlsplit(managed)
         trusted = (f"{parts.hostname}:{parts.port}",)
     return EgressSettings(sandbox=settings.ENIGMA_EGRESS_SANDBOX, resolver=resolver,
-                          own_addresses=tuple(settings.ENIGMA_OWN_ADDRESSES), trusted_upstreams=trusted)
+                          own_addresses=tuple(settings.ENIGMA_OWN_ADDRESSES), trusted_upstreams=trusted,
+                          browser_user=settings.ENIGMA_BROWSER_USER)
 
 
 class WorkerRuntime:

@@ -1,14 +1,16 @@
 """How Chromium is launched so that the gate is its only way out (see nslaunch.py).
 
 `prepare(...)` checks that this machine can make a network namespace (fails with a clear error
-otherwise, unless the operator chose `sandbox="off"`), writes the wrapper script Playwright runs
-as its Chromium, and the managed policy that blocks non-http(s) pages.
+otherwise, unless the operator chose `sandbox="off"`), finds the unprivileged user Chromium runs
+as (`ENIGMA_BROWSER_USER`), writes the wrapper script Playwright runs as its Chromium, and the
+managed policy that blocks non-http(s) pages.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import pwd
 import shutil
 import stat
 import subprocess
@@ -40,11 +42,41 @@ class SandboxUnavailable(RuntimeError):
     """This machine cannot run Chromium in its own network namespace."""
 
 
+DEFAULT_BROWSER_USER = "enigma-browser"
+FALLBACK_BROWSER_USER = "nobody"
+
+
 @dataclass(frozen=True)
 class LaunchPlan:
     executable: str  # what Playwright runs as Chromium
     base_port: int  # the browser-wide proxy port; contexts get the ports after it
     ports: int
+    uid: int  # the user Chromium runs as (-1: this process's own, already unprivileged)
+    gid: int
+
+
+def browser_user(name: str) -> tuple[int, int]:
+    """(uid, gid) Chromium runs as: -1, -1 when this process is not root (it is unprivileged
+    already); the default user falls back to `nobody` where install.sh could not create it."""
+    if os.geteuid() != 0:
+        return -1, -1
+    try:
+        entry = pwd.getpwnam(name)
+    except KeyError:
+        if name != DEFAULT_BROWSER_USER:
+            raise SandboxUnavailable(f"ENIGMA_BROWSER_USER {name!r} does not exist on this machine") from None
+        entry = pwd.getpwnam(FALLBACK_BROWSER_USER)
+    if entry.pw_uid == 0:
+        raise SandboxUnavailable(f"ENIGMA_BROWSER_USER {name!r} is root; Chromium must not run as root")
+    return entry.pw_uid, entry.pw_gid
+
+
+def browser_dir(prefix: str, uid: int, gid: int) -> Path:
+    """A fresh directory the browser user may write (downloads)."""
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    if uid >= 0:
+        os.chown(path, uid, gid)
+    return path
 
 
 def probe() -> str | None:
@@ -75,10 +107,14 @@ def write_policy(directory: Path) -> Path:
     return etc
 
 
-def prepare(*, directory: Path, chromium_path: str, control_socket: Path, mode: str) -> LaunchPlan | None:
+def prepare(
+    *, directory: Path, chromium_path: str, control_socket: Path, mode: str, user: str = DEFAULT_BROWSER_USER
+) -> LaunchPlan | None:
     """Return the launch plan for `mode` "netns", or None for "off" (Chromium runs directly).
 
-    Raise SandboxUnavailable when "netns" cannot work on this machine."""
+    `directory` must be root-only (0700, see runtime_dir): it holds the control socket, which
+    only the forwarder (root) may reach. Raise SandboxUnavailable when "netns" cannot work on
+    this machine or the browser user is unusable."""
     if mode == "off":
         return None
     if mode != "netns":
@@ -91,15 +127,16 @@ def prepare(*, directory: Path, chromium_path: str, control_socket: Path, mode: 
             "ENIGMA_EGRESS_SANDBOX=off to run without it (unsafe: the browser can then reach "
             "the network around the egress gate with WebRTC, WebTransport and DNS)."
         )
+    uid, gid = browser_user(user)
     policy = write_policy(directory)
     wrapper = directory / "chromium"
     wrapper.write_text(
         "#!/bin/sh\n"
         f'exec "{sys.executable}" -I "{NSLAUNCH}" "{control_socket}" {NAMESPACE_BASE_PORT} {NAMESPACE_PORTS} '
-        f'"{policy}" "{chromium_path}" "$@"\n'
+        f'"{policy}" {uid} {gid} "{chromium_path}" "$@"\n'
     )
     wrapper.chmod(wrapper.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
-    return LaunchPlan(executable=str(wrapper), base_port=NAMESPACE_BASE_PORT, ports=NAMESPACE_PORTS)
+    return LaunchPlan(executable=str(wrapper), base_port=NAMESPACE_BASE_PORT, ports=NAMESPACE_PORTS, uid=uid, gid=gid)
 
 
 def runtime_dir() -> Path:
