@@ -27,6 +27,9 @@ def test_killed_worker_session_is_orphaned_then_resumed_elsewhere(
         api.wait_session(sid, "active")
         logged_in = api.message(sid, {"actionType": "newTask", "taskDetails": LOGIN.format(pages=pages)}).json()
         assert "Profile of alice" in logged_in["data"]["message"]
+        for state in ("pause", "resume"):  # applied by this worker: never again by the next one
+            api.message(sid, {"actionType": "state", "newState": state})
+        wait_until(lambda: SessionEvent.objects.filter(session_id=sid, type="resumed").exists())
         running = api.message(sid, {"actionType": "newTask", "taskDetails": "wait 30 seconds"})
         assert running.json()["pending"] is True
         time.sleep(0.5)
@@ -37,6 +40,8 @@ def test_killed_worker_session_is_orphaned_then_resumed_elsewhere(
         victim.kill()
 
         api.wait_session(sid, "orphaned", timeout=15)
+        # Sent while no worker holds the session: applied once by the one that takes it over.
+        assert api.message(sid, {"actionType": "state", "newState": "pause"}).status_code == 200
         # The sweep marks the session orphaned, then fails its task and emits the event.
         wait_until(lambda: SessionEvent.objects.filter(session_id=sid, name="instance:disconnected").exists())
         resumed = api.wait_session(sid, "active", timeout=30)
@@ -44,6 +49,11 @@ def test_killed_worker_session_is_orphaned_then_resumed_elsewhere(
         wait_until(lambda: SessionEvent.objects.filter(session_id=sid, name="instance:reconnected").exists())
         lost = Task.objects.get(session_id=sid, prompt="wait 30 seconds")
         assert lost.state == "failed" and lost.code == "INSTANCE_LOST"
+        wait_until(lambda: BrowserSession.objects.get(pk=sid).paused)
+        kinds = list(SessionEvent.objects.filter(session_id=sid, type__in=("paused", "resumed"))
+                     .values_list("type", flat=True))
+        assert kinds == ["paused", "resumed", "paused"]
+        api.message(sid, {"actionType": "state", "newState": "resume"})
 
         after = api.message(sid, {"actionType": "newTask",
                                   "taskDetails": f"go to {pages}/profile.html then extract the title"}).json()
