@@ -150,3 +150,22 @@ def test_the_vault_finds_a_value_in_every_written_form() -> None:
         assert vault.scrub(f"before {form} after") == "before {{secret:password}} after", form
     assert vault.holds({"cookies": [{"value": quote(SECRET)}]})
     assert vault.scrub("p@ss w/rd&2é") == "p@ss w/rd&2é"
+
+
+def test_a_task_that_crashes_the_runner_fails_with_internal_error_and_the_next_one_runs(
+        api: Api, pages: str) -> None:
+    from sessions_app.commands import command_push
+
+    sid = start(api, startingUrl=f"{pages}/hello.html")["sessionId"]
+    api.wait_session(sid, "active")
+    session = BrowserSession.objects.get(pk=sid)
+    # A row the runner cannot run (as a bad admin edit or migration would leave it), then a good one.
+    broken = Task.objects.create(session=session, seq=1, prompt="extract the title", config={"maxInputTokens": "many"})
+    good = Task.objects.create(session=session, seq=2, prompt="extract the title", config={})
+    for task in (broken, good):
+        command_push(session=sid, kind="newTask", data={"taskId": task.pk, "secrets": []})
+    assert api.wait_task(sid, good.pk)["type"] == "task_completed"
+    failed = api.get(f"/task/{sid}/{broken.pk}").json()
+    assert failed["status"] == "failed" and failed["code"] == "INTERNAL_ERROR", failed
+    wait_until(lambda: SessionEvent.objects.filter(session_id=sid, task_id=broken.pk, type="error").exists())
+    assert api.get(f"/sessions/{sid}").json()["state"] == "active"
