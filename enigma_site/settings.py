@@ -7,10 +7,13 @@ agent provider, Chromium from Debian's package.
 from __future__ import annotations
 
 import os
+import re
 import secrets
+import socket
 from pathlib import Path
 
 import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("ENIGMA_VAR_DIR", BASE_DIR / "var"))
@@ -251,6 +254,12 @@ ENIGMA_HEARTBEAT_S = env_float("ENIGMA_HEARTBEAT_S", 2)
 ENIGMA_HEARTBEAT_STALE_S = env_float("ENIGMA_HEARTBEAT_STALE_S", 10)
 ENIGMA_SWEEP_INTERVAL_S = env_float("ENIGMA_SWEEP_INTERVAL_S", 5)
 ENIGMA_WORKER_CAPACITY = env_int("ENIGMA_WORKER_CAPACITY", 20)
+# This machine's id in the fleet: its browser worker consumes the Celery queue browsers.<id>.
+ENIGMA_HOST_ID = os.environ.get("ENIGMA_HOST_ID", "").strip() or socket.gethostname()
+if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}", ENIGMA_HOST_ID):
+    raise ImproperlyConfigured(f"ENIGMA_HOST_ID {ENIGMA_HOST_ID!r}: letters, digits, '.', '_' and '-' only")
+# A draining worker lets running tasks finish this long before it moves their sessions anyway.
+ENIGMA_DRAIN_GRACE_S = env_float("ENIGMA_DRAIN_GRACE_S", 300)
 # Live sessions one team may have at once, unless its own value is set in admin.
 ENIGMA_TEAM_SESSION_LIMIT = env_int("ENIGMA_TEAM_SESSION_LIMIT", 5)
 ENIGMA_WARM_POOL = env_int("ENIGMA_WARM_POOL", 2)

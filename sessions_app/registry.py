@@ -1,10 +1,22 @@
-"""Live browser workers and their capacity, kept in Redis by each worker's heartbeat."""
+"""The fleet: live browser workers, their hosts and free capacity, kept in Redis by each worker's
+heartbeat, and where a new session goes.
+
+Each worker host has an id (`ENIGMA_HOST_ID`, default the host name) and a Celery queue of its
+own, `browsers.<host id>`, which its worker consumes next to the shared `browsers` queue. A
+session is sent to one host's queue (`placement_choose`): a host that is not draining, with a
+free slot, one with a warm browser context first when the session can use one (no saved
+environment state), then the one with the most free slots. Sessions sent to a host but not yet
+claimed there are counted against it (`host_reserve`) so that a burst of starts between two
+heartbeats does not go to one host.
+"""
 
 from __future__ import annotations
 
 import json
+import random
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -12,6 +24,10 @@ from django.conf import settings
 from enigma_site.redis import get_redis
 
 WORKERS_KEY = "enigma:workers"
+SHARED_QUEUE = "browsers"
+# A session sent to a host and not claimed within this long no longer counts against it (the
+# sweep sends a lost start again after sessions_app.sweep.DISPATCH_RETRY_S).
+RESERVATION_TTL_S = 30.0
 
 # When this process's Celery task consumer stopped consuming (None: it is consuming, or this is
 # not a worker). Set by sessions_app.worker_steps.Consuming.
@@ -34,8 +50,30 @@ def consumer_lost_for() -> float | None:
         return None if _consumer_down_since is None else time.monotonic() - _consumer_down_since
 
 
+def host_id() -> str:
+    """This machine's id in the fleet (`ENIGMA_HOST_ID`)."""
+    return settings.ENIGMA_HOST_ID
+
+
+def host_of(worker_id: str) -> str:
+    """The host id of a worker id (`<host id>:<pid>:<random>`)."""
+    return worker_id.split(":", 1)[0]
+
+
+def host_queue(host: str) -> str:
+    return f"{SHARED_QUEUE}.{host}"
+
+
 def worker_key(worker_id: str) -> str:
     return f"enigma:worker:{worker_id}"
+
+
+def _reserved_key(host: str) -> str:
+    return f"enigma:reserved:{host}"
+
+
+def _drain_key(host: str) -> str:
+    return f"enigma:drain:{host}"
 
 
 @dataclass(frozen=True)
@@ -45,14 +83,35 @@ class WorkerInfo:
     sessions: int
     warm: int
     contexts: int = 0
+    host: str = ""
+    draining: bool = False
 
 
-def worker_heartbeat(*, worker_id: str, capacity: int, sessions: int, warm: int, contexts: int = 0) -> None:
+@dataclass(frozen=True)
+class HostInfo:
+    host: str
+    capacity: int
+    sessions: int
+    warm: int
+    reserved: int
+
+    @property
+    def free(self) -> int:
+        return max(0, self.capacity - self.sessions - self.reserved)
+
+    @property
+    def warm_free(self) -> int:
+        return max(0, self.warm - self.reserved)
+
+
+def worker_heartbeat(*, worker_id: str, capacity: int, sessions: int, warm: int, contexts: int = 0,
+                     draining: bool = False) -> None:
     r = get_redis()
     ttl_ms = int(settings.ENIGMA_HEARTBEAT_STALE_S * 1000)
     pipe = r.pipeline()
     pipe.set(worker_key(worker_id),
-             json.dumps({"capacity": capacity, "sessions": sessions, "warm": warm, "contexts": contexts}),
+             json.dumps({"capacity": capacity, "sessions": sessions, "warm": warm, "contexts": contexts,
+                         "host": host_of(worker_id), "draining": draining}),
              px=ttl_ms)
     pipe.zadd(WORKERS_KEY, {worker_id: time.time()})
     pipe.execute()
@@ -76,9 +135,68 @@ def live_workers() -> list[WorkerInfo]:
         if raw:
             data = json.loads(raw)
             out.append(WorkerInfo(worker_id, int(data["capacity"]), int(data["sessions"]),
-                                  int(data.get("warm", 0)), int(data.get("contexts", 0))))
+                                  int(data.get("warm", 0)), int(data.get("contexts", 0)),
+                                  str(data.get("host") or host_of(worker_id)), bool(data.get("draining"))))
     return out
 
 
 def total_capacity() -> int:
+    """Session slots across the fleet (a draining worker offers none)."""
     return sum(w.capacity for w in live_workers())
+
+
+def live_hosts(*, exclude: Iterable[str] = ()) -> list[HostInfo]:
+    """Hosts that take new sessions (not draining), with what is sent to them but not claimed."""
+    excluded = set(exclude)
+    totals: dict[str, list[int]] = {}
+    for w in live_workers():
+        if w.draining or w.host in excluded:
+            continue
+        entry = totals.setdefault(w.host, [0, 0, 0])
+        entry[0] += w.capacity
+        entry[1] += w.sessions
+        entry[2] += w.warm
+    if not totals:
+        return []
+    r = get_redis()
+    pipe = r.pipeline()
+    for host in totals:
+        pipe.zremrangebyscore(_reserved_key(host), "-inf", time.time() - RESERVATION_TTL_S)
+        pipe.zcard(_reserved_key(host))
+    counts = pipe.execute()[1::2]
+    return [HostInfo(host, cap, sessions, warm, int(reserved))
+            for (host, (cap, sessions, warm)), reserved in zip(totals.items(), counts, strict=True)]
+
+
+def placement_choose(*, warm_usable: bool, exclude: Iterable[str] = ()) -> str | None:
+    """The host a new session goes to, or None when no host has a free slot."""
+    hosts = [h for h in live_hosts(exclude=exclude) if h.free > 0]
+    if not hosts:
+        return None
+    best = max(hosts, key=lambda h: (warm_usable and h.warm_free > 0, h.free, random.random()))
+    return best.host
+
+
+def host_reserve(host: str, session_id: str) -> None:
+    """Count the session against `host` until its worker claims it."""
+    pipe = get_redis().pipeline()
+    pipe.zadd(_reserved_key(host), {session_id: time.time()})
+    pipe.expire(_reserved_key(host), int(RESERVATION_TTL_S) * 2)
+    pipe.execute()
+
+
+def host_unreserve(host: str, session_id: str) -> None:
+    get_redis().zrem(_reserved_key(host), session_id)
+
+
+def drain_request(host: str) -> None:
+    """Ask the worker of `host` to drain (it clears the request when it exits)."""
+    get_redis().set(_drain_key(host), str(time.time()))
+
+
+def drain_requested(host: str) -> bool:
+    return bool(get_redis().exists(_drain_key(host)))
+
+
+def drain_clear(host: str) -> None:
+    get_redis().delete(_drain_key(host))

@@ -51,6 +51,10 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+# Blocked hosts reported per task (one event each); past it, one last event says so.
+MAX_BLOCKED_HOSTS = 50
+start_logger = logging.getLogger("sessions_app.starts")
+
 SCREENCAST_CHECK_S = 2.0
 # Commands whose effect must not repeat after a takeover (newTask and screencast are idempotent).
 CONTROL_COMMANDS = ("state", "interaction", "guardrail")
@@ -63,6 +67,25 @@ def db(func: Callable[..., Any]) -> Callable[..., Any]:
 
 def frames_group(session_id: str) -> str:
     return f"frames.{session_id}"
+
+
+class StartSteps:
+    """How long each step of a session's start took (bench/bench_starts.py reads the log line)."""
+
+    def __init__(self) -> None:
+        self.picked_up_at = time.time()  # the queue wait: from the session's creation to here
+        self.steps: list[tuple[str, float]] = []
+        self._last = time.monotonic()
+
+    def mark(self, step: str) -> None:
+        now = time.monotonic()
+        self.steps.append((step, (now - self._last) * 1000))
+        self._last = now
+
+    def log(self, session: BrowserSession, *, takeover: bool) -> None:
+        queue_ms = (self.picked_up_at - session.created_at.timestamp()) * 1000
+        start_logger.info("start steps of %s%s: queue=%.1fms %s", session.pk, " (takeover)" if takeover else "",
+                          queue_ms, " ".join(f"{step}={ms:.1f}ms" for step, ms in self.steps))
 
 
 class _SessionGone(Exception):
@@ -118,6 +141,8 @@ class SessionRunner:
         self.paused = False
         self.human_control = False
         self.stop_requested = False
+        self.handing_off = False  # the worker drains: move the session to another host between tasks
+        self.start_steps = StartSteps()  # the runtime marks the pick-up and claim before run()
         self.agent_task: asyncio.Task[Any] | None = None
         self.current_task: Task | None = None
         self.guardrail_future: asyncio.Future[str] | None = None
@@ -148,8 +173,10 @@ class SessionRunner:
     async def run(self) -> None:
         loops: list[asyncio.Task[Any]] = []
         try:
+            self.start_steps.mark("loop")
             session = await db(BrowserSession.objects.select_related("team").get)(pk=self.session_id)
             self.session = session
+            self.start_steps.mark("load")
             takeover = session.started_at is not None
             self.paused, self.human_control = session.paused, session.human_control
             self.policy = NetworkPolicy(
@@ -174,26 +201,42 @@ class SessionRunner:
             if session.config.get("policyId"):
                 self.policy_rules = await db(environment_selectors.policy_rules)(
                     policy_id=session.config["policyId"])
-                await self.browser.context.route("**/*", self._policy_route)
-                self.runtime.bind_policy_rules(self)  # the egress gate applies the domain rules too
+                if self.policy_rules and (self.policy_rules.get("defaultAction") == "block" or any(
+                        r.get("category") == "navigation" for r in self.policy_rules.get("actionRules", []))):
+                    # Navigation URL rules need the request's path (the gate sees only host:port
+                    # of HTTPS); an interception costs every request of the context, so only then.
+                    await self.browser.context.route("**/*", self._policy_route)
+                self.runtime.bind_policy_rules(self)  # the egress gate applies the domain rules
+            self.start_steps.mark("context")
             await self._load_commands()
-            if takeover and session.current_url:
+            self.start_steps.mark("commands")
+            url = session.current_url if takeover else (
+                "" if session.config.get("initialPrompt") else session.config.get("startingUrl") or "")
+            page: dict[str, str] = {}
+            if url:
                 with contextlib.suppress(Exception):
-                    await self.browser.goto(session.current_url)
-            elif not takeover and session.config.get("startingUrl") and not session.config.get("initialPrompt"):
+                    await self.browser.goto(url)
+                # Written with the activation, so the session is active with its currentUrl at
+                # once (the storage checkpoint follows the navigation, off this path).
                 with contextlib.suppress(Exception):
-                    await self.browser.goto(session.config["startingUrl"])
+                    current_url, title = await self.browser.url_and_title()
+                    page = {"current_url": self.vault.scrub(current_url)[:4000],
+                            "current_title": self.vault.scrub(title)[:1000]}
+                self.start_steps.mark("navigation")
             now = timezone.now()
             activated = await db(BrowserSession.objects.filter(
                 pk=self.session_id, generation=self.generation, state__in=BrowserSession.LIVE_STATES,
             ).update)(state=BrowserSession.State.ACTIVE, started_at=session.started_at or now,
-                      orphaned_at=None, heartbeat_at=now)
+                      orphaned_at=None, heartbeat_at=now, **page)
             if activated != 1:
                 raise _SessionGone()
+            self.start_steps.mark("state_write")
             if takeover:
                 await self.emit("instance:reconnected", {"type": "instance:reconnected",
                                                          "message": "Instance connection restored"})
             await self.emit("message", {"type": "session_active", "sessionId": self.session_id})
+            self.start_steps.mark("active_event")
+            self.start_steps.log(session, takeover=takeover)
             self.recorder = await SessionRecorder.open(session)
             if self.recorder is not None:
                 await self._apply_screencast(False)  # the recording needs frames while nobody watches
@@ -267,15 +310,18 @@ class SessionRunner:
                           task_id=task_id)
 
     def _on_blocked(self, url: str, reason: str) -> None:
-        host = url.split("/")[2] if "://" in url else url
-        if host in self.blocked_hosts:
+        host = (url.split("/")[2] if "://" in url else url)[:200]
+        if host in self.blocked_hosts or len(self.blocked_hosts) > MAX_BLOCKED_HOSTS:
             return
         self.blocked_hosts.add(host)
         task_id = self.current_task.pk if self.current_task else ""
+        if len(self.blocked_hosts) > MAX_BLOCKED_HOSTS:  # a hostile page cannot flood the events
+            data: dict[str, Any] = {"message": f"More than {MAX_BLOCKED_HOSTS} hosts blocked; no more are reported"}
+        else:
+            url = url if len(url) <= 200 else url[:197] + "..."
+            data = {"message": f"Blocked request to {host}: {reason}", "blocked": {"url": url, "reason": reason}}
         asyncio.get_running_loop().create_task(self.emit(
-            "message", {"type": "response_update", "data": {"message": f"Blocked request to {host}: {reason}",
-                                                            "blocked": {"url": url, "reason": reason}},
-                        "taskId": task_id}, task_id=task_id))
+            "message", {"type": "response_update", "data": data, "taskId": task_id}, task_id=task_id))
 
     def _on_navigated(self, frame: Any) -> None:
         if self.browser is None or frame != self.browser.page.main_frame or self._checkpoint_pending:
@@ -478,13 +524,17 @@ class SessionRunner:
         """Run the queued tasks one at a time. A task that crashes the runner's own code fails
         with INTERNAL_ERROR and the next one runs: no page can wedge the session."""
         while not self.done.is_set():
+            if self.handing_off:  # checked on the loop right before a task is taken: none starts here
+                await self.runtime.session_hand_off(self)
+                return
             task = await db(lambda: Task.objects.filter(
                 session_id=self.session_id, state=Task.State.QUEUED).order_by("seq").first())()
             if task is None:
                 # A newTask command sets `wake`; the timeout is only a safety net.
                 self.wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.wake.wait(), timeout=5.0)
+                if not self.handing_off:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self.wake.wait(), timeout=5.0)
                 continue
             if task.pk not in self.task_entries and timezone.now() - task.created_at < COMMAND_WAIT:
                 # The row is written before its newTask command: wait for the command and the
@@ -516,6 +566,7 @@ class SessionRunner:
         if self.session.config.get("policyId"):  # edits to the policy apply from the next task
             self.policy_rules = await db(environment_selectors.policy_rules)(
                 policy_id=self.session.config["policyId"]) or self.policy_rules
+            self.runtime.bind_policy_rules(self)  # changed rules cut the gate's open connections
         await self.emit("message", {"type": "task_started", "taskId": task.pk, "data": {"taskId": task.pk}},
                         task_id=task.pk)
         spec = TaskSpec(

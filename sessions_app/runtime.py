@@ -12,7 +12,6 @@ import asyncio
 import logging
 import os
 import secrets
-import socket
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
@@ -20,6 +19,8 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.db import close_old_connections
+from django.utils import timezone
+from redis.exceptions import RedisError
 
 from agents.browser import BrowserHost, EgressSettings, NetworkPolicy
 from agents.providers import get_provider
@@ -29,7 +30,9 @@ from environments import policy_engine
 
 from . import metering, registry, services, sweep
 from .commands import stream_key
-from .runner import SessionRunner, db
+from .events import atask_notify
+from .models import Task
+from .runner import SessionRunner, StartSteps, db
 
 logger = logging.getLogger(__name__)
 
@@ -55,7 +58,8 @@ def egress_settings() -> EgressSettings:
 
 class WorkerRuntime:
     def __init__(self) -> None:
-        self.worker_id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+        self.host_id = registry.host_id()
+        self.worker_id = f"{self.host_id}:{os.getpid()}:{secrets.token_hex(3)}"
         self.capacity = settings.ENIGMA_WORKER_CAPACITY
         self.loop = asyncio.new_event_loop()
         self.host = BrowserHost(chromium_path=settings.CHROMIUM_PATH,
@@ -63,9 +67,11 @@ class WorkerRuntime:
                                 egress=egress_settings())
         self.provider = get_provider(settings.ENIGMA_AGENT_PROVIDER)
         self.runners: dict[str, SessionRunner] = {}
+        self._bound_rules: dict[str, dict[str, Any]] = {}  # the policy rules each session's gate slot saw
         self._thread = threading.Thread(target=self._run_loop, name="enigma-runtime", daemon=True)
         self._background: list[asyncio.Task[Any]] = []
         self._stopping = False
+        self.draining = False  # takes no new sessions; hands its sessions to other hosts (drain)
 
     def _run_loop(self) -> None:
         asyncio.set_event_loop(self.loop)
@@ -122,11 +128,12 @@ class WorkerRuntime:
                 await asyncio.sleep(1)
 
     async def _beat(self) -> None:
-        # Free slots are offered only while the task consumer takes tasks from the broker.
+        # Free slots are offered only while the task consumer takes tasks from the broker, and
+        # none while draining (its sessions are about to move to other hosts).
         capacity = self.capacity if registry.consumer_lost_for() is None else len(self.runners)
-        await db(registry.worker_heartbeat)(worker_id=self.worker_id, capacity=capacity,
+        await db(registry.worker_heartbeat)(worker_id=self.worker_id, capacity=0 if self.draining else capacity,
                                             sessions=len(self.runners), warm=self.host.warm_count,
-                                            contexts=self.host.open_contexts)
+                                            contexts=self.host.open_contexts, draining=self.draining)
 
     async def _heartbeat_loop(self) -> None:
         """One write per interval for the worker and all its sessions, whatever their number."""
@@ -172,10 +179,20 @@ class WorkerRuntime:
     def bind_policy_rules(self, runner: SessionRunner) -> None:
         """Make the egress gate apply the session's automation-policy domain rules to every
         connection (sub-resources, workers, WebSockets, redirect hops), each block audited. A
-        guardrail domain is blocked at the network unless a human approved it for the session."""
+        guardrail domain is blocked at the network unless a human approved it for the session.
+
+        The gate reads the runner's current rules at each judgement; call this again after
+        reloading them: when they changed, the session's open connections are cut (a tunnel
+        opened under the old rules must not outlive them)."""
         rules, policy = runner.policy_rules, runner.policy
         if rules is None or policy is None:
             return
+        if policy.domain_rule is not None:
+            if rules != self._bound_rules.get(runner.session_id):
+                self._bound_rules[runner.session_id] = rules
+                policy.changed()
+            return
+        self._bound_rules[runner.session_id] = rules
         audited: set[str] = set()
 
         async def audit(url: str, decision: policy_engine.Decision) -> None:
@@ -186,7 +203,11 @@ class WorkerRuntime:
                 decision = policy_engine.Decision("block", f"{decision.rule}, not approved for this request")
             await runner._audit(source="network", name="request", target=url, url=url, decision=decision)
 
-        policy.domain_rule = lambda url: policy_engine.evaluate_domain(rules, url)
+        def domain_rule(url: str) -> policy_engine.Decision:
+            current = runner.policy_rules
+            return policy_engine.evaluate_domain(current, url) if current else policy_engine.Decision("allow", "")
+
+        policy.domain_rule = domain_rule
         policy.on_policy_block = audit
 
     def approve_host(self, policy: NetworkPolicy | None, url: str) -> None:
@@ -199,23 +220,86 @@ class WorkerRuntime:
         """Claim and host the session until it ends (blocks the calling Celery thread)."""
         if self._stopping:
             return
+        steps = StartSteps()
         generation = services.session_claim(session_id=session_id, worker_id=self.worker_id)
         if generation is None:
             return
         close_old_connections()
-        future: Future[None] = asyncio.run_coroutine_threadsafe(
-            self._host(session_id, generation), self.loop)
+        steps.mark("claim")
+        runner = SessionRunner(self, session_id, generation)
+        runner.start_steps = steps
+        future: Future[None] = asyncio.run_coroutine_threadsafe(self._host(runner), self.loop)
         future.result()
 
-    async def _host(self, session_id: str, generation: int) -> None:
-        runner = SessionRunner(self, session_id, generation)
+    async def _host(self, runner: SessionRunner) -> None:
+        session_id = runner.session_id
         self.runners[session_id] = runner
+        # Placement sees the session here from now on (off the start's path).
+        beat = asyncio.create_task(self._beat_hosting(session_id))
         try:
-            await self._beat()
             await runner.run()
         finally:
             self.runners.pop(session_id, None)
+            self._bound_rules.pop(session_id, None)
+            await beat
             await self._beat()
+
+    async def _beat_hosting(self, session_id: str) -> None:
+        try:
+            await self._beat()
+            await db(registry.host_unreserve)(self.host_id, session_id)
+        except RedisError:
+            logger.exception("worker heartbeat failed")
+
+    def drain(self, *, grace_s: float) -> None:
+        """Take no new sessions, let running tasks finish for up to `grace_s`, then hand every
+        hosted session to another host (blocks the calling thread until none is left here)."""
+        asyncio.run_coroutine_threadsafe(self._drain(grace_s), self.loop).result()
+
+    async def _drain(self, grace_s: float) -> None:
+        self.draining = True
+        await self._beat()
+        logger.info("worker %s drains %s sessions (grace %.0f s)", self.worker_id, len(self.runners), grace_s)
+        deadline = self.loop.time() + grace_s
+        while self.runners and self.loop.time() < deadline:
+            for runner in list(self.runners.values()):  # runners still starting included
+                if not runner.handing_off:
+                    runner.handing_off = True
+                    runner.wake.set()  # an idle session moves now, a busy one after its task
+            await asyncio.sleep(0.05)
+        for runner in list(self.runners.values()):
+            await self._fail_overdue(runner)
+        while self.runners and self.loop.time() < deadline + 30:
+            await asyncio.sleep(0.05)
+
+    async def _fail_overdue(self, runner: SessionRunner) -> None:
+        """A task still running when the drain's grace ends fails (its side effects on the site
+        are unknown, as for a lost worker); the session then moves without it."""
+        task = runner.current_task
+        if task is None or runner.agent_task is None or runner.agent_task.done():
+            return
+        failed = await db(Task.objects.filter(pk=task.pk, state__in=Task.OPEN_STATES).update)(
+            state=Task.State.FAILED, completed_at=timezone.now(), code="INSTANCE_LOST",
+            error="The browser host was drained before the task finished; the task was not completed")
+        runner.stop_requested = True
+        runner.agent_task.cancel()
+        if failed:
+            await runner.emit("message", {"type": "error", "taskId": task.pk, "status": "failed",
+                                          "error": "The browser host was drained before the task finished",
+                                          "code": "INSTANCE_LOST"}, task_id=task.pk)
+            await atask_notify(task.pk, Task.State.FAILED)
+
+    async def session_hand_off(self, runner: SessionRunner) -> None:
+        """Move a session to another host between its tasks: its checkpoint (cookies, storage,
+        URL) is what the next host restores, as in an orphan takeover, with no task failed."""
+        from .tasks import session_dispatch
+
+        await runner.checkpoint_browser()
+        moved = await db(services.session_hand_off)(session_id=runner.session_id, generation=runner.generation,
+                                                     worker_id=self.worker_id)
+        runner.done.set()
+        if moved:
+            await db(session_dispatch)(session_id=runner.session_id, exclude=(self.host_id,), fallback=False)
 
     def stop(self) -> None:
         """Stop hosting: runners stop without ending their sessions (another worker takes over)."""

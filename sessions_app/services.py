@@ -136,13 +136,17 @@ def _admit(team: Team) -> None:
     balance_require_for_sessions(team=team.pk, sessions=live + 1)
 
 
-def _require_capacity() -> None:
-    """503 when every live worker's slots are taken (pending, active and orphaned sessions)."""
+def _require_capacity(*, warm_usable: bool) -> str:
+    """The host the new session goes to (sessions_app.registry.placement_choose); 503 when the
+    fleet's slots are taken (pending, active and orphaned sessions, wherever they run) or no
+    host that takes new sessions has a free one."""
     capacity = registry.total_capacity()
     used = BrowserSession.objects.filter(state__in=BrowserSession.LIVE_STATES).count()
-    if used >= capacity:
+    host = registry.placement_choose(warm_usable=warm_usable) if used < capacity else None
+    if host is None:
         raise ServiceUnavailable("No available instances.",
                                  details={"capacity": capacity, "inUse": used})
+    return host
 
 
 def _task_command(task: Task, task_input: TaskInput) -> dict[str, Any]:
@@ -170,7 +174,7 @@ def session_start(*, team: Team, api_key: ApiKey | None, spec: SessionInput,
     does not cover them (see _admit) and 503 when no browser slot is free.
     """
     _unsupported(team, spec, spec.task)
-    from .tasks import host_session
+    from .tasks import session_dispatch
 
     task_input = spec.task
     proxy_public, proxy_browser = None, None
@@ -196,7 +200,7 @@ def session_start(*, team: Team, api_key: ApiKey | None, spec: SessionInput,
     # One lock around the count and the insert so two requests cannot take the last slot twice.
     with get_redis().lock("enigma:lock:capacity", timeout=10, blocking_timeout=10), transaction.atomic():
         _admit(team)
-        _require_capacity()
+        host = _require_capacity(warm_usable=not spec.environment_id)  # warm contexts hold no saved state
         session = BrowserSession.objects.create(team=team, api_key=api_key, config=config,
                                                 base_url=base_url[:300])
         task = _create_task(session, task_input) if task_input.prompt else None
@@ -204,12 +208,13 @@ def session_start(*, team: Team, api_key: ApiKey | None, spec: SessionInput,
             from environments.services import environment_claim
 
             environment_claim(environment_id=spec.environment_id, session_id=session.pk)
+        registry.host_reserve(host, session.pk)  # the next start's placement counts it
     _environment_attach(session, task_input, first=True)
     if proxy_browser is not None:
         proxy_store(session_id=session.pk, browser=proxy_browser)
     if task is not None:
         command_push(session=session, kind="newTask", data=_task_command(task, task_input))
-    host_session.delay(session.pk)
+    session_dispatch(session_id=session.pk, host=host)
     return session, task
 
 
@@ -309,6 +314,24 @@ def session_end(*, session_id: str, state: str, reason: str, generation: int | N
         task_notify(task.pk, Task.State.TERMINATED)
     event_emit(session_id=session_id, name="end_session",
                payload={"type": "end_session", "reason": reason, "message": "Session ended"})
+    return True
+
+
+def session_hand_off(*, session_id: str, generation: int, worker_id: str) -> bool:
+    """Release an active session that `worker_id` hosts, between its tasks, for another host to
+    take over from its checkpoint (a drain). No task fails; clients see `instance:disconnected`
+    with `reason: "migrating"`, then `instance:reconnected` from the next host, and compute is
+    not charged in between (sessions_app.metering). Returns False if it is not ours any more."""
+    moved = BrowserSession.objects.filter(
+        pk=session_id, generation=generation, worker_id=worker_id, state=BrowserSession.State.ACTIVE,
+    ).update(state=BrowserSession.State.ORPHANED, orphaned_at=timezone.now(), worker_id="")
+    if moved != 1:
+        return False
+    event_emit(session_id=session_id, name="instance:disconnected", payload={
+        "type": "instance:disconnected", "reason": "migrating",
+        "message": "Moving the session to another browser host; it reconnects in a moment",
+        "gracePeriod": int(settings.ENIGMA_ORPHAN_GRACE_S * 1000),
+    })
     return True
 
 

@@ -32,7 +32,8 @@ def sessions_sweep_locked(*, holder: str) -> dict[str, int]:
 
 def sessions_sweep() -> dict[str, int]:
     """Orphan stale sessions, re-dispatch them, and fail those past the grace period."""
-    from .tasks import host_session
+    from .registry import host_of
+    from .tasks import session_dispatch
 
     now = timezone.now()
     stale = now - timedelta(seconds=settings.ENIGMA_HEARTBEAT_STALE_S)
@@ -64,7 +65,7 @@ def sessions_sweep() -> dict[str, int]:
             "message": "Instance connection lost. Attempting reconnection...",
             "gracePeriod": int(settings.ENIGMA_ORPHAN_GRACE_S * 1000),
         })
-        host_session.delay(session.pk)
+        session_dispatch(session_id=session.pk, exclude=(host_of(session.worker_id),))
     for session in BrowserSession.objects.filter(state=BrowserSession.State.ORPHANED,
                                                  orphaned_at__lt=now - grace):
         if session_end(session_id=session.pk, state=BrowserSession.State.FAILED, reason="instance_lost"):
@@ -72,13 +73,19 @@ def sessions_sweep() -> dict[str, int]:
     # A start whose message was lost before any worker claimed it (a broker restart without
     # persistence, a worker killed between taking the message and claiming) is sent again.
     retry_before = now - timedelta(seconds=DISPATCH_RETRY_S)
-    for session_id in BrowserSession.objects.filter(
-        state=BrowserSession.State.PENDING, worker_id="", created_at__lt=retry_before,
-        created_at__gte=now - grace,
-    ).values_list("pk", flat=True):
-        if get_redis().set(f"enigma:redispatch:{session_id}", "1", nx=True, ex=int(DISPATCH_RETRY_S)):
-            counts["redispatched"] = counts.get("redispatched", 0) + 1
-            host_session.delay(session_id)
+    unclaimed = BrowserSession.objects.filter(worker_id="")
+    # A session a draining host released that no host has claimed is sent again too, to a host
+    # with room (there was none when it was released, or the message was lost).
+    for query, fallback in (
+        (unclaimed.filter(state=BrowserSession.State.PENDING, created_at__lt=retry_before,
+                          created_at__gte=now - grace), True),
+        (unclaimed.filter(state=BrowserSession.State.ORPHANED, orphaned_at__lt=retry_before,
+                          orphaned_at__gte=now - grace), False),
+    ):
+        for session_id in query.values_list("pk", flat=True):
+            if get_redis().set(f"enigma:redispatch:{session_id}", "1", nx=True, ex=int(DISPATCH_RETRY_S)):
+                counts["redispatched"] = counts.get("redispatched", 0) + 1
+                session_dispatch(session_id=session_id, fallback=fallback)
     for session in BrowserSession.objects.filter(state=BrowserSession.State.PENDING, worker_id="",
                                                  created_at__lt=now - grace):
         if session_end(session_id=session.pk, state=BrowserSession.State.FAILED,

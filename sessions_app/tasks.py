@@ -1,11 +1,17 @@
-"""Celery tasks: thin adapters around the runtime and services."""
+"""Celery tasks: thin adapters around the runtime and services, and where sessions are sent."""
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Iterable
 from typing import Any
 
 from celery import shared_task
 from celery.signals import worker_ready, worker_shutting_down
+
+from . import registry
+
+logger = logging.getLogger(__name__)
 
 
 # Acknowledged when it starts, not when the session ends hours later: once claimed, a session is
@@ -15,10 +21,32 @@ from celery.signals import worker_ready, worker_shutting_down
 # lost before its claim is sent again by the sweep (sessions_app.sweep).
 @shared_task(name="sessions.host_session", acks_late=False, ignore_result=True)
 def host_session(session_id: str) -> None:
-    """Host a session in this worker until it ends. A duplicate delivery claims nothing."""
+    """Host a session in this worker until it ends. A duplicate delivery claims nothing. A
+    draining worker passes the session on to another host (or, with none, leaves it to the
+    sweep, which sends it again once a host has room)."""
     from .runtime import get_runtime
 
-    get_runtime().host_session(session_id)
+    runtime = get_runtime()
+    if runtime.draining:
+        session_dispatch(session_id=session_id, exclude=(runtime.host_id,), fallback=False)
+        return
+    runtime.host_session(session_id)
+
+
+def session_dispatch(*, session_id: str, host: str | None = None, warm_usable: bool = False,
+                     exclude: Iterable[str] = (), fallback: bool = True) -> str | None:
+    """Send the session to `host`'s queue, or to the host `registry.placement_choose` picks.
+    Without any host with a free slot it goes to the shared queue (`fallback`), where the next
+    worker with a free thread takes it; returns the host, or None."""
+    if host is None:
+        host = registry.placement_choose(warm_usable=warm_usable, exclude=exclude)
+        if host is not None:
+            registry.host_reserve(host, session_id)
+    if host is None and not fallback:
+        return None
+    queue = registry.host_queue(host) if host is not None else registry.SHARED_QUEUE
+    host_session.apply_async((session_id,), queue=queue)
+    return host
 
 
 @shared_task(name="sessions.sweep", ignore_result=True, expires=30)
@@ -31,12 +59,18 @@ def sweep() -> dict[str, int]:
 
 @worker_ready.connect
 def _start_runtime(sender: Any = None, **kwargs: Any) -> None:
-    """Start Chromium and the warm pool before the first session arrives."""
+    """A browser worker also consumes its host's own queue, starts Chromium and the warm pool
+    before the first session arrives, and drains on SIGTERM (sessions_app.worker_steps)."""
     queues = {q.name for q in sender.task_consumer.queues} if sender and sender.task_consumer else set()
-    if "browsers" in queues:
+    if registry.SHARED_QUEUE in queues:
         from .runtime import get_runtime
+        from .worker_steps import install_drain_on_sigterm
 
+        own = registry.host_queue(registry.host_id())
+        if own not in queues:
+            sender.add_task_queue(own)
         get_runtime()
+        install_drain_on_sigterm()
 
 
 @worker_shutting_down.connect
