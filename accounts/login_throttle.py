@@ -1,8 +1,7 @@
 """Login throttling for every password login (dashboard and Django admin alike).
 
-`LoginThrottleBackend` comes first in AUTHENTICATION_BACKENDS and authenticates nobody: it
-refuses (PermissionDenied stops the backend chain) while an email address or a client address
-has too many recent failures, and lets the next backend check the password otherwise. Failures
+`ThrottledModelBackend` is Django's ModelBackend that first refuses (PermissionDenied stops the
+backend chain) while an email address or a client address has too many recent failures. Failures
 are counted from Django's `user_login_failed` signal, in fixed windows in Redis, so every web
 process shares the count; a successful login clears the address's count.
 """
@@ -13,6 +12,7 @@ import hashlib
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth.backends import ModelBackend
 from django.contrib.auth.signals import user_logged_in, user_login_failed
 from django.core.exceptions import PermissionDenied
 from django.dispatch import receiver
@@ -40,18 +40,15 @@ def login_blocked(request: HttpRequest | None, email: str) -> bool:
     return any(int(count or 0) >= limit for count, (_, limit) in zip(counts, keys, strict=True))
 
 
-class LoginThrottleBackend:
-    """Refuses a login attempt while its email or client address is throttled."""
+class ThrottledModelBackend(ModelBackend):
+    """ModelBackend that refuses a login attempt while its email or client address is throttled."""
 
     def authenticate(self, request: HttpRequest | None, username: str | None = None,
-                     password: str | None = None, **kwargs: Any) -> None:
+                     password: str | None = None, **kwargs: Any) -> Any:
         email = username or kwargs.get("email") or ""
         if login_blocked(request, email):
             raise PermissionDenied("too many failed log-in attempts")
-        return None
-
-    def get_user(self, user_id: Any) -> None:
-        return None
+        return super().authenticate(request, username=username, password=password, **kwargs)
 
 
 @receiver(user_login_failed)

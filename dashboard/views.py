@@ -73,7 +73,7 @@ def signup(request: HttpRequest) -> HttpResponse:
     form = forms.SignupForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         user = user_create(email=form.cleaned_data["email"], password=form.cleaned_data["password"])
-        login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+        login(request, user)
         messages.success(request, "Welcome to Enigma. Create an API key and top up to start.")
         next_url = request.POST.get("next") or ""
         return redirect(next_url if next_url.startswith("/") and not next_url.startswith("//")

@@ -126,10 +126,8 @@ if DATABASES["default"]["ENGINE"].endswith("sqlite3"):
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_USER_MODEL = "accounts.User"
-AUTHENTICATION_BACKENDS = [
-    "accounts.login_throttle.LoginThrottleBackend",  # refuses while an email or address is throttled
-    "django.contrib.auth.backends.ModelBackend",
-]
+# ModelBackend that refuses while an email or client address has too many failed logins.
+AUTHENTICATION_BACKENDS = ["accounts.login_throttle.ThrottledModelBackend"]
 ENIGMA_LOGIN_MAX_FAILURES = env_int("ENIGMA_LOGIN_MAX_FAILURES", 5)
 ENIGMA_LOGIN_MAX_FAILURES_PER_IP = env_int("ENIGMA_LOGIN_MAX_FAILURES_PER_IP", 50)
 ENIGMA_LOGIN_WINDOW_S = env_int("ENIGMA_LOGIN_WINDOW_S", 900)

@@ -51,7 +51,7 @@ def test_metrics_need_the_metrics_token_or_a_staff_login() -> None:
     assert 'enigma_sessions{state="terminated"} 1' in text
     assert 'enigma_sessions{state="active"} 0' in text
     browser = Client()
-    browser.force_login(user, backend="django.contrib.auth.backends.ModelBackend")
+    browser.force_login(user)
     assert browser.get("/metrics").status_code == 401  # a customer is not an operator
     user.is_staff = True
     user.save(update_fields=["is_staff"])

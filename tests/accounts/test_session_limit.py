@@ -61,8 +61,7 @@ def test_eight_starts_at_once_with_a_limit_of_5_start_exactly_5(api: Api, accoun
 
 def test_a_team_limit_set_in_admin_wins_over_the_default(api: Api, account: dict[str, Any]) -> None:
     staff = Client()
-    staff.force_login(User.objects.create_superuser(email="ops@example.com", password="pw-123456789"),
-                      backend="django.contrib.auth.backends.ModelBackend")
+    staff.force_login(User.objects.create_superuser(email="ops@example.com", password="pw-123456789"))
     team = account["team"]
     form = staff.get(f"/admin/accounts/team/{team.pk}/change/")
     assert form.status_code == 200 and b'name="session_limit"' in form.content

@@ -12,14 +12,12 @@ from accounts.models import User
 from billing.models import LedgerEntry, Price, StripeEvent
 from billing.selectors import team_balance_micros
 
-MODEL_BACKEND = "django.contrib.auth.backends.ModelBackend"
-
 
 @pytest.fixture
 def staff(account: dict[str, Any]) -> Client:
     admin = User.objects.create_superuser(email="ops@example.com", password="pw-123456789")
     client = Client()
-    client.force_login(admin, backend=MODEL_BACKEND)  # not the login throttle, which logs in nobody
+    client.force_login(admin)
     return client
 
 
