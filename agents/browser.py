@@ -555,8 +555,9 @@ class BrowserHost:
         return self._browser is not None and self._browser.is_connected()
 
     async def wait_warm(self) -> None:
-        """Wait until a running pool refill has finished (tests and benchmarks use it)."""
-        if self._refill_task is not None:
+        """Wait until the pool refill has finished: the pool is full, or a context could not be
+        made (tests and benchmarks use it)."""
+        while self._refill_task is not None and not self._refill_task.done():
             await asyncio.shield(self._refill_task)
 
     # Internals ----------------------------------------------------------------------------
@@ -566,17 +567,40 @@ class BrowserHost:
             self._refill_task = asyncio.ensure_future(self._refill())
 
     async def _refill(self) -> None:
-        while not self._stopping and len(self._warm) < self._warm_pool_size:
-            try:
-                slot = await self._new_slot()
-            except PlaywrightError:
-                logger.exception("could not create a warm browser context")
-                return
-            if self._stopping:
-                await slot.context.close()
-                self.gate.release(slot.egress.token)
-                return
-            self._warm.append(slot)
+        """Make the missing warm contexts in parallel, and go on while sessions take them: a
+        context costs a few Chromium round trips (mostly waiting on the renderer's start), so
+        one at a time the pool empties whenever starts come faster than ~3 a second."""
+        making: set[asyncio.Task[_Slot]] = set()
+        try:
+            while not self._stopping:
+                for _ in range(self._warm_pool_size - len(self._warm) - len(making)):
+                    making.add(asyncio.ensure_future(self._new_slot()))
+                if not making:
+                    return
+                # Wake up now and then too: an acquire meanwhile means one more to make.
+                done, making = await asyncio.wait(making, timeout=0.05, return_when=asyncio.FIRST_COMPLETED)
+                failed = False
+                for task in done:
+                    try:
+                        slot = task.result()
+                    except PlaywrightError:
+                        logger.exception("could not create a warm browser context")
+                        failed = True
+                        continue
+                    if self._stopping:
+                        await slot.context.close()
+                        self.gate.release(slot.egress.token)
+                    else:
+                        self._warm.append(slot)
+                if failed:  # no retry loop against a broken browser; the next acquire tries again
+                    if making:
+                        await asyncio.wait(making)
+                        self._warm.extend(t.result() for t in making if t.exception() is None)
+                        making = set()
+                    return
+        finally:
+            for task in making:
+                task.cancel()
 
     async def _new_slot(self, *, storage_state: dict[str, Any] | None = None) -> _Slot:
         if self._browser is None:

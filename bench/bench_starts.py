@@ -1,0 +1,151 @@
+"""Start latency (issue 17). Prints, for a session without `startingUrl` (POST -> `active`) and
+one with the `startingUrl` of a local page (POST -> `active` with `currentUrl` set):
+
+1. sequential starts (one every --interval s, each ended before the next): p50/p95;
+2. a burst of --burst starts within --burst-window s: p50/p95;
+3. the p50 of each step of the worker's start (`sessions_app.starts` log lines): queue (from
+   the session's creation to the worker's pick-up), claim, loop (to the runtime's loop), load,
+   context (acquire), commands, navigation (guard check and page load), state_write, active_event;
+
+with the load average before and after, since this machine is shared.
+
+Usage: .venv/bin/python bench/bench_starts.py [--sequential 30] [--burst 20] [--warm-pool 2]
+       [--chromium /usr/lib/chromium/chromium]
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.server
+import os
+import re
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import requests
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from harness import percentile, stack  # noqa: E402
+
+PAGE = b"<!doctype html><title>Bench page</title><h1>Hello</h1>"
+STEP_RE = re.compile(r"start steps of (\w+): (.*)$")
+
+
+class _Page(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.send_header("Content-Length", str(len(PAGE)))
+        self.end_headers()
+        self.wfile.write(PAGE)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def serve_page() -> str:
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Page)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    return f"http://127.0.0.1:{httpd.server_address[1]}/page.html"
+
+
+def start_once(base: str, key: str, page: str | None) -> tuple[float, str]:
+    """POST start-session and poll until the session is active (with its currentUrl when it has
+    a page); returns the milliseconds from sending the POST and the session id."""
+    http = requests.Session()
+    http.headers["Authorization"] = f"Bearer {key}"
+    body = {"startingUrl": page} if page else {}
+    t0 = time.perf_counter()
+    response = http.post(f"{base}/start/start-session", json=body)
+    response.raise_for_status()
+    sid = response.json()["sessionId"]
+    deadline = t0 + 30
+    while time.perf_counter() < deadline:
+        state = http.get(f"{base}/sessions/{sid}").json()
+        if state.get("state") == "active" and (not page or state.get("currentUrl") == page):
+            return (time.perf_counter() - t0) * 1000, sid
+        time.sleep(0.005)
+    raise RuntimeError(f"session {sid} never became active")
+
+
+def end(base: str, key: str, sessions: list[str]) -> None:
+    http = requests.Session()
+    http.headers["Authorization"] = f"Bearer {key}"
+    for sid in sessions:
+        http.post(f"{base}/start/send-message", json={"sessionId": sid,
+                                                       "message": {"actionType": "state", "newState": "terminate"}})
+    deadline = time.time() + 30
+    while time.time() < deadline and any(
+            http.get(f"{base}/sessions/{sid}").json().get("state") == "active" for sid in sessions):
+        time.sleep(0.1)
+
+
+def summary(label: str, values: list[float], target_p50: float, target_p95: float) -> str:
+    p50, p95 = percentile(values, 50), percentile(values, 95)
+    ok = p50 <= target_p50 and p95 <= target_p95
+    return (f"{label:<34} n={len(values):<3} p50 {p50:7.1f} ms  p95 {p95:7.1f} ms  "
+            f"(target p50 <= {target_p50:g}, p95 <= {target_p95:g})  [{'OK' if ok else 'MISS'}]")
+
+
+def step_medians(log: Path, sessions: set[str]) -> str:
+    steps: dict[str, list[float]] = {}
+    for line in log.read_text(errors="replace").splitlines():
+        match = STEP_RE.search(line)
+        if not match or match.group(1) not in sessions:
+            continue
+        for item in match.group(2).split():
+            name, _, value = item.partition("=")
+            steps.setdefault(name, []).append(float(value.removesuffix("ms")))
+    return "  ".join(f"{name} {percentile(values, 50):.1f}" for name, values in steps.items())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--sequential", type=int, default=30)
+    parser.add_argument("--interval", type=float, default=1.0)
+    parser.add_argument("--burst", type=int, default=20)
+    parser.add_argument("--burst-window", type=float, default=2.0)
+    parser.add_argument("--warm-pool", type=int, default=2)
+    parser.add_argument("--chromium", default=os.environ.get("CHROMIUM_PATH", "/usr/lib/chromium/chromium"))
+    args = parser.parse_args()
+    page = serve_page()
+    capacity = args.burst + 5
+    extra = {"ENIGMA_WARM_POOL": str(args.warm_pool), "CHROMIUM_PATH": args.chromium,
+             "ENIGMA_LOG_LEVEL": "INFO", "ENIGMA_RECORDINGS": os.environ.get("ENIGMA_RECORDINGS", "on"),
+             "ENIGMA_RATE_LIMITS": "start-session=100000,send-message=100000"}
+    print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}; warm pool {args.warm_pool}; "
+          f"{args.chromium}")
+    with stack(capacity=capacity, extra_env=extra) as s:
+        time.sleep(3)  # the warm pool fills
+        log = s.tmp / "worker.log"
+        for label, target in (("no startingUrl", None), ("startingUrl (local page)", page)):
+            t50 = 60 if target is None else 150
+            times, ids = [], []
+            for _ in range(args.sequential):
+                ms, sid = start_once(s.url, s.key, target)
+                times.append(ms)
+                ids.append(sid)
+                end(s.url, s.key, [sid])
+                time.sleep(args.interval)
+            print(summary(f"sequential, {label}", times, t50, 300))
+            print(f"  worker steps p50 (ms): {step_medians(log, set(ids))}")
+            gap = args.burst_window / args.burst
+            with ThreadPoolExecutor(args.burst) as pool:
+                futures = []
+                for _ in range(args.burst):
+                    futures.append(pool.submit(start_once, s.url, s.key, target))
+                    time.sleep(gap)
+                burst = [f.result() for f in futures]
+            print(summary(f"burst {args.burst} in {args.burst_window:g} s, {label}", [ms for ms, _ in burst],
+                          float("inf"), 300))
+            print(f"  worker steps p50 (ms): {step_medians(log, {sid for _, sid in burst})}")
+            end(s.url, s.key, [sid for _, sid in burst])
+            time.sleep(3)
+    print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+
+
+if __name__ == "__main__":
+    main()
