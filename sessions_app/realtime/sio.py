@@ -26,6 +26,7 @@ from channels.layers import get_channel_layer
 from django.db import DatabaseError
 
 from enigma_site.errors import ApiError
+from enigma_site.parsers import json_loads
 from enigma_site.redis import get_async_redis, get_redis
 
 from ..events import events_after, group_name
@@ -272,12 +273,9 @@ async def on_message(sid: str, data: Any = None) -> dict[str, Any]:
     client = _clients.get(sid)
     if client is None:
         return {"success": False, "code": "SESSION_NOT_FOUND", "error": "Not connected to a session"}
-    if isinstance(data, str):
-        try:
-            data = json.loads(data)
-        except ValueError:
-            pass  # parse_message names what is wrong with it
     try:
+        if isinstance(data, str):  # a message sent as JSON text gets the REST body's checks
+            data = json_loads(data.encode("utf-8", "surrogatepass"))
         return await database_sync_to_async(socket_message_apply)(grant=client.grant, raw=data)
     except ApiError as exc:
         body = client.shown(error_payload(exc))

@@ -141,3 +141,24 @@ def test_a_socket_message_with_a_lone_surrogate_is_refused_naming_the_field(api:
     assert (ack["code"], ack["details"]["parameter"]) == ("INVALID_PARAMETER", "message.taskDetails"), ack
     assert not Task.objects.filter(session_id=session_id).exists()
     assert api.get(f"/sessions/{session_id}").json()["state"] == "active"
+
+
+def test_a_socket_message_sent_as_deeply_nested_json_text_is_an_invalid_json_error(
+        api: Api, account: dict[str, Any]) -> None:
+    session_id = start(api)["sessionId"]
+    api.wait_session(session_id, "active")
+    nested = "[" * 50_000 + "]" * 50_000
+
+    async def emit() -> Any:
+        client = socketio.AsyncClient(reconnection=False)
+        await client.connect(api.base, auth={"sessionId": session_id, "apiKey": account["key"]},
+                             transports=["websocket"])
+        try:
+            return await client.call("message", nested, timeout=10)
+        finally:
+            await client.disconnect()
+
+    ack = asyncio.run(emit())
+
+    assert ack["code"] == "INVALID_JSON", ack
+    assert api.get(f"/sessions/{session_id}").json()["state"] == "active"
