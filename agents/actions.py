@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import mimetypes
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -416,8 +417,13 @@ class BrowserActions:
         target = await self._resolve(ref)
         if isinstance(target, ActionOutcome):
             return target
-        await target.set_input_files(path, timeout=ACTION_TIMEOUT_MS)
-        return ActionOutcome(f"Attached {os.path.basename(path)}.")
+        # The file's bytes, not its path: Chromium runs as another user, in its own namespaces,
+        # and cannot (and should not) read the worker's storage.
+        name = os.path.basename(path)
+        payload = {"name": name, "mimeType": mimetypes.guess_type(name)[0] or "application/octet-stream",
+                   "buffer": await asyncio.to_thread(Path(path).read_bytes)}
+        await target.set_input_files(payload, timeout=ACTION_TIMEOUT_MS)
+        return ActionOutcome(f"Attached {name}.")
 
     async def scroll(self, direction: str, screens: float) -> ActionOutcome:
         sign = -1 if direction == "up" else 1
