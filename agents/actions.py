@@ -12,6 +12,7 @@ import json
 import mimetypes
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from playwright.async_api import Error as PlaywrightError
