@@ -29,6 +29,7 @@ from billing.models import TopUp
 from billing.money import micros_to_usd
 from billing.services import topup_bounds_usd, topup_create
 from enigma_site.errors import ApiError
+from recordings.selectors import recording_player_links
 from sessions_app.events import events_after
 from sessions_app.models import BrowserSession, Task
 from sessions_app.schema import parse_message, parse_session_body
@@ -283,6 +284,7 @@ def session_page(request: HttpRequest, ctx: Context, session_id: str) -> HttpRes
         "session": session, **_session_panels(session),
         "viewer": viewer_url(base_url=public_base_url(request), session_id=session.pk, control=True)
         if session.is_live else "",
+        "recording": recording_player_links(session=session),
         "task_form": forms.TaskForm(),
     })
 

@@ -1,10 +1,10 @@
 """Content-Security-Policy for the HTML pages (dashboard, viewer, admin).
 
-The pages load scripts and styles only from this origin (no inline scripts; inline style
-attributes are allowed, the viewer sizes its window with them) and Stripe.js where a top-up
-needs it. The viewer page is made to be embedded in customers' pages, so any origin may frame
-it; every other page may be framed only by this origin. `ENIGMA_CSP`: "on" (this policy),
-"off" (none), or a policy of your own.
+The pages load scripts, styles and media (the dashboard's recording player) only from this
+origin (no inline scripts; inline style attributes are allowed, the viewer sizes its window with
+them) and Stripe.js where a top-up needs it. The viewer page is made to be embedded in customers'
+pages, so any origin may frame it; every other page may be framed only by this origin.
+`ENIGMA_CSP`: "on" (this policy), "off" (none), or a policy of your own.
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ def build_policy(*, embeddable: bool) -> str:
         f"script-src 'self' {stripe}",
         "style-src 'self' 'unsafe-inline'",
         "img-src 'self' data: blob:",
+        "media-src 'self' blob:",
         f"connect-src 'self' ws: wss: {stripe}",
         f"frame-src 'self' {stripe}",
         f"frame-ancestors {ancestors}",

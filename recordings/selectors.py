@@ -6,13 +6,16 @@ from datetime import datetime
 from typing import Any
 
 from django.core import signing
+from django.urls import reverse
 
 from accounts.models import Team
 from enigma_site.errors import ApiError
 from sessions_app.events import events_after
+from sessions_app.models import BrowserSession
 from sessions_app.selectors import session_get
 
 from .models import Recording
+from .services import recording_wanted
 
 LINK_SALT = "recordings.link"
 LINK_TTL_S = 3600
@@ -96,3 +99,15 @@ def recording_body(recording: Recording, *, base_url: str) -> dict[str, Any]:
                        f"?token={recording_link_token(recording.session_id)}")
         body["expiresIn"] = LINK_TTL_S
     return body
+
+
+def recording_player_links(*, session: BrowserSession) -> dict[str, str] | None:
+    """Signed links (valid LINK_TTL_S) to the session's MP4 and its steps, for a page whose viewer
+    has no API key (the dashboard's player); None when the session is not and will not be
+    recorded. The caller has checked that the viewer may see the session."""
+    if not Recording.objects.filter(session_id=session.pk).exists() and not (
+            session.is_live and recording_wanted(session)):
+        return None
+    query = f"?token={recording_link_token(session.pk)}"
+    return {"src": reverse("recording", args=[session.pk]) + query,
+            "steps": reverse("recording-steps", args=[session.pk]) + query}

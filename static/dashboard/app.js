@@ -164,6 +164,79 @@
     };
     document.addEventListener("dashboard:changed", function () { setTimeout(poll, 300); });
     poll();
+    recordingPlayer(function () { return live; });
+  }
+
+  // Session page: once the session has ended, play its recording with the steps beside it
+  // (signed links minted by the page; click a step and the video seeks there).
+  function recordingPlayer(isLive) {
+    var card = document.getElementById("recording");
+    if (!card) return;
+    var video = document.getElementById("rec-video");
+    var list = document.getElementById("rec-steps");
+    var status = document.getElementById("rec-status");
+    var clock = function (t) {
+      var s = Math.floor(t);
+      return Math.floor(s / 60) + ":" + ("0" + (s % 60)).slice(-2);
+    };
+    var render = function (steps) {
+      list.textContent = "";
+      steps.forEach(function (step) {
+        var li = document.createElement("li");
+        var button = document.createElement("button");
+        button.type = "button";
+        button.className = "rec-step";
+        button.dataset.t = step.t;
+        var at = document.createElement("span");
+        at.className = "rec-t";
+        at.textContent = clock(step.t);
+        var kind = document.createElement("span");
+        kind.className = "ev-kind";
+        kind.textContent = String(step.type).replace(/_/g, " ");
+        var text = document.createElement("span");
+        text.className = "ev-text";
+        text.textContent = [step.name, step.target, step.thought].filter(Boolean).join(" · ").slice(0, 300);
+        button.append(at, kind, text);
+        li.appendChild(button);
+        list.appendChild(li);
+      });
+    };
+    list.addEventListener("click", function (event) {
+      var button = event.target.closest(".rec-step");
+      if (!button) return;
+      video.currentTime = Number(button.dataset.t);
+    });
+    video.addEventListener("timeupdate", function () {
+      var current = null;
+      list.querySelectorAll(".rec-step").forEach(function (b) {
+        b.classList.remove("current");
+        if (Number(b.dataset.t) <= video.currentTime + 0.05) current = b;
+      });
+      if (current) current.classList.add("current");
+    });
+    var load = function () {
+      if (isLive()) { setTimeout(load, 3000); return; }
+      fetch(card.dataset.steps, { credentials: "same-origin" }).then(function (r) {
+        if (r.status === 404) { card.hidden = true; return null; }
+        if (!r.ok) throw new Error(r.status);
+        return r.json();
+      }).then(function (body) {
+        if (!body) return;
+        card.hidden = false;
+        var state = body.recording.state;
+        if (state === "ready") {
+          status.textContent = clock(body.recording.durationMs / 1000) + " · " + body.steps.length + " steps";
+          if (!video.getAttribute("src")) video.src = card.dataset.src;
+          render(body.steps);
+        } else if (state === "failed") {
+          status.textContent = "The recording could not be made.";
+        } else {
+          status.textContent = "Preparing the recording…";
+          setTimeout(load, 2000);
+        }
+      }).catch(function () { status.textContent = "Could not load the recording."; setTimeout(load, 10000); });
+    };
+    load();
   }
 
   // Playground: keep the curl command in step with the form.
