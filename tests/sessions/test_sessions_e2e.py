@@ -211,8 +211,10 @@ def test_another_teams_session_and_task_are_404(api: Api, pages: str) -> None:
 
 def test_503_when_every_browser_slot_is_taken(api: Api, account: dict[str, Any]) -> None:
     from accounts.models import Team
-    from sessions_app.registry import total_capacity
+    from sessions_app.registry import live_hosts, total_capacity
 
+    # Slots promised to starts no worker claimed yet (an earlier test's) count as taken.
+    wait_until(lambda: all(host.reserved == 0 for host in live_hosts()), timeout=40)
     capacity = total_capacity()
     Team.objects.filter(pk=account["team"].pk).update(session_limit=capacity + 1)  # not the team limit
     ids = [start(api)["sessionId"] for _ in range(capacity)]
