@@ -1,6 +1,9 @@
-// The live view: frames from /ws/view/<token>/ under a drawn browser chrome, in a 1024x600
-// window scaled to fit. With a control token, clicks and keys become send-message
-// interactions in the contract's coordinates: x 0-1024, y = page y + 155 (spec decision 6).
+// The live view: the page under a drawn browser chrome, in a 1024x600 window scaled to fit.
+// Video comes over WebRTC from the session's WHEP endpoint (/whep/<token>) when the browser can;
+// until it plays, or when it fails, the JPEG frames of /ws/view/<token>/ are shown. The socket
+// always carries the page's URL and title, the session's events and, with a control token, the
+// clicks and keys: send-message interactions in the contract's coordinates, x 0-1024,
+// y = page y + 155 (spec decision 6).
 (function () {
   "use strict";
   var win = document.getElementById("window");
@@ -10,12 +13,16 @@
   var width = Number(win.dataset.width), height = Number(win.dataset.height);
   var chrome = Number(win.dataset.chrome);
   var frame = document.getElementById("frame");
+  var video = document.getElementById("video");
+  var surface = document.getElementById("page");
+  var whepUrl = win.dataset.whep;
   var urlEl = document.getElementById("url");
   var titleEl = document.getElementById("title");
   var statusEl = document.getElementById("status");
   var takeoverBtn = document.getElementById("takeover");
   var scale = 1, ws = null, retry = 0, finished = false, humanControl = false;
   var typed = "", typeTimer = null;
+  var rtc = null;  // {pc, location, playing} while WebRTC is tried or plays
   var NAMED_KEYS = ["Enter", "Escape", "Tab", "Backspace", "Delete", "ArrowUp", "ArrowDown",
     "ArrowLeft", "ArrowRight", "PageUp", "PageDown", "Home", "End", "Insert", "Space",
     "F1", "F2", "F3", "F4", "F5", "F6", "F7", "F8", "F9", "F10", "F11", "F12"];
@@ -55,7 +62,7 @@
     ws.onmessage = function (event) {
       var msg = JSON.parse(event.data);
       if (msg.type === "frame") {
-        frame.src = "data:image/jpeg;base64," + msg.data;
+        if (!(rtc && rtc.playing)) frame.src = "data:image/jpeg;base64," + msg.data;
         setPage(msg.url, msg.title);
       } else if (msg.type === "hello") {
         setStatus("Live", true);
@@ -68,6 +75,7 @@
         }
       } else if (msg.type === "end_session") {
         finished = true;
+        stopVideo();
         setStatus("Session ended (" + msg.reason + ")", false);
       } else if (msg.type === "error") {
         setStatus(msg.error, false);
@@ -83,8 +91,81 @@
     };
   }
 
+  // ----- WebRTC (WHEP): recvonly video and audio, the offer posted after ICE gathering -----
+
+  function showVideo(on) {
+    video.hidden = !on;
+    frame.hidden = on;
+    win.dataset.media = on ? "webrtc" : "frames";
+  }
+
+  function stopVideo() {
+    if (!rtc) return;
+    var ended = rtc;
+    rtc = null;
+    showVideo(false);
+    ended.pc.close();
+    if (ended.location) fetch(ended.location, { method: "DELETE", keepalive: true }).catch(function () {});
+  }
+
+  function gathered(pc) {
+    return new Promise(function (resolve) {
+      if (pc.iceGatheringState === "complete") { resolve(); return; }
+      var timer = setTimeout(resolve, 2000);  // send what was gathered so far
+      pc.addEventListener("icegatheringstatechange", function () {
+        if (pc.iceGatheringState === "complete") { clearTimeout(timer); resolve(); }
+      });
+    });
+  }
+
+  function startVideo() {
+    if (!whepUrl || typeof window.RTCPeerConnection !== "function" || finished) return;
+    var pc;
+    try {
+      pc = new RTCPeerConnection({ iceServers: [] });
+    } catch (e) {
+      return;  // WebRTC disabled: frames only
+    }
+    var attempt = rtc = { pc: pc, location: null, playing: false };
+    pc.addTransceiver("video", { direction: "recvonly" });
+    pc.addTransceiver("audio", { direction: "recvonly" });
+    pc.ontrack = function (event) {
+      if (event.track.kind === "video") video.srcObject = new MediaStream([event.track]);
+    };
+    pc.onconnectionstatechange = function () {
+      if (rtc === attempt && (pc.connectionState === "failed" || pc.connectionState === "closed")) stopVideo();
+    };
+    var playing = function () {
+      if (rtc !== attempt || !video.videoWidth) return;
+      attempt.playing = true;
+      showVideo(true);
+    };
+    video.addEventListener("resize", playing);
+    video.addEventListener("loadeddata", playing);
+    // No picture within 10 s (blocked UDP, a proxy): frames it is.
+    setTimeout(function () { if (rtc === attempt && !attempt.playing) stopVideo(); }, 10000);
+    pc.createOffer().then(function (offer) { return pc.setLocalDescription(offer); })
+      .then(function () { return gathered(pc); })
+      .then(function () {
+        return fetch(whepUrl, { method: "POST", headers: { "Content-Type": "application/sdp" },
+                                body: pc.localDescription.sdp });
+      })
+      .then(function (response) {
+        if (response.status !== 201) throw new Error("WHEP answered " + response.status);
+        var location = response.headers.get("Location");
+        if (location) attempt.location = new URL(location, window.location.href).href;
+        return response.text();
+      })
+      .then(function (answer) {
+        if (rtc !== attempt) return null;
+        return pc.setRemoteDescription({ type: "answer", sdp: answer });
+      })
+      .catch(function () { if (rtc === attempt) stopVideo(); });
+  }
+  window.addEventListener("pagehide", stopVideo);
+
   function pagePoint(event) {
-    var rect = frame.getBoundingClientRect();
+    var rect = surface.getBoundingClientRect();
     var x = (event.clientX - rect.left) / scale;
     var y = (event.clientY - rect.top) / scale;
     if (x < 0 || y < 0 || x > width || y > height - chrome) return null;
@@ -98,17 +179,17 @@
   }
 
   if (control) {
-    frame.classList.add("control");
-    frame.addEventListener("click", function (event) {
+    surface.classList.add("control");
+    surface.addEventListener("click", function (event) {
       var point = pagePoint(event);
-      frame.focus();
+      surface.focus();
       if (point && event.detail < 2) { flushTyped(); interact({ type: "CLICK", x: point.x, y: point.y }); }
     });
-    frame.addEventListener("dblclick", function (event) {
+    surface.addEventListener("dblclick", function (event) {
       var point = pagePoint(event);
       if (point) interact({ type: "DOUBLE_CLICK", x: point.x, y: point.y });
     });
-    frame.addEventListener("keydown", function (event) {
+    surface.addEventListener("keydown", function (event) {
       var mods = [];
       if (event.ctrlKey) mods.push("Control");
       if (event.altKey) mods.push("Alt");
@@ -133,4 +214,5 @@
     }
   }
   connect();
+  startVideo();
 })();

@@ -1,0 +1,90 @@
+"""The embeddable viewer (`webViewURL`) in a real Chromium: video over WebRTC from the session's
+WHEP endpoint when it can, JPEG frames from the socket when it cannot, and clicks of a control
+token over the socket either way."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from playwright.sync_api import Browser, Page, sync_playwright
+
+from tests.conftest import Api
+from tests.video.test_whep_browser import CHROMIUM, WEBRTC_ARGS, _until, _viewers
+
+pytestmark = pytest.mark.slow
+
+NO_WEBRTC = "delete window.RTCPeerConnection; delete window.webkitRTCPeerConnection;"
+
+
+@pytest.fixture
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=WEBRTC_ARGS)
+        yield browser
+        browser.close()
+
+
+def _viewer(browser: Browser, url: str, *, init_script: str = "") -> Page:
+    page = browser.new_page(viewport={"width": 1024, "height": 600})  # scale 1: page px = window px
+    if init_script:
+        page.add_init_script(init_script)
+    page.goto(url)
+    return page
+
+
+def _media(page: Page) -> dict[str, Any]:
+    return page.evaluate("""() => {
+      const v = document.getElementById('video'), f = document.getElementById('frame');
+      const q = v.getVideoPlaybackQuality();
+      return {media: document.getElementById('window').dataset.media || '', width: v.videoWidth,
+              height: v.videoHeight, frames: q.totalVideoFrames, videoShown: !v.hidden,
+              imgShown: !f.hidden, img: (f.getAttribute('src') || '').slice(0, 30),
+              title: document.getElementById('title').textContent};
+    }""")
+
+
+def _animated(api: Api, pages: str) -> tuple[str, str]:
+    started = api.post("/start/start-session", {"startingUrl": f"{pages}/animated.html"})
+    assert started.status_code == 200, started.text
+    body = started.json()
+    api.wait_session(body["sessionId"], "active")
+    return body["sessionId"], body["streaming"]["webViewURL"]
+
+
+def _click_the_button(page: Page) -> None:
+    # The button of animated.html spans page x 100-300, y 300-360.
+    page.locator("#page").click(position={"x": 200, "y": 330})
+    _until(lambda: _media(page)["title"] == "clicked", timeout=15)
+
+
+def test_viewer_plays_webrtc_video_and_clicks_still_work(api: Api, pages: str, browser: Browser) -> None:
+    session_id, view_url = _animated(api, pages)
+    page = _viewer(browser, view_url)
+    state = _until(lambda: (m := _media(page))["media"] == "webrtc" and m["frames"] > 0 and m)
+    assert (state["width"], state["height"]) == (1024, 600)
+    assert state["videoShown"] and not state["imgShown"]
+    html = page.content()
+    assert session_id not in html
+    assert 'data-whep="/whep/vt_' in html
+    before = state["frames"]
+    page.wait_for_timeout(1500)
+    assert _media(page)["frames"] - before >= 5  # the page animates: the video keeps decoding
+    _click_the_button(page)
+    assert _media(page)["media"] == "webrtc"
+    page.close()  # pagehide: the viewer DELETEs its WHEP resource; the socket's lease goes too
+    _until(lambda: _viewers(session_id) == 0, timeout=35)
+
+
+def test_viewer_falls_back_to_frames_without_webrtc_or_when_whep_fails(
+        api: Api, pages: str, browser: Browser) -> None:
+    no_rtc = _viewer(browser, _animated(api, pages)[1], init_script=NO_WEBRTC)
+    refused = browser.new_page(viewport={"width": 1024, "height": 600})
+    refused.route("**/whep/**", lambda route: route.fulfill(status=503, body="down"))
+    refused.goto(_animated(api, pages)[1])
+    for page in (no_rtc, refused):  # a session each: a click on one must not show on the other
+        state = _until(lambda p=page: (m := _media(p))["img"].startswith("data:image/jpeg;base64,") and m)
+        assert state["imgShown"] and not state["videoShown"] and state["media"] != "webrtc"
+        _click_the_button(page)
+    assert _media(refused)["frames"] == 0
