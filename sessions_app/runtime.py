@@ -222,7 +222,8 @@ class WorkerRuntime:
             return
         steps = StartSteps()
         generation = services.session_claim(session_id=session_id, worker_id=self.worker_id)
-        if generation is None:
+        if generation is None:  # ended before any worker claimed it, or a duplicate delivery
+            registry.host_unreserve(self.host_id, session_id)
             return
         close_old_connections()
         steps.mark("claim")
