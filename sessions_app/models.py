@@ -50,6 +50,9 @@ class BrowserSession(models.Model):
     input_tokens = models.BigIntegerField(default=0)
     output_tokens = models.BigIntegerField(default=0)
     cost_micros = models.BigIntegerField(default=0)
+    # Bytes the browser moved through the egress gate, over every host that held the session.
+    egress_bytes_sent = models.BigIntegerField(default=0)
+    egress_bytes_received = models.BigIntegerField(default=0)
     # What the ledger already holds for this session (see sessions_app.metering).
     charged_input_tokens = models.BigIntegerField(default=0)
     charged_output_tokens = models.BigIntegerField(default=0)

@@ -167,6 +167,7 @@ class SessionRunner:
         self._downloads: set[asyncio.Task[None]] = set()
         self.policy_rules: dict[str, Any] | None = None
         self._task_files: dict[str, list[dict[str, Any]]] = {}
+        self._egress_base = (0, 0)
 
     # ----- lifecycle -----------------------------------------------------------------------
 
@@ -177,6 +178,7 @@ class SessionRunner:
             session = await db(BrowserSession.objects.select_related("team").get)(pk=self.session_id)
             self.session = session
             self.start_steps.mark("load")
+            self._egress_base = (session.egress_bytes_sent, session.egress_bytes_received)
             takeover = session.started_at is not None
             self.paused, self.human_control = session.paused, session.human_control
             self.policy = NetworkPolicy(
@@ -300,6 +302,8 @@ class SessionRunner:
                                                reason=reason, generation=self.generation)
         if ended:
             with contextlib.suppress(Exception):
+        await db(BrowserSession.objects.filter(pk=self.session_id, generation=self.generation).update)(
+            **self._egress_fields())
                 await db(metering.session_meter)(session_id=self.session_id)
         self.done.set()
 
@@ -347,7 +351,13 @@ class SessionRunner:
         await db(BrowserSession.objects.filter(
             pk=self.session_id, generation=self.generation, state__in=BrowserSession.LIVE_STATES).update
         )(storage_state=self.vault.scrub_storage_state(clean_obj(state)), current_url=self.vault.scrub(url)[:4000],
-          current_title=self.vault.scrub(title)[:1000])
+          current_title=self.vault.scrub(title)[:1000], **self._egress_fields())
+
+    def _egress_fields(self) -> dict[str, int]:
+        """The session's egress byte counts: what earlier hosts counted plus this browser's."""
+        sent, received = self.browser.egress_bytes if self.browser is not None else (0, 0)
+        return {"egress_bytes_sent": self._egress_base[0] + sent,
+                "egress_bytes_received": self._egress_base[1] + received}
 
     # ----- commands -------------------------------------------------------------------------
 

@@ -84,8 +84,12 @@ def task_usage(task: Task, price: Price | None = None) -> dict[str, Any]:
 
 def session_usage(session: BrowserSession) -> dict[str, Any]:
     """The session's usage; `computeTime` is the billed wall time (metering.session_compute_ms)."""
-    return usage_object(input_tokens=session.input_tokens, output_tokens=session.output_tokens,
-                        seconds=session_compute_ms(session) / 1000, cost_micros=session.cost_micros)
+    usage = usage_object(input_tokens=session.input_tokens, output_tokens=session.output_tokens,
+                         seconds=session_compute_ms(session) / 1000, cost_micros=session.cost_micros)
+    # An addition: bytes through the egress gate (sent, received), for a later price per GB.
+    usage["networkBytesSent"] = session.egress_bytes_sent
+    usage["networkBytesReceived"] = session.egress_bytes_received
+    return usage
 
 
 def task_data(task: Task) -> dict[str, Any]:
