@@ -298,12 +298,12 @@ class SessionRunner:
             # session_end saves the last checkpoint into the environment: make it the latest.
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self.checkpoint_browser(), 5)
+        await db(BrowserSession.objects.filter(pk=self.session_id, generation=self.generation).update)(
+            **self._egress_fields())
         ended = await db(services.session_end)(session_id=self.session_id, state=state,
                                                reason=reason, generation=self.generation)
         if ended:
             with contextlib.suppress(Exception):
-        await db(BrowserSession.objects.filter(pk=self.session_id, generation=self.generation).update)(
-            **self._egress_fields())
                 await db(metering.session_meter)(session_id=self.session_id)
         self.done.set()
 
