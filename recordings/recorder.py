@@ -36,6 +36,7 @@ _encoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="recording-encod
 def _encode(session_id: str) -> None:
     try:
         services.recording_encode(session_id=session_id)
+        services.spools_prune()  # e.g. the spool of a session another host took over and ended
     except Exception:  # the thread's outermost boundary: log it, the row stays "encoding"
         logger.exception("recording of session %s could not be encoded", session_id)
     finally:

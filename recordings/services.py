@@ -22,6 +22,12 @@ from .models import Recording
 logger = logging.getLogger(__name__)
 
 STUCK_ENCODING = timedelta(hours=1)
+# A recording still "recording" this long after its session ended was never encoded: its frames
+# were on a browser host that is gone (or never came back to settle it).
+LOST_SPOOL = timedelta(hours=1)
+# A spool directory no recording waits for is removed once it is this old (a session that is
+# just starting writes its row before its first frame).
+SPOOL_PRUNE_AGE_S = 60.0
 
 
 def recording_wanted(session: BrowserSession) -> bool:
@@ -82,13 +88,58 @@ def recording_encode(*, session_id: str) -> Recording | None:
     return Recording.objects.get(pk=session_id)
 
 
+def recording_settle(*, session_id: str) -> Recording | None:
+    """Run on the browser host that last held the session, for a session whose end its runner
+    never saw (the sweep ended it after its worker died): encode the spool this host has, or fail
+    the recording when it has none. Then remove this host's spools that no recording waits for.
+    Returns the recording, or None when there is nothing to settle."""
+    recording = Recording.objects.filter(session_id=session_id, state=Recording.State.RECORDING).first()
+    result = None
+    if recording is not None and not BrowserSession.objects.filter(
+            pk=session_id, state__in=BrowserSession.LIVE_STATES).exists():
+        if Spool(spool_path(session_id)).index_path.exists():
+            result = recording_encode(session_id=session_id)
+        elif Recording.objects.filter(pk=session_id, state=Recording.State.RECORDING).update(
+                state=Recording.State.FAILED, ended_at=timezone.now(),
+                error=f"no frames of this session on host {settings.ENIGMA_HOST_ID}"):
+            result = Recording.objects.get(pk=session_id)
+    spools_prune()
+    return result
+
+
+def spools_prune() -> int:
+    """Remove the spools on this host that no recording waits for: the recording is ready,
+    failed or gone (e.g. a spool a host kept after another host took its session over).
+    Returns how many were removed."""
+    root = Path(settings.VAR_DIR) / "recordings"
+    if not root.is_dir():
+        return 0
+    old_enough = time.time() - SPOOL_PRUNE_AGE_S
+    candidates = {p.name: p for p in root.iterdir() if p.is_dir() and p.stat().st_mtime < old_enough}
+    waiting = set(Recording.objects.filter(
+        session_id__in=list(candidates), state__in=(Recording.State.RECORDING, Recording.State.ENCODING),
+    ).values_list("session_id", flat=True))
+    removed = 0
+    for session_id, path in candidates.items():
+        if session_id not in waiting:
+            Spool(path).remove()
+            removed += 1
+    return removed
+
+
 def recordings_delete_expired(*, now: timezone.datetime | None = None) -> int:
     """Delete recordings older than ENIGMA_RECORDING_RETENTION_DAYS (file and row), and fail
-    encodings a dead worker left behind. Returns how many were deleted."""
+    encodings a dead worker left behind and recordings whose host never settled them (so no row
+    stays "recording" forever; retention then deletes them). Returns how many were deleted."""
     now = now or timezone.now()
     cutoff = now - timedelta(days=settings.ENIGMA_RECORDING_RETENTION_DAYS)
     Recording.objects.filter(state=Recording.State.ENCODING, ended_at__lt=now - STUCK_ENCODING).update(
         state=Recording.State.FAILED, error="the worker encoding it stopped")
+    lost = Recording.objects.filter(state=Recording.State.RECORDING, session__ended_at__lt=now - LOST_SPOOL)
+    for recording in lost.select_related("session"):
+        Recording.objects.filter(pk=recording.pk, state=Recording.State.RECORDING).update(
+            state=Recording.State.FAILED, ended_at=recording.session.ended_at,
+            error="its session ended without its browser host, which had the frames, encoding them")
     deleted = 0
     for recording in Recording.objects.filter(ended_at__lt=cutoff).exclude(state=Recording.State.RECORDING):
         if recording.blob:

@@ -137,3 +137,73 @@ def test_old_recordings_are_deleted_with_their_files(account: dict[str, Any], tm
     assert list(Recording.objects.values_list("session_id", flat=True)) == [kept.pk]
     assert storage.file_exists(f"recordings/{kept.pk}.mp4")
     assert not storage.file_exists(f"recordings/{old.pk}.mp4")
+
+
+def _spool_frames(session_id: str, times_ms: tuple[int, ...]) -> Path:
+    import io
+
+    from PIL import Image
+
+    from recordings.services import spool_path
+    from video.spool import Spool
+
+    spool = Spool(spool_path(session_id))
+    for i, t_ms in enumerate(times_ms):
+        out = io.BytesIO()
+        Image.new("RGB", (1024, 445), (40 * i % 256, 120, 200)).save(out, "JPEG")
+        spool.append(t_ms=t_ms, jpeg=out.getvalue(), url="https://example.com/", title="Example")
+    spool.close()
+    return spool.path
+
+
+def test_a_session_the_sweep_ends_after_its_worker_died_is_encoded_on_its_host(
+        api: Api, account: dict[str, Any]) -> None:
+    """What a worker killed mid-session leaves: the session orphaned past its grace, its spool on
+    this host, the recording "recording". The sweep ends it; this host's worker encodes it, and
+    removes a leftover spool of a recording that is already ready."""
+    import os
+
+    from recordings.models import Recording
+    from sessions_app.models import BrowserSession
+    from sessions_app.registry import host_id
+
+    now = timezone.now()
+    started = now - timedelta(seconds=90)
+    session = BrowserSession.objects.create(
+        team=account["team"], state=BrowserSession.State.ORPHANED, started_at=started,
+        heartbeat_at=now - timedelta(seconds=75), orphaned_at=now - timedelta(seconds=70),
+        worker_id=f"{host_id()}:1:dead")
+    Recording.objects.create(session=session, team=account["team"], started_at=started)
+    spool = _spool_frames(session.pk, (0, 2000, 5000))
+    done = BrowserSession.objects.create(team=account["team"], state="terminated", ended_at=now)
+    Recording.objects.create(session=done, team=account["team"], state="ready", started_at=now, ended_at=now)
+    leftover = _spool_frames(done.pk, (0,))
+    os.utime(leftover, (time.time() - 120, time.time() - 120))
+
+    body, _ = _ready(api, session.pk, timeout=45)
+    session.refresh_from_db()
+    assert (session.state, session.end_reason) == ("failed", "instance_lost")
+    length = (session.ended_at - started).total_seconds()
+    assert abs(body["recording"]["durationMs"] / 1000 - length) < 2
+    assert body["recording"]["frames"] >= 3
+    assert api.get(f"/sessions/{session.pk}/recording").headers["Content-Type"] == "video/mp4"
+    assert not spool.exists() and not leftover.exists()
+
+
+def test_a_recording_whose_host_never_settled_it_fails_and_is_then_deleted(account: dict[str, Any]) -> None:
+    from recordings.models import Recording
+    from recordings.services import recordings_delete_expired
+    from sessions_app.models import BrowserSession
+
+    now = timezone.now()
+    lost, recent = (BrowserSession.objects.create(team=account["team"], state="failed", ended_at=now - age)
+                    for age in (timedelta(hours=2), timedelta(minutes=1)))
+    for session in (lost, recent):
+        Recording.objects.create(session=session, team=account["team"], started_at=session.ended_at)
+    recordings_delete_expired(now=now)
+    states = dict(Recording.objects.values_list("session_id", "state"))
+    assert states == {lost.pk: "failed", recent.pk: "recording"}
+    assert "frames" in Recording.objects.get(pk=lost.pk).error
+    # Retention takes both in time (the recent one fails first, an hour after its end).
+    assert recordings_delete_expired(now=now + timedelta(days=31)) == 2
+    assert not Recording.objects.filter(session__in=(lost, recent)).exists()
