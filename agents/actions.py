@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from playwright.async_api import Error as PlaywrightError
-from playwright.async_api import Locator, Page, Request
+from playwright.async_api import Locator, Page, Request, Response
 from playwright.async_api import TimeoutError as PlaywrightTimeoutError
 
 from agents.observe import REF_ATTR, Observation
@@ -45,6 +45,7 @@ MAX_EXTRACT_CHARS = 6_000
 # Chromium's messages for a request the network guard refused (route.abort, a blocking proxy
 # or an extension). A navigation that fails this way is reported as "blocked", not as an error.
 _BLOCKED_MARKERS = (
+    "ERR_TUNNEL_CONNECTION_FAILED",  # the egress gate refused an HTTPS or WebSocket target
     "ERR_BLOCKED_BY_CLIENT",
     "ERR_BLOCKED_BY_ADMINISTRATOR",
     "ERR_BLOCKED_BY_RESPONSE",
@@ -239,16 +240,27 @@ class BrowserActions:
         self.files = {os.path.basename(path): path for path in files}
         self._blocked: list[str] = []
         page.on("requestfailed", self._on_request_failed)
+        page.on("response", self._on_response)
 
     def close(self) -> None:
         """Stop listening to the page."""
         self.page.remove_listener("requestfailed", self._on_request_failed)
+        self.page.remove_listener("response", self._on_response)
+
+    def _on_response(self, response: Response) -> None:
+        # The egress gate refuses a plain-HTTP request (a redirect hop too) with this 403.
+        request = response.request
+        if response.status != 403 or not response.headers.get("x-enigma-blocked"):
+            return
+        if request.is_navigation_request() and request.frame == self.page.main_frame:
+            self._blocked.append(response.url)
 
     def _on_request_failed(self, request: Request) -> None:
         failure = request.failure or ""
         # ERR_ABORTED also means "superseded by another navigation", so only the explicit
         # block codes count here; page.goto reports its own aborts.
-        if request.is_navigation_request() and request.frame == self.page.main_frame and "BLOCKED" in failure:
+        blocked = "BLOCKED" in failure or "ERR_TUNNEL_CONNECTION_FAILED" in failure
+        if request.is_navigation_request() and request.frame == self.page.main_frame and blocked:
             self._blocked.append(request.url)
 
     def _locator(self, ref: str) -> Locator:
@@ -312,7 +324,7 @@ class BrowserActions:
         if not url:
             return ActionOutcome("No URL given.", is_error=True, code="INVALID_PARAMETER")
         try:
-            await self.page.goto(url, wait_until="domcontentloaded", timeout=NAVIGATION_TIMEOUT_MS)
+            response = await self.page.goto(url, wait_until="domcontentloaded", timeout=NAVIGATION_TIMEOUT_MS)
         except PlaywrightTimeoutError:
             return ActionOutcome(
                 f"Navigation timeout after {NAVIGATION_TIMEOUT_MS // 1000} seconds: {url}",
@@ -329,6 +341,14 @@ class BrowserActions:
                     blocked_url=url,
                 )
             return ActionOutcome(f"Navigation failed: {message}", is_error=True, code="NAVIGATION_FAILED")
+        reason = response.headers.get("x-enigma-blocked") if response is not None and response.status == 403 else None
+        if reason:
+            return ActionOutcome(
+                f"Navigation to {response.url} was blocked by the network policy ({reason}).",  # type: ignore[union-attr]
+                is_error=True,
+                code="NAVIGATION_BLOCKED",
+                blocked_url=response.url,  # type: ignore[union-attr]
+            )
         return ActionOutcome(f"Opened {self.page.url}")
 
     async def _resolve(self, ref: str) -> Locator | ActionOutcome:

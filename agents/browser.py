@@ -10,9 +10,10 @@ Chromium has no network of its own: it runs in an empty network namespace whose 
 the egress gate (`agents.egress`), an HTTP proxy on this process's loop that judges every
 connection of every context by the session's rules (spec decision 10). Each context is created
 with its own proxy port, which is how the gate tells sessions apart, so warm contexts serve
-sessions with a customer proxy too (the gate chains to it). `agents.netguard.NetworkGuard` stays
-as a first, friendly layer: it refuses blocked navigations and sub-resources before they leave,
-with a clear reason for the agent.
+sessions with a customer proxy too (the gate chains to it). There is no request interception in
+the browser (it cost ~100 ms a page): `goto` asks `agents.netguard.NetworkGuard` (the rules alone,
+no DNS) before navigating, and reads the gate's refusals (a 403 with `X-Enigma-Blocked`, a failed
+tunnel) as `BlockedNavigation` with the gate's reason.
 """
 
 from __future__ import annotations
@@ -34,8 +35,6 @@ from playwright.async_api import (
     Download,
     Page,
     Playwright,
-    Request,
-    Route,
     async_playwright,
 )
 from playwright.async_api import (
@@ -184,7 +183,7 @@ class SessionBrowser:
         """Navigate the current page and wait for `load`. Raise BlockedNavigation if the guard
         or the gate refused the main document or a redirect hop of it; other failures raise
         Playwright's Error."""
-        reason = await self._guard.check(url)
+        reason = self._guard.check(url)
         if reason is not None:
             self._guard.report(url, reason)
             raise BlockedNavigation(url, reason)
@@ -225,14 +224,6 @@ class SessionBrowser:
     def _blocked_error(self, url: str) -> BlockedNavigation:
         blocked_url, reason = next(iter(self._blocked_navigations.items()), (url, "blocked_by_client"))
         return BlockedNavigation(blocked_url, reason)
-
-    def _note_blocked(self, request: Request, reason: str) -> None:
-        try:
-            main_frame = request.frame == self.page.main_frame
-        except PlaywrightError:  # service-worker requests have no frame
-            main_frame = False
-        if request.is_navigation_request() and main_frame:
-            self._blocked_navigations[request.url] = reason
 
     async def url_and_title(self) -> tuple[str, str]:
         """Return the current page's URL and title (title "" while the page navigates)."""
@@ -532,7 +523,6 @@ class BrowserHost:
         upstream = Upstream.from_playwright(proxy) if proxy else None
         self.gate.bind(slot.egress.token, policy=policy, upstream=upstream)
         slot.guard.policy = policy
-        slot.guard.upstream = upstream
         session = SessionBrowser(slot, downloads_dir=downloads_dir, on_close=self._session_closed)
         self._sessions.add(session)
         return session
@@ -610,8 +600,8 @@ class BrowserHost:
             context = await self._browser.new_context(
                 viewport=self._viewport,  # type: ignore[arg-type]
                 accept_downloads=True,
-                # Service workers could fetch outside the route handler (the gate still judges
-                # them); block them.
+                # No service workers: less for a hostile page to keep running (the gate would
+                # judge their requests too).
                 service_workers="block",
                 storage_state=storage_state,  # type: ignore[arg-type]
                 # The context's own port at the gate is how the gate knows the session.
@@ -621,24 +611,5 @@ class BrowserHost:
             self.gate.release(egress.token)
             raise
         slot = _Slot(context, None, NetworkGuard(self.gate), egress)  # type: ignore[arg-type]
-        await context.route("**/*", lambda route: _guard_route(slot, route))
         slot.page = await context.new_page()
         return slot
-
-
-async def _guard_route(slot: _Slot, route: Route) -> None:
-    request = route.request
-    reason = await slot.guard.check(request.url)
-    if reason is None:
-        try:
-            await route.fallback()
-        except PlaywrightError:
-            pass  # the page went away meanwhile
-        return
-    slot.guard.report(request.url, reason)
-    if slot.session is not None:
-        slot.session._note_blocked(request, reason)
-    try:
-        await route.abort("blockedbyclient")
-    except PlaywrightError:
-        pass

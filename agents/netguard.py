@@ -4,10 +4,11 @@ The rule itself is enforced outside the browser, by the egress gate (`agents.egr
 runs in a network namespace whose only way out is the gate, which judges every connection. This
 module keeps two things:
 - `NetworkPolicy`, what one session may reach (read by the gate on every connection);
-- `NetworkGuard`, a friendly first layer: `SessionBrowser.goto` and a context route ask it before
-  a request leaves, so the agent gets a clear `BlockedNavigation` reason instead of a network
-  error. It asks the gate's own judgement (same allow-list, own services and resolver), so the
-  two layers never disagree; nothing depends on it.
+- `NetworkGuard`, a friendly first layer: `SessionBrowser.goto` asks it before navigating, so
+  the agent gets a clear `BlockedNavigation` reason at once for what the rules alone settle (a
+  scheme, an avoided domain, a literal private address). It does no DNS and sees no policy domain
+  rules: everything else the gate decides (its refusals come back as a 403 with
+  `X-Enigma-Blocked`, or a failed tunnel), and nothing depends on this layer.
 """
 
 from __future__ import annotations
@@ -20,10 +21,12 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from agents.egress.rules import address_block_reason, parse_host
+import idna
+
+from agents.egress.rules import address_block_reason, allow_list, as_ip, parse_host, target_block_reason
 
 if TYPE_CHECKING:
-    from agents.egress.gate import Gate, Upstream
+    from agents.egress.gate import Gate
 
 __all__ = ["NetworkGuard", "NetworkPolicy", "address_block_reason", "matches_avoided", "normalize_domain"]
 
@@ -35,9 +38,16 @@ NETWORK_SCHEMES = frozenset({"http", "https", "ws", "wss"})
 _DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
 
 
+# Fields whose change must reach connections the gate already let through (see `changed`).
+_RULE_FIELDS = frozenset({"avoid_domains", "allowed_private_hosts"})
+
+
 @dataclass
 class NetworkPolicy:
-    """What one session may reach. Mutable: the gate reads it on every connection.
+    """What one session may reach. Mutable: the gate reads it on every connection, and when the
+    rules change (`avoid_domains` or `allowed_private_hosts` set to another value, or `changed()`
+    called after the domain rules changed) it closes the session's open connections, so no
+    tunnel opened under the old rules stays open.
 
     allowed_private_hosts: `ENIGMA_ALLOWED_PRIVATE_HOSTS` entries (`host:port`, `host:*`, bare
         `host` = `host:*`), see `agents.egress.rules`.
@@ -53,6 +63,18 @@ class NetworkPolicy:
     domain_rule: Callable[[str], Any] | None = None
     on_policy_block: Callable[[str, Any], Any] | None = None
     approved_hosts: set[str] = field(default_factory=set)
+    listeners: list[Callable[[], Any]] = field(default_factory=list, repr=False, compare=False)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        old = self.__dict__.get(name, _RULE_FIELDS)  # the sentinel: not set yet
+        object.__setattr__(self, name, value)
+        if name in _RULE_FIELDS and old is not _RULE_FIELDS and old != value:
+            self.changed()
+
+    def changed(self) -> None:
+        """The rules changed: tell the gate (it cuts the session's open connections)."""
+        for listener in list(self.listeners):
+            run_callback(listener)
 
 
 def normalize_domain(entry: str) -> str:
@@ -73,9 +95,12 @@ def normalize_domain(entry: str) -> str:
     value = value.strip(".")
     value = value.removeprefix("*.")
     value = value.removeprefix("www.")
+    if value.isascii():
+        return value
     try:
-        return value.encode("idna").decode("ascii")
-    except UnicodeError:
+        # UTS 46, non-transitional: what browsers send ("faß.de" is xn--fa-hia.de, not fass.de).
+        return idna.encode(value, uts46=True, transitional=False).decode("ascii")
+    except idna.IDNAError:
         return value
 
 
@@ -120,13 +145,11 @@ class NetworkGuard:
     def __init__(self, gate: Gate) -> None:
         self.gate = gate
         self.policy: NetworkPolicy | None = None
-        self.upstream: Upstream | None = None
 
-    async def check(self, url: str) -> str | None:
-        """Return None if `url` may be fetched, else a short reason such as
-        "avoided_domain:facebook.com", "scheme:file" or "loopback_address"."""
-        from agents.egress.gate import Blocked
-
+    def check(self, url: str) -> str | None:
+        """Return None unless the rules alone refuse `url` (no DNS: the gate decides the rest),
+        else a short reason such as "avoided_domain:facebook.com", "scheme:file" or
+        "loopback_address"."""
         try:
             parts = urlsplit(url)
             host = parse_host(parts.hostname or "")
@@ -136,22 +159,24 @@ class NetworkGuard:
             return "invalid_url"
         if scheme in INTERNAL_SCHEMES:
             return None
-        if self.policy is None:
+        policy = self.policy
+        if policy is None:
             return "no_policy"
         if scheme not in NETWORK_SCHEMES:
             return f"scheme:{scheme or 'none'}"
         if not host:
             return "invalid_url"
-        try:
-            await self.gate.judge(self.policy, scheme=scheme, host=host, port=port, url=url,
-                                  upstream=self.upstream, apply_domain_rules=False)
-        except Blocked as blocked:
-            return blocked.reason
-        return None
+        avoided = matches_avoided(host, policy.avoid_domains)
+        if avoided is not None:
+            return f"avoided_domain:{avoided}"
+        literal = as_ip(host)
+        if literal is None:
+            return None
+        allowed = allow_list(policy.allowed_private_hosts)
+        return target_block_reason(host, port, (literal,), allowed=allowed, own=self.gate.own)
 
     def report(self, url: str, reason: str) -> None:
-        """Tell the session's callback that a request was blocked; a failing callback is logged,
-        never allowed to break the route handler."""
+        """Tell the session's callback that a request was blocked; a failing callback is logged."""
         policy = self.policy
         if policy is not None and policy.on_blocked is not None:
             run_callback(policy.on_blocked, url, reason)

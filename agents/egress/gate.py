@@ -22,9 +22,19 @@ Per request on a client connection:
   redirect hop is a new request, judged again.
 The judgement: scheme, avoidDomains, the policy's domain rules (a guardrail domain not approved
 for this session is blocked), then the address: the gate resolves the name itself, checks every
-address (`rules.target_block_reason`) and connects to one of those. Through an upstream proxy the
-upstream resolves names (literal addresses are still checked), and the upstream's own address is
-checked like a target unless the operator configured it.
+address (`rules.target_block_reason`) and connects to one of those. Through a customer's upstream
+proxy the upstream resolves names (literal addresses are still checked), and the upstream's own
+address is checked like a target. Through the managed upstream (operator-configured, possibly
+inside our network) the gate resolves and checks the target itself and sends the upstream the
+checked address.
+
+Bounds: a session has at most `max_connections` open client connections; a plain-HTTP response
+must start within `response_timeout_s` (and the wait ends as soon as the client goes away); a
+tunnel or body with no byte either way for `idle_timeout_s` is cut, and when one side of a tunnel
+ends the other is cut after `tunnel_grace_s`; request bodies are forwarded with back-pressure (a
+server that does not read stops the client, nothing piles up here). `release()` cancels all of a
+session's connections, client and upstream. Plain-HTTP upstream connections are kept alive and
+reused within the session (every request is still judged).
 """
 
 from __future__ import annotations
@@ -32,10 +42,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import collections
+import contextlib
 import ipaddress
 import logging
 import socket
 import struct
+import time
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,6 +76,9 @@ logger = logging.getLogger(__name__)
 
 READ_SIZE = 65536
 MAX_HEADER_BYTES = 64 * 1024
+MAX_LOGGED_URL = 200  # URLs in decisions and block reports are cut to this
+POOL_IDLE_S = 30.0  # an idle kept-alive upstream connection older than this is not reused
+POOL_MAX = 16  # idle upstream connections kept per session
 _HOP_HEADERS = frozenset(
     {
         b"connection",
@@ -77,7 +92,13 @@ _HOP_HEADERS = frozenset(
         b"upgrade",
     }
 )
+# A request's body framing stays: h11 re-encodes a chunked body when the header says so.
+_REQUEST_HOP_HEADERS = _HOP_HEADERS - {b"transfer-encoding"}
 _DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
+
+
+def cut(text: str) -> str:
+    return text if len(text) <= MAX_LOGGED_URL else text[: MAX_LOGGED_URL - 3] + "..."
 
 
 @dataclass(frozen=True)
@@ -103,8 +124,19 @@ class Upstream:
 
 
 @dataclass
+class _Pooled:
+    """An idle kept-alive upstream connection (plain HTTP)."""
+
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter
+    conn: h11.Connection
+    since: float
+
+
+@dataclass
 class SessionEgress:
-    """One browser context's state at the gate: its port, the session policy, counters."""
+    """One browser context's state at the gate: its port, the session policy, counters, and
+    everything open on its behalf (so that release can close it all)."""
 
     token: str  # the port, as text (decisions are keyed by it)
     port: int
@@ -113,8 +145,22 @@ class SessionEgress:
     bytes_sent: int = 0
     bytes_received: int = 0
     recent_blocks: collections.deque[tuple[str, str]] = field(default_factory=lambda: collections.deque(maxlen=32))
-    writers: set[asyncio.StreamWriter] = field(default_factory=set)
+    writers: set[asyncio.StreamWriter] = field(default_factory=set)  # client connections
+    upstream_writers: set[asyncio.StreamWriter] = field(default_factory=set)
+    tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+    pool: dict[tuple[str, str, int], list[_Pooled]] = field(default_factory=dict)
+    lookups: asyncio.Semaphore | None = None
     server: asyncio.AbstractServer | None = None  # sandbox off: this slot's own listener
+
+    def close_connections(self) -> None:
+        """Cut every connection of the session, client and upstream (tasks are cancelled)."""
+        current = asyncio.current_task()
+        for task in list(self.tasks):
+            if task is not current:
+                task.cancel()
+        for writer in [*self.writers, *self.upstream_writers]:
+            writer.close()
+        self.pool.clear()
 
 
 class Blocked(Exception):
@@ -123,12 +169,27 @@ class Blocked(Exception):
         self.reason = reason
 
 
+class _Activity:
+    """When a tunnel or a body last moved a byte."""
+
+    __slots__ = ("last",)
+
+    def __init__(self) -> None:
+        self.last = time.monotonic()
+
+
 class Gate:
     def __init__(self, settings: EgressSettings) -> None:
         self.settings = settings
-        self.resolver: Resolver = DnsServerResolver(*settings.resolver) if settings.resolver else Resolver()
+        self.resolver: Resolver = (
+            DnsServerResolver(*settings.resolver, timeout_s=settings.resolve_timeout_s)
+            if settings.resolver
+            else Resolver(timeout_s=settings.resolve_timeout_s)
+        )
         self.own = OwnServices()
         self._trusted: frozenset[tuple[str, int]] = frozenset()
+        self._local: frozenset[IPAddress] = frozenset()
+        self._gate_ports: set[int] = set()  # sandbox off: the gate's own loopback listeners
         self.sessions: dict[str, SessionEgress] = {}
         # (token, target, reason or None): the last decisions, for tests and debugging.
         self.decisions: collections.deque[tuple[str, str, str | None]] = collections.deque(maxlen=2000)
@@ -143,6 +204,7 @@ class Gate:
     async def start(self, *, control_socket: Path | None, base_port: int = 0, ports: int = 0) -> None:
         """Listen: on a Unix control socket for sockets handed over from Chromium's namespace
         (which listens on base_port .. base_port+ports-1), or (sandbox off) on loopback ports."""
+        self._local = frozenset(local_addresses())
         self.own = await self._resolve_own(self.settings.own_addresses)
         trusted = set()
         for entry in self.settings.trusted_upstreams:
@@ -151,9 +213,10 @@ class Gate:
                 trusted.add((host, int(port)))
         self._trusted = frozenset(trusted)
         if control_socket is None:
-            server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+            server = await asyncio.start_server(lambda r, w: self._spawn(self._serve(r, w)), "127.0.0.1", 0)
             self._servers.append(server)
             self.base_port = server.sockets[0].getsockname()[1]
+            self._gate_ports.add(self.base_port)
             return
         self.base_port = base_port
         self._free_ports.extend(range(base_port + 1, base_port + ports))
@@ -173,24 +236,30 @@ class Gate:
             task.cancel()
         for token in list(self.sessions):
             self.release(token)
+        self.resolver.close()
 
     async def _resolve_own(self, entries: tuple[str, ...]) -> OwnServices:
         triples = []
-        for entry in entries:
-            host, port = split_host_port(entry)
-            if not host or not port or not port.isdigit():
-                continue
-            try:
-                addresses: tuple[IPAddress, ...] = await Resolver().resolve(host)
-            except ResolveError:
-                addresses = ()
-            triples.append((host, int(port), addresses))
-        return own_services(triples)
+        system = Resolver()
+        try:
+            for entry in entries:
+                host, port = split_host_port(entry)
+                if not host or not port or not port.isdigit():
+                    continue
+                try:
+                    addresses: tuple[IPAddress, ...] = await system.resolve(host)
+                except ResolveError:
+                    addresses = ()
+                triples.append((host, int(port), addresses))
+        finally:
+            system.close()
+        return own_services(triples, tuple(self._local))
 
-    def _spawn(self, coro: Awaitable[Any]) -> None:
+    def _spawn(self, coro: Awaitable[Any]) -> asyncio.Task[Any]:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     async def _accept_controls(self, control: socket.socket) -> None:
         loop = asyncio.get_running_loop()
@@ -230,12 +299,15 @@ class Gate:
             port = self._free_ports.popleft()
             slot = SessionEgress(token=str(port), port=port)
         else:
+            # The callback spawns our own task (asyncio's would log each cancelled connection).
             server = await asyncio.start_server(
-                lambda r, w: self._serve(r, w, self.sessions.get(token)), "127.0.0.1", 0
+                lambda r, w: self._spawn(self._serve(r, w, self.sessions.get(token))), "127.0.0.1", 0
             )
             port = server.sockets[0].getsockname()[1]
             token = str(port)
             slot = SessionEgress(token=token, port=port, server=server)
+            self._gate_ports.add(port)
+        slot.lookups = asyncio.Semaphore(self.settings.max_lookups)
         self.sessions[slot.token] = slot
         return slot
 
@@ -243,15 +315,24 @@ class Gate:
         slot = self.sessions[token]
         slot.policy, slot.upstream = policy, upstream
 
+        def rules_changed() -> None:
+            if self.sessions.get(token) is slot and slot.policy is policy:
+                slot.close_connections()  # what was let through under the old rules
+            elif rules_changed in policy.listeners:
+                policy.listeners.remove(rules_changed)
+
+        policy.listeners.append(rules_changed)
+
     def release(self, token: str) -> None:
-        """Forget a slot, cut its open connections and free its port."""
+        """Forget a slot, cut its open connections (client and upstream) and free its port."""
         slot = self.sessions.pop(token, None)
         if slot is None:
             return
-        for writer in list(slot.writers):
-            writer.close()
+        slot.close_connections()
+        slot.policy = None
         if slot.server is not None:
             slot.server.close()
+            self._gate_ports.discard(slot.port)
         elif self._control is not None:
             self._free_ports.append(slot.port)
 
@@ -266,10 +347,10 @@ class Gate:
         port: int,
         url: str,
         upstream: Upstream | None = None,
-        apply_domain_rules: bool = True,
+        slot: SessionEgress | None = None,
     ) -> tuple[IPAddress, ...]:
-        """Return the checked addresses to connect to (empty through an upstream that resolves
-        the name), or raise Blocked."""
+        """Return the checked addresses to connect to (empty through a customer's upstream,
+        which resolves the name), or raise Blocked."""
         if policy is None:
             raise Blocked("no_policy")
         if scheme not in _DEFAULT_PORTS:
@@ -279,20 +360,35 @@ class Gate:
         avoided = matches_avoided(host, policy.avoid_domains)
         if avoided is not None:
             raise Blocked(f"avoided_domain:{avoided}")
-        if apply_domain_rules and policy.domain_rule is not None:
+        if policy.domain_rule is not None:
             self._apply_domain_rules(policy, host, url)
         allowed = allow_list(policy.allowed_private_hosts)
         literal = as_ip(host)
-        if upstream is not None and literal is None:
+        managed = upstream is not None and (upstream.host, upstream.port) in self._trusted
+        if upstream is not None and literal is None and not managed:
             return ()
-        try:
-            addresses = (literal,) if literal is not None else await self.resolver.resolve(host)
-        except ResolveError:
-            raise Blocked("dns_unresolvable") from None
+        single_label = literal is None and "." not in host and host != "localhost"
+        if managed and single_label and not allowed.allows(host, port):
+            raise Blocked("single_label_name")  # the managed network's own search domains
+        if literal is not None:
+            addresses: tuple[IPAddress, ...] = (literal,)
+        else:
+            addresses = await self._resolve(host, slot)
+        if port in self._gate_ports and any(ip.is_loopback or ip.is_unspecified or ip in self._local for ip in addresses):
+            raise Blocked("own_service")  # the gate's own listeners: another session's port
         reason = target_block_reason(host, port, addresses, allowed=allowed, own=self.own)
         if reason is not None:
             raise Blocked(reason)
         return addresses
+
+    async def _resolve(self, host: str, slot: SessionEgress | None) -> tuple[IPAddress, ...]:
+        try:
+            if slot is None or slot.lookups is None:
+                return await self.resolver.resolve(host)
+            async with slot.lookups:  # a page resolving many names waits for its own turns
+                return await self.resolver.resolve(host)
+        except ResolveError:
+            raise Blocked("dns_unresolvable") from None
 
     def _apply_domain_rules(self, policy: NetworkPolicy, host: str, url: str) -> None:
         assert policy.domain_rule is not None
@@ -301,19 +397,13 @@ class Gate:
         if action == "allow" or (action == "guardrail" and host in policy.approved_hosts):
             return
         if policy.on_policy_block is not None:
-            run_callback(policy.on_policy_block, url, decision)
+            run_callback(policy.on_policy_block, cut(url), decision)
         raise Blocked(f"policy:{getattr(decision, 'rule', '') or action}")
 
-    async def _check_upstream(self, upstream: Upstream, policy: NetworkPolicy) -> tuple[IPAddress, ...]:
+    async def _check_upstream(self, upstream: Upstream, policy: NetworkPolicy, slot: SessionEgress) -> tuple[IPAddress, ...]:
+        addresses = await self._resolve(upstream.host, slot)
         if (upstream.host, upstream.port) in self._trusted:
-            try:
-                return await self.resolver.resolve(upstream.host)
-            except ResolveError:
-                raise Blocked("proxy:dns_unresolvable") from None
-        try:
-            addresses = await self.resolver.resolve(upstream.host)
-        except ResolveError:
-            raise Blocked("proxy:dns_unresolvable") from None
+            return addresses
         reason = target_block_reason(
             upstream.host,
             upstream.port,
@@ -326,6 +416,7 @@ class Gate:
         return addresses
 
     def _refuse(self, slot: SessionEgress, target: str, reason: str) -> None:
+        target = cut(target)
         self.decisions.append((slot.token, target, reason))
         slot.recent_blocks.append((target, reason))
         policy = slot.policy
@@ -338,8 +429,15 @@ class Gate:
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, slot: SessionEgress | None = None
     ) -> None:
         conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEADER_BYTES)
+        task = asyncio.current_task()
         if slot is not None:
+            if len(slot.writers) >= self.settings.max_connections:
+                self.decisions.append((slot.token, "", "connection_limit"))
+                writer.close()
+                return
             slot.writers.add(writer)
+            if task is not None:
+                slot.tasks.add(task)
         try:
             while True:
                 event = await _next_event(conn, reader)
@@ -347,7 +445,7 @@ class Gate:
                     return
                 if slot is None:
                     # Chromium's own traffic (or a released context): refused, never billed.
-                    self.decisions.append(("", event.target.decode("latin-1")[:200], "no_session"))
+                    self.decisions.append(("", cut(event.target.decode("latin-1")), "no_session"))
                     await _drain_body(conn, reader)
                     await _respond(conn, writer, 407, b"", [(b"Proxy-Authenticate", b'Basic realm="enigma"')])
                     return
@@ -358,11 +456,13 @@ class Gate:
                     return
                 if not _next_cycle(conn):
                     return
-        except (h11.ProtocolError, ConnectionError, asyncio.IncompleteReadError, OSError):
+        except (h11.ProtocolError, ConnectionError, asyncio.IncompleteReadError, OSError, TimeoutError):
             logger.debug("gate connection ended", exc_info=True)
         finally:
             if slot is not None:
                 slot.writers.discard(writer)
+                if task is not None:
+                    slot.tasks.discard(task)
             writer.close()
 
     async def _tunnel(
@@ -381,20 +481,49 @@ class Gate:
         )
         if opened is None:
             return
-        upstream_reader, upstream_writer = opened
-        await _drain_body(conn, reader)  # a CONNECT has no body; h11 wants its end read
-        writer.write(conn.send(h11.Response(status_code=200, reason=b"Connection established", headers=[])))
-        leftover = conn.trailing_data[0]
-        if leftover:
-            upstream_writer.write(leftover)
-            slot.bytes_sent += len(leftover)
+        upstream_reader, upstream_writer, _ = opened
         try:
-            await asyncio.gather(
-                _pipe(reader, upstream_writer, slot, sent=True),
-                _pipe(upstream_reader, writer, slot, sent=False),
-            )
+            await _drain_body(conn, reader)  # a CONNECT has no body; h11 wants its end read
+            writer.write(conn.send(h11.Response(status_code=200, reason=b"Connection established", headers=[])))
+            leftover = conn.trailing_data[0]
+            if leftover:
+                upstream_writer.write(leftover)
+                slot.bytes_sent += len(leftover)
+            await self._splice(reader, writer, upstream_reader, upstream_writer, slot)
         finally:
+            slot.upstream_writers.discard(upstream_writer)
             upstream_writer.close()
+
+    async def _splice(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        upstream_reader: asyncio.StreamReader,
+        upstream_writer: asyncio.StreamWriter,
+        slot: SessionEgress,
+    ) -> None:
+        """Pipe both ways until one side ends (the other then gets a short grace) or nothing
+        moved either way for the idle timeout."""
+        activity = _Activity()
+        pipes = {
+            asyncio.ensure_future(_pipe(reader, upstream_writer, slot, activity, sent=True)),
+            asyncio.ensure_future(_pipe(upstream_reader, writer, slot, activity, sent=False)),
+        }
+        idle = self.settings.idle_timeout_s
+        try:
+            pending = pipes
+            while True:
+                wait_s = max(0.05, activity.last + idle - time.monotonic())
+                done, pending = await asyncio.wait(pending, timeout=wait_s, return_when=asyncio.FIRST_COMPLETED)
+                if done:
+                    if pending:
+                        await asyncio.wait(pending, timeout=self.settings.tunnel_grace_s)
+                    return
+                if time.monotonic() - activity.last >= idle:
+                    return
+        finally:
+            for pipe in pipes:
+                pipe.cancel()
 
     async def _forward(
         self,
@@ -425,11 +554,38 @@ class Gate:
         )
         if opened is None:
             return True
-        upstream_reader, upstream_writer = opened
+        upstream_reader, upstream_writer, pooled = opened
+        key = pooled.key
+        kept = False
         try:
-            return await self._relay(conn, reader, writer, slot, event, parts, upstream_reader, upstream_writer)
+            result = await self._relay(conn, reader, writer, slot, event, parts, host, port, pooled)
+            if result is _STALE:
+                # A kept-alive connection the server had closed: once more on a fresh one
+                # (only requests without a body get here).
+                slot.upstream_writers.discard(upstream_writer)
+                upstream_writer.close()
+                fresh = await self._open_or_answer(
+                    conn, reader, writer, slot, url, scheme=scheme, host=host, port=port, url=url, reuse=False
+                )
+                if fresh is None:
+                    return True
+                upstream_reader, upstream_writer, pooled = fresh
+                result = await self._relay(conn, reader, writer, slot, event, parts, host, port, pooled)
+            client_ok, reusable = result if isinstance(result, tuple) else (False, False)
+            if reusable and slot.policy is not None and key is not None:
+                kept = self._keep(slot, key, pooled)
+            return client_ok
         finally:
-            upstream_writer.close()
+            if not kept:
+                slot.upstream_writers.discard(upstream_writer)
+                upstream_writer.close()
+
+    def _keep(self, slot: SessionEgress, key: tuple[str, str, int], pooled: _Upstream) -> bool:
+        if sum(len(idle) for idle in slot.pool.values()) >= POOL_MAX:
+            return False
+        pooled.conn.start_next_cycle()
+        slot.pool.setdefault(key, []).append(_Pooled(pooled.reader, pooled.writer, pooled.conn, time.monotonic()))
+        return True
 
     async def _relay(
         self,
@@ -439,52 +595,112 @@ class Gate:
         slot: SessionEgress,
         event: h11.Request,
         parts: Any,
-        upstream_reader: asyncio.StreamReader,
-        upstream_writer: asyncio.StreamWriter,
-    ) -> bool:
-        upstream = h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEADER_BYTES)
-        headers = [(n, v) for n, v in event.headers if n not in _HOP_HEADERS]
-        headers.append((b"Connection", b"close"))
-        via_http_proxy = slot.upstream is not None and slot.upstream.kind == "http"
-        if via_http_proxy:
-            target = event.target
+        host: str,
+        port: int,
+        up: _Upstream,
+    ) -> tuple[bool, bool] | object:
+        """Relay one request and its response: (client connection can go on, upstream reusable),
+        or _STALE when a reused connection turned out closed before anything came back."""
+        upstream, upstream_reader, upstream_writer = up.conn, up.reader, up.writer
+        headers = [(n, v) for n, v in event.headers if n not in _REQUEST_HOP_HEADERS]
+        path = ((parts.path or "/") + (f"?{parts.query}" if parts.query else "")).encode("latin-1")
+        if up.absolute:
+            # Rebuilt from the parsed parts (never the raw target); the managed upstream gets
+            # the address the gate checked.
+            authority = up.destination if ":" not in up.destination else f"[{up.destination}]"
+            if port != 80:
+                authority = f"{authority}:{port}"
+            target = f"http://{authority}".encode("latin-1") + path
             assert slot.upstream is not None
             if slot.upstream.username:
                 headers.append((b"Proxy-Authorization", _basic(slot.upstream.username, slot.upstream.password)))
         else:
-            target = ((parts.path or "/") + (f"?{parts.query}" if parts.query else "")).encode("latin-1")
+            target = path
+        bodiless = not any(n in (b"content-length", b"transfer-encoding") for n, _ in headers) or (
+            (b"content-length", b"0") in headers
+        )
+        idle = self.settings.idle_timeout_s
+        loop = asyncio.get_running_loop()
         _send(upstream, upstream_writer, slot, h11.Request(method=event.method, target=target, headers=headers))
-        while True:
-            body_event = await _next_event(conn, reader)
-            if isinstance(body_event, h11.Data):
-                _send(upstream, upstream_writer, slot, h11.Data(data=body_event.data))
-            elif isinstance(body_event, h11.EndOfMessage):
-                _send(upstream, upstream_writer, slot, h11.EndOfMessage())
-                break
-            else:
-                return False
-        await upstream_writer.drain()
-        while True:
-            response = await _next_event(upstream, upstream_reader, slot)
-            if isinstance(response, h11.InformationalResponse):
-                continue
-            if not isinstance(response, h11.Response):
-                await _respond(conn, writer, 502, b"")
-                return False
-            break
+        async with asyncio.timeout_at(loop.time() + idle) as deadline:
+            while True:
+                body_event = await _next_event(conn, reader)
+                if isinstance(body_event, h11.Data):
+                    _send(upstream, upstream_writer, slot, h11.Data(data=body_event.data))
+                    await upstream_writer.drain()  # back-pressure: a server that does not read stops the client
+                    deadline.reschedule(loop.time() + idle)
+                elif isinstance(body_event, h11.EndOfMessage):
+                    _send(upstream, upstream_writer, slot, h11.EndOfMessage())
+                    break
+                else:
+                    return False, False
+            await upstream_writer.drain()
+        response = await self._response_head(conn, reader, writer, upstream, upstream_reader, slot)
+        if response is None:
+            return False, False
+        if response is _STALE:
+            return _STALE if up.reused and bodiless else (False, False)
+        assert isinstance(response, h11.Response)
         kept = [(n, v) for n, v in response.headers if n not in _HOP_HEADERS]
         writer.write(conn.send(h11.Response(status_code=response.status_code, reason=response.reason, headers=kept)))
-        while True:
-            part = await _next_event(upstream, upstream_reader, slot)
-            if isinstance(part, h11.Data):
-                writer.write(conn.send(h11.Data(data=part.data)))
-                await writer.drain()
-            elif isinstance(part, h11.EndOfMessage):
-                writer.write(conn.send(h11.EndOfMessage()))
-                await writer.drain()
-                return True
-            else:
-                return False
+        async with asyncio.timeout_at(loop.time() + idle) as deadline:
+            while True:
+                part = await _next_event(upstream, upstream_reader, slot)
+                if isinstance(part, h11.Data):
+                    writer.write(conn.send(h11.Data(data=part.data)))
+                    await writer.drain()
+                    deadline.reschedule(loop.time() + idle)
+                elif isinstance(part, h11.EndOfMessage):
+                    writer.write(conn.send(h11.EndOfMessage()))
+                    await writer.drain()
+                    reusable = upstream.our_state is h11.DONE and upstream.their_state is h11.DONE
+                    return True, reusable
+                else:
+                    return False, False
+
+    async def _response_head(
+        self,
+        conn: h11.Connection,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        upstream: h11.Connection,
+        upstream_reader: asyncio.StreamReader,
+        slot: SessionEgress,
+    ) -> h11.Response | object | None:
+        """Wait for the response to start, as long as the client waits and at most the response
+        timeout: the Response, _STALE (the upstream closed without a byte), or None (the client
+        went away, or the timeout: then the client got a 504)."""
+        head = asyncio.ensure_future(_response_event(upstream, upstream_reader, slot))
+        watch = asyncio.ensure_future(reader.read(READ_SIZE))
+        try:
+            deadline = time.monotonic() + self.settings.response_timeout_s
+            waiting: set[asyncio.Future[Any]] = {head, watch}
+            while True:
+                timeout = max(0.0, deadline - time.monotonic())
+                done, _ = await asyncio.wait(waiting, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+                if head in done:
+                    break
+                if watch not in done:  # the response timeout
+                    if conn.our_state is h11.SEND_RESPONSE:
+                        await _respond(conn, writer, 504, b"")
+                    return None
+                data = watch.result()
+                if not data:
+                    return None  # the client went away: so does the request
+                conn.receive_data(data)  # a pipelined request: h11 keeps it for later
+                waiting = {head}
+            try:
+                response = head.result()
+            except (h11.ProtocolError, ConnectionError, OSError, asyncio.IncompleteReadError):
+                response = None
+            if isinstance(response, h11.Response):
+                return response
+            return _STALE if not upstream.trailing_data[0] else None
+        finally:
+            head.cancel()
+            watch.cancel()
+            # Let the cancelled reads finish: a StreamReader takes one reader at a time.
+            await asyncio.wait({head, watch})
 
     async def _open_or_answer(
         self,
@@ -498,13 +714,14 @@ class Gate:
         host: str,
         port: int,
         url: str,
-    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
+        reuse: bool = True,
+    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, _Upstream] | None:
         """Open the connection to `target`, or answer the client (403 blocked, 502 failed)."""
         try:
             tunnel = scheme == "https"
             if scheme != ("https" if tunnel else "http"):
                 raise Blocked("invalid_url" if scheme == "none" else f"scheme:{scheme}")
-            opened = await self._open(slot, scheme=scheme, host=host, port=port, url=url, tunnel=tunnel)
+            up = await self._open(slot, scheme=scheme, host=host, port=port, url=url, tunnel=tunnel, reuse=reuse)
         except Blocked as blocked:
             self._refuse(slot, target, blocked.reason)
             await _drain_body(conn, reader)
@@ -513,13 +730,17 @@ class Gate:
             await _respond(conn, writer, 403, body, headers)
             return None
         except (TimeoutError, OSError) as exc:
-            self.decisions.append((slot.token, target, None))
-            logger.debug("upstream of %s failed: %s", target, exc)
+            self.decisions.append((slot.token, cut(target), None))
+            logger.debug("upstream of %s failed: %s", cut(target), exc)
             await _drain_body(conn, reader)
             await _respond(conn, writer, 502, b"")
             return None
-        self.decisions.append((slot.token, target, None))
-        return opened
+        self.decisions.append((slot.token, cut(target), None))
+        if slot.policy is None:  # released meanwhile
+            up.writer.close()
+            raise ConnectionResetError("session released")
+        slot.upstream_writers.add(up.writer)
+        return up.reader, up.writer, up
 
     async def _open(
         self,
@@ -530,20 +751,39 @@ class Gate:
         port: int,
         url: str,
         tunnel: bool,
-    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        reuse: bool = True,
+    ) -> _Upstream:
         """Judge the target, then connect: directly to a checked address, or through the
         session's upstream (whose own address is checked). For plain HTTP through an http
-        upstream the connection goes to the upstream itself (absolute-form requests)."""
+        upstream the connection goes to the upstream itself (absolute-form requests). Plain
+        HTTP takes a kept-alive connection of the session when there is one."""
         policy = slot.policy
         upstream = slot.upstream
-        addresses = await self.judge(policy, scheme=scheme, host=host, port=port, url=url, upstream=upstream)
+        addresses = await self.judge(policy, scheme=scheme, host=host, port=port, url=url, upstream=upstream, slot=slot)
         timeout = self.settings.connect_timeout_s
-        if upstream is None:
-            return await _connect_any(addresses, port, timeout)
-        assert policy is not None
-        proxy_addresses = await self._check_upstream(upstream, policy)
-        reader, writer = await _connect_any(proxy_addresses, upstream.port, timeout)
         destination = str(addresses[0]) if addresses else host
+        if upstream is None:
+            keys = [("direct", str(ip), port) for ip in addresses]
+        elif upstream.kind == "http" and not tunnel:
+            keys = [("http", f"{upstream.host}:{upstream.port}", 0)]
+        else:
+            keys = [("socks5", destination, port)] if upstream.kind == "socks5" else []
+        if not tunnel and reuse:
+            for key in keys:
+                pooled = _take(slot, key)
+                if pooled is not None:
+                    return _Upstream(pooled.reader, pooled.writer, pooled.conn, key, destination,
+                                     absolute=key[0] == "http", reused=True)
+        key = keys[0] if keys and not tunnel else None
+        if upstream is None:
+            reader, writer = await _connect_any(addresses, port, timeout)
+            if not tunnel:
+                peer = writer.get_extra_info("peername")
+                key = ("direct", str(as_ip(peer[0]) if peer else destination), port)
+            return _Upstream(reader, writer, _client_conn(), key, destination)
+        assert policy is not None
+        proxy_addresses = await self._check_upstream(upstream, policy, slot)
+        reader, writer = await _connect_any(proxy_addresses, upstream.port, timeout)
         try:
             if upstream.kind == "socks5":
                 await asyncio.wait_for(_socks5_connect(reader, writer, upstream, destination, port), timeout)
@@ -552,7 +792,65 @@ class Gate:
         except (TimeoutError, OSError, asyncio.IncompleteReadError, ValueError) as exc:
             writer.close()
             raise OSError(f"upstream proxy refused {destination}:{port}: {exc}") from exc
-        return reader, writer
+        return _Upstream(reader, writer, _client_conn(), key, destination, absolute=upstream.kind == "http" and not tunnel)
+
+
+_STALE = object()  # a reused upstream connection was closed before it answered
+
+
+@dataclass
+class _Upstream:
+    """One upstream connection for one request (plain HTTP) or a tunnel."""
+
+    reader: asyncio.StreamReader
+    writer: asyncio.StreamWriter
+    conn: h11.Connection
+    key: tuple[str, str, int] | None  # the pool it may go back to (plain HTTP only)
+    destination: str  # the host or checked address the request names
+    absolute: bool = False  # an http upstream: absolute-form requests
+    reused: bool = False
+
+
+def _client_conn() -> h11.Connection:
+    return h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEADER_BYTES)
+
+
+def _take(slot: SessionEgress, key: tuple[str, str, int]) -> _Pooled | None:
+    idle = slot.pool.get(key)
+    now = time.monotonic()
+    while idle:
+        pooled = idle.pop()
+        if now - pooled.since < POOL_IDLE_S and not pooled.reader.at_eof() and not pooled.writer.is_closing():
+            return pooled
+        slot.upstream_writers.discard(pooled.writer)
+        pooled.writer.close()
+    return None
+
+
+def local_addresses() -> list[IPAddress]:
+    """This machine's interface addresses (IPv4 from /proc/net/fib_trie, IPv6 from
+    /proc/net/if_inet6), for the own-services check; loopback ones included."""
+    found: list[IPAddress] = []
+    try:
+        with open("/proc/net/fib_trie") as trie:
+            lines = trie.read().splitlines()
+        for previous, line in zip(lines, lines[1:], strict=False):
+            if "/32 host LOCAL" in line:
+                ip = as_ip(previous.strip().split()[-1])
+                if ip is not None and ip not in found:
+                    found.append(ip)
+    except OSError:
+        pass
+    try:
+        with open("/proc/net/if_inet6") as inet6:
+            for line in inet6:
+                raw = line.split()[0]
+                ip = as_ip(":".join(raw[i : i + 4] for i in range(0, 32, 4)))
+                if ip is not None and ip not in found:
+                    found.append(ip)
+    except OSError:
+        pass
+    return found
 
 
 # ----- helpers ------------------------------------------------------------------------------
@@ -567,6 +865,13 @@ async def _next_event(conn: h11.Connection, reader: asyncio.StreamReader, slot: 
         if slot is not None:
             slot.bytes_received += len(data)
         conn.receive_data(data)
+
+
+async def _response_event(upstream: h11.Connection, reader: asyncio.StreamReader, slot: SessionEgress) -> Any:
+    while True:
+        event = await _next_event(upstream, reader, slot)
+        if not isinstance(event, h11.InformationalResponse):
+            return event
 
 
 def _send(conn: h11.Connection, writer: asyncio.StreamWriter, slot: SessionEgress, event: Any) -> None:
@@ -604,12 +909,20 @@ def _next_cycle(conn: h11.Connection) -> bool:
     return False
 
 
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, slot: SessionEgress, *, sent: bool) -> None:
+async def _pipe(
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    slot: SessionEgress,
+    activity: _Activity,
+    *,
+    sent: bool,
+) -> None:
     try:
         while True:
             data = await reader.read(READ_SIZE)
             if not data:
                 break
+            activity.last = time.monotonic()
             if sent:
                 slot.bytes_sent += len(data)
             else:
@@ -619,11 +932,9 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, slot
     except (ConnectionError, OSError):
         pass
     finally:
-        if writer.can_write_eof():
-            try:
+        if writer.can_write_eof() and not writer.is_closing():
+            with contextlib.suppress(OSError):
                 writer.write_eof()
-            except OSError:
-                pass
 
 
 async def _connect_any(
@@ -689,4 +1000,4 @@ async def _socks5_connect(
     await reader.readexactly(length + 2)
 
 
-__all__ = ["Blocked", "Gate", "SessionEgress", "Upstream", "address_block_reason"]
+__all__ = ["Blocked", "Gate", "SessionEgress", "Upstream", "address_block_reason", "local_addresses"]

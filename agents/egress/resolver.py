@@ -1,8 +1,11 @@
 """Name resolution for the egress gate: the system resolver, or one DNS server (tests).
 
 The gate resolves every name itself and connects to an address it checked, so what a page's DNS
-answers a second time never matters. Answers are cached for `CACHE_SECONDS` per name; the cache
-holds the checked answer, so it cannot be used to rebind either.
+answers a second time never matters. Answers are cached for `CACHE_SECONDS` per name (failures
+for `NEGATIVE_CACHE_SECONDS`); the cache holds the checked answer, so it cannot be used to rebind
+either. Identical lookups in flight are made once. A lookup has a deadline (`timeout_s`); system
+lookups run on the resolver's own few threads, never on the loop's default executor (the worker's
+database pool), so a DNS server that never answers costs a few threads and nothing else.
 
 `DnsServerResolver` is a minimal DNS client (A and AAAA over UDP, RFC 1035) used when
 `ENIGMA_EGRESS_RESOLVER=host:port` points the gate at a resolver of the operator's (or a test's).
@@ -15,12 +18,15 @@ import secrets
 import socket
 import struct
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from .rules import IPAddress, as_ip
 
 CACHE_SECONDS = 30.0
+NEGATIVE_CACHE_SECONDS = 10.0
 CACHE_MAX = 4096
 QUERY_TIMEOUT_S = 2.0
+SYSTEM_THREADS = 4
 _A, _AAAA = 1, 28
 
 
@@ -33,31 +39,51 @@ def _is_localhost(name: str) -> bool:
 
 
 class Resolver:
-    """System resolver (getaddrinfo) with a short cache."""
+    """System resolver (getaddrinfo on its own threads) with a short cache."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, timeout_s: float = 3.0) -> None:
+        self.timeout_s = timeout_s
         self._cache: dict[str, tuple[float, tuple[IPAddress, ...]]] = {}
+        self._inflight: dict[str, asyncio.Future[tuple[IPAddress, ...]]] = {}
+        self._executor: ThreadPoolExecutor | None = None
+        self.lookups = 0  # lookups actually made (not cached, not coalesced)
 
     async def resolve(self, name: str) -> tuple[IPAddress, ...]:
         literal = as_ip(name)
         if literal is not None:
             return (literal,)
-        now = time.monotonic()
         hit = self._cache.get(name)
-        if hit is not None and hit[0] > now:
-            return hit[1]
-        addresses = await self._lookup(name)
+        if hit is not None and hit[0] > time.monotonic():
+            addresses = hit[1]
+        else:
+            pending = self._inflight.get(name)
+            if pending is None:
+                pending = asyncio.ensure_future(self._lookup_once(name))
+                self._inflight[name] = pending
+                pending.add_done_callback(lambda _: self._inflight.pop(name, None))
+            addresses = await asyncio.shield(pending)  # one waiter giving up stops no other
         if not addresses:
             raise ResolveError(name)
+        return addresses
+
+    async def _lookup_once(self, name: str) -> tuple[IPAddress, ...]:
+        self.lookups += 1
+        try:
+            addresses = await asyncio.wait_for(self._lookup(name), self.timeout_s)
+        except (TimeoutError, ResolveError):
+            addresses = ()
         if len(self._cache) >= CACHE_MAX:
             self._cache.clear()
-        self._cache[name] = (now + CACHE_SECONDS, addresses)
+        ttl = CACHE_SECONDS if addresses else NEGATIVE_CACHE_SECONDS
+        self._cache[name] = (time.monotonic() + ttl, addresses)
         return addresses
 
     async def _lookup(self, name: str) -> tuple[IPAddress, ...]:
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=SYSTEM_THREADS, thread_name_prefix="enigma-dns")
         loop = asyncio.get_running_loop()
         try:
-            infos = await loop.getaddrinfo(name, None, type=socket.SOCK_STREAM)
+            infos = await loop.run_in_executor(self._executor, _getaddrinfo, name)
         except (OSError, UnicodeError) as exc:
             raise ResolveError(name) from exc
         found: list[IPAddress] = []
@@ -67,12 +93,21 @@ class Resolver:
                 found.append(ip)
         return tuple(found)
 
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
+
+
+def _getaddrinfo(name: str) -> list[tuple[object, ...]]:
+    return socket.getaddrinfo(name, None, type=socket.SOCK_STREAM)  # type: ignore[return-value]
+
 
 class DnsServerResolver(Resolver):
     """Asks one DNS server over UDP; `localhost` names are loopback without asking."""
 
-    def __init__(self, host: str, port: int) -> None:
-        super().__init__()
+    def __init__(self, host: str, port: int, *, timeout_s: float = 3.0) -> None:
+        super().__init__(timeout_s=timeout_s)
         self._server = (host, port)
 
     async def _lookup(self, name: str) -> tuple[IPAddress, ...]:

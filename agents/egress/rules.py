@@ -31,6 +31,8 @@ METADATA_ADDRESSES = frozenset(
 )
 _NAT64 = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))
 _CGNAT = ipaddress.ip_network("100.64.0.0/10")
+# Not global whatever they embed: local-use NAT64 (RFC 8215) and deprecated site-local.
+_PRIVATE_V6 = (ipaddress.ip_network("64:ff9b:1::/48"), ipaddress.ip_network("fec0::/10"))
 
 
 def parse_host(value: str) -> str:
@@ -72,10 +74,16 @@ def embedded_ipv4(ip: IPAddress) -> ipaddress.IPv4Address | None:
 
 
 def address_block_reason(ip: IPAddress) -> str | None:
-    """Why an address must not be reached, or None for a public unicast address."""
+    """Why an address must not be reached, or None for a public unicast address. A transition
+    form is blocked if what it embeds is, and local-use NAT64 and site-local ones always."""
     inner = embedded_ipv4(ip)
     if inner is not None:
-        return address_block_reason(inner)
+        reason = address_block_reason(inner)
+        if reason is None and any(ip in net for net in _PRIVATE_V6):
+            return "private_address"
+        return reason
+    if isinstance(ip, ipaddress.IPv6Address) and any(ip in net for net in _PRIVATE_V6):
+        return "private_address"
     if ip in METADATA_ADDRESSES:
         return "metadata_address"
     if ip.is_loopback:
@@ -161,8 +169,12 @@ class OwnServices:
         return (inner, port) in self.addresses
 
 
-def own_services(entries: Sequence[tuple[str, int, Sequence[IPAddress]]]) -> OwnServices:
-    """Build from (host, port, resolved addresses) triples."""
+def own_services(
+    entries: Sequence[tuple[str, int, Sequence[IPAddress]]], local: Sequence[IPAddress] = ()
+) -> OwnServices:
+    """Build from (host, port, resolved addresses) triples. `local` are this machine's interface
+    addresses: a service on a loopback or unspecified host is refused at each of them too (a
+    server on 0.0.0.0 answers on every interface, and so may a proxy on the machine)."""
     addresses: set[tuple[IPAddress, int]] = set()
     loopback: set[int] = set()
     anywhere: set[int] = set()
@@ -176,6 +188,8 @@ def own_services(entries: Sequence[tuple[str, int, Sequence[IPAddress]]]) -> Own
             elif inner.is_loopback:
                 loopback.add(port)
             addresses.add((inner, port))
+    for port in loopback | anywhere:
+        addresses.update(((embedded_ipv4(ip) or ip), port) for ip in local)
     return OwnServices(frozenset(addresses), frozenset(loopback), frozenset(anywhere), frozenset(names))
 
 
