@@ -83,7 +83,8 @@ def proxy_parse(proxy: Any, *, resolve: bool = True) -> tuple[dict[str, Any], di
             "proxy.host", f"Invalid parameter 'proxy.host': this proxy address is not allowed ({reason})"
         )
     scheme = "socks5" if kind == "socks" else "http"
-    browser = {"server": f"{scheme}://{host}:{port}"}
+    bare = host.strip("[]")
+    browser = {"server": f"{scheme}://[{bare}]:{port}" if ":" in bare else f"{scheme}://{host}:{port}"}
     if username:
         browser["username"] = username
         browser["password"] = password or ""
@@ -139,7 +140,8 @@ def _managed(proxy: dict[str, Any], level: str | None) -> tuple[dict[str, Any], 
             details={"parameter": "proxy.source"},
         )
     parts = urlsplit(url)
-    browser = {"server": f"{parts.scheme}://{parts.hostname}:{parts.port}"}
+    hostname = f"[{parts.hostname}]" if parts.hostname and ":" in parts.hostname else parts.hostname
+    browser = {"server": f"{parts.scheme}://{hostname}:{parts.port}"}
     if parts.username:
         browser["username"] = unquote(parts.username)
         browser["password"] = unquote(parts.password or "")

@@ -98,3 +98,14 @@ def test_invalid_or_unavailable_proxies_are_clear_400s(
     assert response.status_code == 400, response.text
     body = response.json()
     assert body["code"] == code and body["details"]["parameter"] == parameter
+
+
+def test_an_ipv6_proxy_host_is_bracketed_for_the_gate() -> None:
+    from agents.egress.gate import Upstream
+    from environments.proxies import proxy_parse
+
+    _, browser = proxy_parse({"source": "custom", "type": "http", "host": "2606:4700:4700::1111", "port": "8080"},
+                             resolve=False)  # fmt: skip
+    assert browser["server"] == "http://[2606:4700:4700::1111]:8080"
+    upstream = Upstream.from_playwright(browser)
+    assert (upstream.host, upstream.port) == ("2606:4700:4700::1111", 8080)
