@@ -4,9 +4,8 @@ Run: .venv/bin/python bench/bench_egress.py [--loads 60] [--assets 20]
 A page with N sub-resources (images, a script, a stylesheet) served on 127.0.0.1 is loaded
 `--loads` times in one context, alternating:
 - "direct": a plain Chromium context, no proxy, no route handler (the browser alone);
-- "gated": a BrowserHost session (Chromium in its network namespace, every request through the
-  gate; the first-layer route handler included, as in production; BENCH_NO_FIRST_LAYER=1 measures
-  the gate alone).
+- "gated": a BrowserHost session (Chromium as its unprivileged user in its network namespace,
+  every request through the gate, as in production; there is no in-browser request interception).
 Prints load-time p50/mean per mode, the time added per page, and the CPU the worker process (where
 the gate runs) spent per page, as a share of one core during the gated loads.
 """
@@ -93,8 +92,6 @@ async def main(loads: int, assets: int) -> None:
     host = BrowserHost(chromium_path=CHROMIUM, warm_pool_size=1)
     await host.start()
     session = await host.acquire(policy=NetworkPolicy(allowed_private_hosts=frozenset({"127.0.0.1"})))
-    if os.environ.get("BENCH_NO_FIRST_LAYER"):
-        await session.context.unroute("**/*")
     for n in range(3):  # warm both up
         await _load(direct_page, f"{base}/page?w{n}")
         await _load(session.page, f"{base}/page?w{n}")

@@ -287,6 +287,10 @@ ENIGMA_EGRESS_RESOLVER = os.environ.get("ENIGMA_EGRESS_RESOLVER", "").strip()
 ENIGMA_OWN_ADDRESSES = tuple(env_list("ENIGMA_OWN_ADDRESSES", _own_addresses()))
 # The unprivileged user Chromium runs as (scripts/install.sh creates it; `nobody` if it is missing).
 ENIGMA_BROWSER_USER = os.environ.get("ENIGMA_BROWSER_USER", "enigma-browser").strip()
+# The gate's bounds per session (agents/egress/gate.py).
+ENIGMA_EGRESS_RESPONSE_TIMEOUT_S = env_float("ENIGMA_EGRESS_RESPONSE_TIMEOUT_S", 60)
+ENIGMA_EGRESS_IDLE_TIMEOUT_S = env_float("ENIGMA_EGRESS_IDLE_TIMEOUT_S", 300)
+ENIGMA_EGRESS_MAX_CONNECTIONS = env_int("ENIGMA_EGRESS_MAX_CONNECTIONS", 256)
 ENIGMA_AGENT_PROVIDER = os.environ.get("ENIGMA_AGENT_PROVIDER", "auto")
 ENIGMA_ANTHROPIC_MODEL = os.environ.get("ENIGMA_ANTHROPIC_MODEL", "claude-sonnet-4-5")
 ENIGMA_SCREENCAST_QUALITY = env_int("ENIGMA_SCREENCAST_QUALITY", 60)

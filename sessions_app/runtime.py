@@ -53,7 +53,10 @@ def egress_settings() -> EgressSettings:
         trusted = (f"{parts.hostname}:{parts.port}",)
     return EgressSettings(sandbox=settings.ENIGMA_EGRESS_SANDBOX, resolver=resolver,
                           own_addresses=tuple(settings.ENIGMA_OWN_ADDRESSES), trusted_upstreams=trusted,
-                          browser_user=settings.ENIGMA_BROWSER_USER)
+                          browser_user=settings.ENIGMA_BROWSER_USER,
+                          response_timeout_s=settings.ENIGMA_EGRESS_RESPONSE_TIMEOUT_S,
+                          idle_timeout_s=settings.ENIGMA_EGRESS_IDLE_TIMEOUT_S,
+                          max_connections=settings.ENIGMA_EGRESS_MAX_CONNECTIONS)
 
 
 class WorkerRuntime:
