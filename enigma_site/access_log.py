@@ -21,8 +21,8 @@ from daphne.access import AccessLogGenerator
 REDACTED = "[redacted]"
 _SECRET_PARAMS = {"apikey", "api_key", "key", "token", "access_token", "sessionid", "session_id"}
 _PATTERNS = [
-    # A path segment that is a credential: /mcp/<key>, /view/<token>, /ws/view/<token>/.
-    (re.compile(r"(/(?:mcp|view)/)[^/?#\s\"]+"), r"\1" + REDACTED),
+    # A path segment that is a credential: /mcp/<key>, /view/<token>, /ws/view/<token>/, /cdp/<token>.
+    (re.compile(r"(/(?:mcp|view|cdp)/)[^/?#\s\"]+"), r"\1" + REDACTED),
     (re.compile(r"enig_[A-Za-z0-9_\-]+"), "enig_" + REDACTED),
     (re.compile(r"vt_[A-Za-z0-9_\-]{8,}"), "vt_" + REDACTED),
     # Session and task ids: 32 hex digits (sessions_app.models.new_id).

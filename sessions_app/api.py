@@ -24,6 +24,7 @@ from enigma_site.api import BIGINT_MAX, ApiView, int_param, ok, page_params
 from enigma_site.errors import InvalidParameter, MissingField
 
 from . import registry, selectors, services
+from .cdp import cdp_token_create, connect_url
 from .events import events_after, wait_task_settled
 from .models import BrowserSession, Task
 from .schema import parse_message, parse_session_body
@@ -52,6 +53,8 @@ def start_session_body(request: Request, session: BrowserSession, task: Task | N
     if task is not None:
         body["taskId"] = task.pk
         body["pollUrl"] = poll_url(request, task)
+    if session.config.get("cdp"):  # raw CDP access (issue 16)
+        body["connectUrl"] = connect_url(base_url=base, token=cdp_token_create(session_id=session.pk)[0])
     return body
 
 

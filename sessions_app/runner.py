@@ -40,6 +40,7 @@ from environments import tasks as environment_tasks
 from recordings.recorder import SessionRecorder
 
 from . import metering, services
+from .cdp import CdpRelay, cdp_acquire
 from .commands import stream_key
 from .events import aevent_emit, atask_notify
 from .models import BrowserSession, Task
@@ -166,6 +167,7 @@ class SessionRunner:
         self._frame_title = ""
         self._downloads: set[asyncio.Task[None]] = set()
         self.policy_rules: dict[str, Any] | None = None
+        self.cdp_relay: CdpRelay | None = None  # a CDP session's clients (sessions_app.cdp)
         self._task_files: dict[str, list[dict[str, Any]]] = {}
         self._egress_base = (0, 0)
 
@@ -195,8 +197,9 @@ class SessionRunner:
                 proxy = await environment_proxies.aproxy_load(self.session_id)
                 if proxy is None:
                     raise RuntimeError("the session's proxy settings are gone")
-            self.browser = await self.runtime.host.acquire(policy=self.policy, storage_state=storage_state,
-                                                           proxy=proxy)
+            # A CDP session gets its own Chromium, which its CDP clients drive too (issue 16).
+            acquire = cdp_acquire(self) if session.config.get("cdp") else self.runtime.host.acquire
+            self.browser = await acquire(policy=self.policy, storage_state=storage_state, proxy=proxy)
             self.browser.page.on("framenavigated", self._on_navigated)
             self.browser.context.on("page", self._watch_downloads)
             self._watch_downloads(self.browser.page)
@@ -264,6 +267,8 @@ class SessionRunner:
                     await loop_task
             if self.agent_task and not self.agent_task.done():
                 self.agent_task.cancel()
+            if self.cdp_relay is not None:
+                await self.cdp_relay.close()
             if self.browser is not None:
                 with contextlib.suppress(Exception):
                     await self.browser.close()
@@ -723,24 +728,26 @@ class SessionRunner:
 
     def _on_download(self, download: Any) -> None:
         task = self.current_task
-        if task is None:
-            return  # a manual download between tasks belongs to no task's result
+        if task is None and self.cdp_relay is None:
+            return  # a manual download between tasks belongs to no task's result (a CDP session's stays its file)
         keep = asyncio.get_running_loop().create_task(self._keep_download(download, task))
         self._downloads.add(keep)
         keep.add_done_callback(self._downloads.discard)
 
-    async def _keep_download(self, download: Any, task: Task) -> None:
+    async def _keep_download(self, download: Any, task: Task | None) -> None:
         assert self.session is not None
         started = time.time()
         temp = environment_storage.temp_dir() / f"{self.session_id}-{secrets.token_hex(8)}"
         try:
             await download.save_as(str(temp))
             stored = await db(environment_services.file_store_download)(
-                team_id=self.session.team_id, session_id=self.session_id, task_id=task.pk,
+                team_id=self.session.team_id, session_id=self.session_id, task_id=task.pk if task else "",
                 environment_id=self.session.config.get("environmentId"), source_url=self.vault.scrub(download.url),
                 filename=self.vault.scrub(download.suggested_filename), temp_path=str(temp))
         except Exception:
             logger.warning("could not keep a download of session %s", self.session_id, exc_info=True)
+            return
+        if task is None:
             return
         self._task_files.setdefault(task.pk, []).append({
             "source": download.url,

@@ -23,12 +23,13 @@ from django.utils import timezone
 from redis.exceptions import RedisError
 
 from agents.browser import BrowserHost, EgressSettings, NetworkPolicy
+from agents.cdp import CdpPool
 from agents.providers import get_provider
 from enigma_site.redis import get_async_redis
 from environments import conf as environment_conf
 from environments import policy_engine
 
-from . import metering, registry, services, sweep
+from . import cdp, metering, registry, services, sweep
 from .commands import stream_key
 from .events import atask_notify
 from .models import Task
@@ -68,6 +69,7 @@ class WorkerRuntime:
         self.host = BrowserHost(chromium_path=settings.CHROMIUM_PATH,
                                 warm_pool_size=settings.ENIGMA_WARM_POOL,
                                 egress=egress_settings())
+        self.cdp = CdpPool(self.host, warm_pool_size=cdp.warm_pool_size())  # CDP sessions' own browsers
         self.provider = get_provider(settings.ENIGMA_AGENT_PROVIDER)
         self.runners: dict[str, SessionRunner] = {}
         self._bound_rules: dict[str, dict[str, Any]] = {}  # the policy rules each session's gate slot saw
@@ -89,6 +91,7 @@ class WorkerRuntime:
 
     async def _boot(self) -> None:
         await self.host.start()
+        await self.cdp.start()
         await self._beat()
         self._background = [asyncio.create_task(self._command_reader()),
                             asyncio.create_task(self._heartbeat_loop()),
@@ -317,6 +320,7 @@ class WorkerRuntime:
             await asyncio.sleep(0.2)
             for task in self._background:
                 task.cancel()
+            await self.cdp.stop()
             await self.host.stop()
             await db(registry.worker_unregister)(self.worker_id)
             await get_async_redis().delete(self._wake_key)

@@ -32,7 +32,7 @@ TASK_FIELDS = {
 }
 SESSION_FIELDS = {
     "mode", "environmentId", "profileId", "policyId", "proxy", "reachOutMode", "task",
-    "initialTask", "recording",
+    "initialTask", "recording", "cdp",
 }
 _HOST_RE = re.compile(r"^(?=.{1,253}$)([a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9])?)(\.[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9])?)*$")
 
@@ -82,6 +82,7 @@ class SessionInput:
     proxy: dict[str, Any] | None = None
     reach_out_mode: str = "guardrail_only"
     recording: bool = True  # false: no recording of this session (recordings/)
+    cdp: bool = False  # true: its own browser, reachable over raw CDP at connectUrl (sessions_app.cdp)
     task: TaskInput = field(default_factory=TaskInput)
     task_prefix: str = ""  # "", "initialTask." or "task." for error messages
 
@@ -313,6 +314,7 @@ def _parse_session_fields(body: dict[str, Any], session: SessionInput) -> None:
     recording = _bool(body, "recording", "")
     if recording is not None:
         session.recording = recording
+    session.cdp = bool(_bool(body, "cdp", ""))
     proxy = body.get("proxy")
     if proxy is not None and not isinstance(proxy, dict):
         raise InvalidParameter("proxy", "Invalid parameter 'proxy': must be an object or null")
@@ -331,6 +333,9 @@ def parse_session_body(body: Any, *, require_task: bool) -> SessionInput:
     flat = {k: v for k, v in body.items() if k in TASK_FIELDS}
     _reject_unknown(body, SESSION_FIELDS | TASK_FIELDS)
     _parse_session_fields(body, session)
+    if require_task and session.cdp:
+        raise InvalidParameter("cdp", "Invalid parameter 'cdp': CDP access needs start-session "
+                               "(run-task ends its session with the task)")
     if nested_key is not None:
         if flat:
             name = next(iter(flat))

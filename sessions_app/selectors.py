@@ -12,6 +12,7 @@ from billing.models import Price
 from billing.money import micros_to_usd
 from billing.selectors import price_at
 
+from .cdp import cdp_status
 from .metering import session_compute_ms
 from .models import BrowserSession, Task
 
@@ -168,6 +169,7 @@ def session_detail(session: BrowserSession, *, base_url: str) -> dict[str, Any]:
         "lastActivityAt": session.last_activity_at.isoformat(),
         "endedAt": session.ended_at.isoformat() if session.ended_at else None,
         "config": session.config,
+        "cdp": cdp_status(session),  # raw CDP access: enabled, clients connected now
         "usage": session_usage(session),
         "tasks": [
             {

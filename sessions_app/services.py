@@ -196,6 +196,7 @@ def session_start(*, team: Team, api_key: ApiKey | None, spec: SessionInput,
         "proxy": proxy_public,  # without credentials
         "policyId": spec.policy_id,
         "recording": spec.recording,
+        "cdp": spec.cdp,
     }
     # One lock around the count and the insert so two requests cannot take the last slot twice.
     with get_redis().lock("enigma:lock:capacity", timeout=10, blocking_timeout=10), transaction.atomic():

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import api, metrics
+from . import api, cdp_api, metrics
 
 urlpatterns = [
     path("start/start-session", api.start_session, name="start-session"),
@@ -13,4 +13,6 @@ urlpatterns = [
     path("sessions", api.session_list, name="session-list"),
     path("sessions/<str:session_id>", api.session_detail, name="session-detail"),
     path("sessions/<str:session_id>/events", api.session_events, name="session-events"),
+    path("sessions/<str:session_id>/cdp-tokens", cdp_api.cdp_tokens, name="session-cdp-tokens"),
+    path("sessions/<str:session_id>/files", cdp_api.session_files, name="session-files"),
 ]

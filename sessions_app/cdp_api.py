@@ -1,0 +1,68 @@
+"""REST additions of raw CDP access (issue 16): mint and revoke a session's CDP tokens, list the
+files its browser downloaded."""
+
+from __future__ import annotations
+
+from rest_framework.request import Request
+from rest_framework.response import Response
+
+from enigma_site.api import ApiView, ok
+from enigma_site.errors import ApiError, InvalidParameter
+
+from . import selectors
+from .cdp import cdp_token_create, cdp_tokens_revoke, connect_url, token_ttl_s
+from .services import session_ended_error
+from .streaming import public_base_url
+
+
+class CdpNotEnabled(ApiError):
+    status_code = 409
+    code = "CDP_NOT_ENABLED"
+    default_message = "This session was started without \"cdp\": true"
+
+
+class CdpTokensApi(ApiView):
+    """POST: a new connectUrl (body {ttlSeconds?}); DELETE: revoke every token of the session
+    (clients connected with one are closed; the API-key header way stays open)."""
+
+    rate_scope = "start-session"
+
+    def _session(self, session_id: str):  # type: ignore[no-untyped-def]
+        session = selectors.session_get(team=self.principal.team, session_id=session_id)
+        if not session.config.get("cdp"):
+            raise CdpNotEnabled()
+        return session
+
+    def post(self, request: Request, session_id: str) -> Response:
+        session = self._session(session_id)
+        if not session.is_live:
+            raise session_ended_error(session)
+        body = request.data if isinstance(request.data, dict) else {}
+        ttl = body.get("ttlSeconds", token_ttl_s())
+        if isinstance(ttl, bool) or not isinstance(ttl, int) or not 1 <= ttl <= token_ttl_s():
+            raise InvalidParameter("ttlSeconds", f"Invalid parameter 'ttlSeconds': an integer from 1 to {token_ttl_s()}")
+        token, ttl = cdp_token_create(session_id=session.pk, ttl_s=ttl)
+        return ok(connectUrl=connect_url(base_url=public_base_url(request), token=token), expiresIn=ttl * 1000)
+
+    def delete(self, request: Request, session_id: str) -> Response:
+        session = self._session(session_id)
+        return ok(revoked=cdp_tokens_revoke(session.pk))
+
+
+class SessionFilesApi(ApiView):
+    """The files the session's browser downloaded (by a task or a CDP client)."""
+
+    def get(self, request: Request, session_id: str) -> Response:
+        from environments.models import StoredFile
+        from environments.selectors import file_body
+
+        session = selectors.session_get(team=self.principal.team, session_id=session_id)
+        base = public_base_url(request)
+        rows = StoredFile.objects.filter(team_id=session.team_id, session_id=session.pk,
+                                         kind=StoredFile.Kind.DOWNLOAD).order_by("created_at")
+        return ok(files=[{**file_body(f), "taskId": f.task_id or None, "sourceUrl": f.source_url,
+                          "downloadUrl": f"{base}/files/{f.pk}/download"} for f in rows])
+
+
+cdp_tokens = CdpTokensApi.as_view()
+session_files = SessionFilesApi.as_view()

@@ -1,0 +1,169 @@
+"""The CDP gateway: `ws(s)://<origin>/cdp/<token>`, a DevTools endpoint for unmodified clients
+(Playwright `connect_over_cdp`, Puppeteer `connect({browserWSEndpoint})`).
+
+The path holds an opaque CDP token (sessions_app.cdp), or the session id when the client sends
+the team's API key in an `Authorization: Bearer` header. Frames go through Redis to the relay in
+the session's runner, wherever it runs (see sessions_app/cdp.py for why Redis). The connection
+is refused (HTTP 403 to the handshake) for a bad or expired token, another team's session, an
+ended session or one started without `"cdp": true`. Once open, it is closed with 1000 when the
+session ends, 1012 when it moves to another host (reconnect with the same URL), 4401 when its
+token is revoked. Each connection holds a lease in `enigma:cdp:clients:<session>` (how
+GET /sessions/<id> counts clients).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import time
+from typing import Any
+
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+from redis.exceptions import RedisError
+
+from accounts.authentication import authenticate_raw_key
+from enigma_site.errors import ApiError
+from enigma_site.redis import get_async_redis, get_redis
+
+from ..cdp import (
+    CLIENT_LEASE_S,
+    CLIENT_REFRESH_S,
+    ListWriter,
+    cdp_token_session,
+    clients_key,
+    down_key,
+    list_pop,
+    revoked_group,
+    token_hash,
+    token_key,
+    up_key,
+)
+from ..events import group_name
+from ..models import BrowserSession
+
+logger = logging.getLogger(__name__)
+
+CLOSE_REFUSED = 4403
+CLOSE_REVOKED = 4401
+
+
+class CdpRefused(ApiError):
+    status_code = 403
+    code = "CDP_REFUSED"
+    default_message = "This CDP endpoint is invalid, expired, or its session does not allow CDP"
+
+
+def cdp_authorize(path_token: str, authorization: str) -> tuple[BrowserSession, str]:
+    """(session, token hash or "") for a connection to /cdp/<path_token>, or raise CdpRefused."""
+    session_id = cdp_token_session(path_token)
+    digest = token_hash(path_token) if session_id else ""
+    query = BrowserSession.objects.filter(pk=(session_id or path_token)[:64])
+    if session_id is None:
+        scheme, _, key = authorization.partition(" ")
+        if scheme.lower() != "bearer" or not key.strip():
+            raise CdpRefused()
+        try:
+            query = query.filter(team_id=authenticate_raw_key(key.strip()).team.pk)
+        except ApiError:
+            raise CdpRefused() from None
+    session = query.first()
+    if session is None or not session.is_live or not session.config.get("cdp"):
+        raise CdpRefused()
+    return session, digest
+
+
+class CdpGatewayConsumer(AsyncWebsocketConsumer):
+    session_id = ""
+    client_id = ""
+    token_digest = ""
+    up: ListWriter | None = None
+    _tasks: tuple[asyncio.Task[None], ...] = ()
+
+    async def connect(self) -> None:
+        headers = dict(self.scope.get("headers") or [])
+        authorization = headers.get(b"authorization", b"").decode("latin-1")
+        try:
+            session, self.token_digest = await database_sync_to_async(cdp_authorize)(
+                self.scope["url_route"]["kwargs"]["token"], authorization)
+        except ApiError:
+            await self.close(code=CLOSE_REFUSED)
+            return
+        self.session_id = session.pk
+        self.client_id = secrets.token_hex(8)
+        await self.channel_layer.group_add(group_name(self.session_id), self.channel_name)
+        await self.channel_layer.group_add(revoked_group(self.session_id), self.channel_name)
+        await self.accept()
+        self.up = ListWriter(up_key(self.session_id))
+        self.up.put(self.client_id + "o")
+        await self._lease()
+        self._tasks = (asyncio.ensure_future(self._read_down()), asyncio.ensure_future(self._refresh()))
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if self.up is None:
+            return
+        data = text_data if text_data is not None else (bytes_data or b"").decode("utf-8", "replace")
+        self.up.put(self.client_id + "m" + data)
+
+    async def disconnect(self, code: int) -> None:
+        for task in self._tasks:
+            task.cancel()
+        if not self.session_id:
+            return
+        with contextlib.suppress(RedisError, OSError):
+            redis = get_async_redis()
+            await redis.zrem(clients_key(self.session_id), self.client_id)
+            await redis.delete(down_key(self.client_id))
+        if self.up is not None:
+            self.up.put(self.client_id + "c")
+            await self.up.close()
+            self.up = None
+        await self.channel_layer.group_discard(group_name(self.session_id), self.channel_name)
+        await self.channel_layer.group_discard(revoked_group(self.session_id), self.channel_name)
+
+    async def _lease(self) -> None:
+        redis = get_async_redis()
+        async with redis.pipeline(transaction=True) as pipe:
+            pipe.zadd(clients_key(self.session_id), {self.client_id: time.time() + CLIENT_LEASE_S})
+            pipe.expire(clients_key(self.session_id), int(CLIENT_LEASE_S) + 5)
+            await pipe.execute()
+
+    async def _refresh(self) -> None:
+        while True:
+            await asyncio.sleep(CLIENT_REFRESH_S)
+            try:
+                await self._lease()
+            except (RedisError, OSError):
+                logger.warning("could not refresh a CDP client lease of a session")
+
+    async def _read_down(self) -> None:
+        key = down_key(self.client_id)
+        while True:
+            try:
+                entries = await list_pop(key)
+            except (RedisError, OSError):
+                await asyncio.sleep(0.5)
+                continue
+            for entry in entries:
+                if entry[:1] == "m":
+                    await self.send(text_data=entry[1:])
+                    continue
+                code, _, _reason = entry[1:].partition(" ")
+                await self.close(code=int(code) if code.isdigit() else 1011)
+                return
+
+    async def session_event(self, message: dict[str, Any]) -> None:
+        name = message["name"]
+        if name == "end_session":
+            await self.close(code=1000)
+        elif name == "instance:disconnected":
+            await self.close(code=1012)
+
+    async def cdp_revoked(self, message: dict[str, Any]) -> None:
+        if not self.token_digest:
+            return  # opened with the API key, not a token
+        alive = await database_sync_to_async(lambda: get_redis().exists(token_key(self.token_digest)))()
+        if not alive:
+            await self.close(code=CLOSE_REVOKED)
