@@ -280,9 +280,9 @@ class SessionBrowser:
         max_height: int = 445,
     ) -> None:
         """Stream JPEG frames of the current page to on_frame(jpeg, metadata) until
-        stop_screencast. A frame is acknowledged only after on_frame returns, so a slow
-        consumer slows Chromium down instead of queueing frames. Follows the session to a new
-        tab. Call only while someone watches: a screencast costs CPU."""
+        stop_screencast. A frame is acknowledged when on_frame has returned for the one
+        before it, so a slow consumer slows Chromium down instead of queueing frames. Follows
+        the session to a new tab. Call only while someone watches: a screencast costs CPU."""
         await self.stop_screencast()
         self._screencast = _Screencast(
             on_frame,
@@ -373,6 +373,7 @@ class _Screencast:
         self._on_frame = on_frame
         self._params = params
         self._cdp: CDPSession | None = None
+        self._busy = asyncio.Lock()
 
     async def start(self, context: BrowserContext, page: Page) -> None:
         await self._detach()
@@ -382,20 +383,24 @@ class _Screencast:
         await cdp.send("Page.startScreencast", self._params)
 
     async def _on_event(self, cdp: CDPSession, event: dict[str, Any]) -> None:
-        try:
-            result = self._on_frame(base64.b64decode(event["data"]), event.get("metadata", {}))
-            if inspect.isawaitable(result):
-                await result
-        except Exception:
-            # The frame consumer is an outer boundary (a websocket); one bad frame must not
-            # stop the stream.
-            logger.exception("screencast frame consumer failed")
-        finally:
+        # The ack goes first, so Chromium captures the next frame while this one is handed on
+        # (acking after the consumer cost a third of the frame rate); a frame that comes while
+        # the consumer still has the previous one waits here unacked, so a slow consumer still
+        # slows Chromium down instead of queueing frames (at most one waits).
+        async with self._busy:
             if cdp is self._cdp:
                 try:
                     await cdp.send("Page.screencastFrameAck", {"sessionId": event["sessionId"]})
                 except PlaywrightError:
                     pass
+            try:
+                result = self._on_frame(base64.b64decode(event["data"]), event.get("metadata", {}))
+                if inspect.isawaitable(result):
+                    await result
+            except Exception:
+                # The frame consumer is an outer boundary (a websocket); one bad frame must not
+                # stop the stream.
+                logger.exception("screencast frame consumer failed")
 
     async def _detach(self) -> None:
         cdp, self._cdp = self._cdp, None

@@ -10,6 +10,7 @@ samples each decoded frame and notes when the flip shows, so latency = detection
 
 from __future__ import annotations
 
+import concurrent.futures
 import functools
 import http.server
 import io
@@ -124,6 +125,40 @@ def _terminate(base: str, headers: dict[str, str], session_id: str) -> None:
         "sessionId": session_id, "message": {"actionType": "state", "newState": "terminate"}})
 
 
+def _probe_frames(redis_url: str, session_id: str, seconds: float) -> str:
+    """Where a frame's time goes before the web process encodes it: frames per second the worker
+    publishes, capture (CDP timestamp) to publish, and publish to receipt over the channel layer."""
+    import asyncio
+
+    from channels_redis.core import RedisChannelLayer
+
+    async def probe() -> str:
+        layer = RedisChannelLayer(hosts=[redis_url])
+        channel = await layer.new_channel()
+        await layer.group_add(f"frames.{session_id}", channel)
+        capture, hop, count = [], [], 0
+        deadline = time.monotonic() + seconds
+        try:
+            while (left := deadline - time.monotonic()) > 0:
+                try:
+                    message = await asyncio.wait_for(layer.receive(channel), left)
+                except TimeoutError:
+                    break
+                now = time.time()
+                count += 1
+                if message.get("timestamp"):
+                    capture.append(1000 * (message["sentAt"] - message["timestamp"]))
+                hop.append(1000 * (now - message["sentAt"]))
+        finally:
+            await layer.group_discard(f"frames.{session_id}", channel)
+        return (f"worker publishes {count / seconds:.1f} frames/s; capture to publish p50 "
+                f"{percentile(capture, 50):.0f} ms p95 {percentile(capture, 95):.0f} ms; channel layer hop p50 "
+                f"{percentile(hop, 50):.0f} ms p95 {percentile(hop, 95):.0f} ms")
+
+    with concurrent.futures.ThreadPoolExecutor(1) as thread:  # Playwright's loop holds this thread
+        return thread.submit(asyncio.run, probe()).result()
+
+
 def bench_whep(st: Any, pages: str, headers: dict[str, str]) -> None:
     from playwright.sync_api import sync_playwright
 
@@ -156,6 +191,7 @@ def bench_whep(st: Any, pages: str, headers: dict[str, str]) -> None:
                   f"p95 {p95:.0f} ms over {len(latencies)} flips (target p95 < 150); web-process CPU per stream "
                   f"{100 * web_cpu / elapsed / count:.0f}% of a core (worker + Chromium tree "
                   f"{100 * worker_cpu / elapsed / count:.0f}% per session)  [{'OK' if ok else 'MISS'}]", flush=True)
+            print(f"  frames of one of them: {_probe_frames(st.env['REDIS_URL'], sessions[0][0], 4)}", flush=True)
             for page in clients:
                 page.close()
             for session_id, _ in sessions:
@@ -239,11 +275,16 @@ def main() -> int:
     (directory / "idle.html").write_text(IDLE_PAGE)
     (directory / "client.html").write_text(CLIENT_PAGE)
     pages = _serve(directory)
-    bench_encode_worst_case()
+    whep_only = "--whep-only" in sys.argv[1:]
+    print(f"load average at the start: {os.getloadavg()[0]:.1f} (1 min) on {os.cpu_count()} cores", flush=True)
+    if not whep_only:
+        bench_encode_worst_case()
     with stack(capacity=12) as st:
         headers = {"Authorization": f"Bearer {st.key}"}
         bench_whep(st, pages, headers)
-        bench_recording(st, pages, headers)
+        if not whep_only:
+            bench_recording(st, pages, headers)
+    print(f"load average at the end: {os.getloadavg()[0]:.1f} (1 min)", flush=True)
     return 0
 
 
