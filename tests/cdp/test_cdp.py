@@ -3,8 +3,14 @@ product: Playwright's connect_over_cdp (Python here, Puppeteer through tests/js/
 
 from __future__ import annotations
 
+import json
+import subprocess
+import time
+from pathlib import Path
 from typing import Any
 
+import pytest
+from playwright.sync_api import Error as PlaywrightError
 from playwright.sync_api import sync_playwright
 
 from tests.conftest import ROOT, Api
@@ -45,3 +51,117 @@ def test_playwright_script_and_agent_share_one_page(api: Api, pages: str) -> Non
         browser.close()  # Playwright only disconnects; the session goes on
     wait_until(lambda: api.get(f"/sessions/{sid}").json()["cdp"]["clients"] == 0)
     assert api.get(f"/sessions/{sid}").json()["state"] == "active"
+
+
+def test_puppeteer_connects_and_browser_close_ends_the_session(api: Api, pages: str) -> None:
+    session = cdp_session(api)
+    sid = session["sessionId"]
+    api.wait_session(sid, "active")
+    run = subprocess.run(["node", str(JS / "cdp_client.mjs"), session["connectUrl"], f"{pages}/hello.html"],
+                         capture_output=True, text=True, timeout=60, cwd=JS)
+    assert run.returncode == 0, run.stderr
+    out = json.loads(run.stdout.strip().splitlines()[-1])
+    assert out["pages"] == 1 and out["heading"] == "Hello heading" and out["title"] == "Hello page"
+    ended = api.wait_session(sid, "terminated")
+    assert ended["endReason"] == "browser_closed"
+    events = api.get(f"/sessions/{sid}/events?after=0").json()["events"]
+    assert any(e["name"] == "end_session" for e in events)
+    time.sleep(1)  # the runner's last meter follows the end
+    usage = api.get(f"/sessions/{sid}").json()["usage"]
+    assert usage["cost"] > 0
+    time.sleep(2.5)  # the meter runs every second in tests: nothing more is charged
+    assert api.get(f"/sessions/{sid}").json()["usage"] == usage
+
+
+def _connect_refused(p: Any, url: str, **kw: Any) -> None:
+    with pytest.raises(PlaywrightError, match="403"):
+        p.chromium.connect_over_cdp(url, timeout=10_000, **kw)
+
+
+def test_tokens_are_scoped_expiring_and_revocable(api: Api, server: str, pages: str) -> None:
+    a, b = cdp_session(api), cdp_session(api)
+    base = server.replace("http://", "ws://")
+    with sync_playwright() as p:
+        # A's token drives A's browser only.
+        browser = p.chromium.connect_over_cdp(a["connectUrl"])
+        browser.contexts[0].pages[0].goto(f"{pages}/hello.html")
+        assert len(browser.contexts[0].pages) == 1
+        browser.close()
+        wait_until(lambda: (api.get(f"/sessions/{a['sessionId']}").json()["currentUrl"] or "").endswith("hello.html"))
+        assert api.get(f"/sessions/{b['sessionId']}").json()["currentUrl"] is None
+        # The path is a token or, with the team's API key in a header, the session id; nothing else.
+        _connect_refused(p, f"{base}/cdp/{b['sessionId']}")
+        _connect_refused(p, f"{base}/cdp/{b['sessionId']}", headers={"Authorization": "Bearer enig_wrong"})
+        other = p.chromium.connect_over_cdp(f"{base}/cdp/{b['sessionId']}", headers={"Authorization": f"Bearer {api.key}"})
+        other.close()
+        # Expired.
+        short = api.post(f"/sessions/{a['sessionId']}/cdp-tokens", {"ttlSeconds": 1}).json()
+        assert short["expiresIn"] == 1000
+        time.sleep(1.5)
+        _connect_refused(p, short["connectUrl"])
+        # Revoked: refused, and a client connected with it is closed.
+        connected = p.chromium.connect_over_cdp(a["connectUrl"])
+        closed: list[bool] = []
+        connected.on("disconnected", lambda _: closed.append(True))
+        revoked = api.http.delete(f"{server}/sessions/{a['sessionId']}/cdp-tokens", headers=api._headers(None))
+        assert revoked.json()["revoked"] >= 1
+        with pytest.raises(PlaywrightError, match="closed"):  # the gateway closes it
+            connected.contexts[0].pages[0].wait_for_timeout(5000)
+        assert closed and not connected.is_connected()
+        _connect_refused(p, a["connectUrl"])
+    # A session without "cdp": true has no CDP endpoint.
+    plain = start(api)
+    assert "connectUrl" not in plain
+    assert api.post(f"/sessions/{plain['sessionId']}/cdp-tokens", {}).status_code == 409
+
+
+def test_escapes_are_refused_and_downloads_land_in_the_session_files(api: Api, pages: str) -> None:
+    session = cdp_session(api)
+    sid = session["sessionId"]
+    with sync_playwright() as p:
+        browser = p.chromium.connect_over_cdp(session["connectUrl"])
+        cdp = browser.new_browser_cdp_session()
+        with pytest.raises(PlaywrightError, match="not allowed"):
+            cdp.send("Target.createBrowserContext", {"proxyServer": "http://203.0.113.9:3128"})
+        with pytest.raises(PlaywrightError, match="not allowed"):
+            cdp.send("Target.setRemoteLocations", {"locations": [{"host": "127.0.0.1", "port": 9222}]})
+        cdp.send("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": "/tmp/elsewhere"})
+        page = browser.contexts[0].pages[0]
+        page.goto(f"{pages}/download.html")
+        page.click("text=Download report")
+        wait_until(lambda: api.get(f"/sessions/{sid}/files").json()["files"], timeout=15)
+        files = api.get(f"/sessions/{sid}/files").json()["files"]
+        assert files[0]["originalName"] == "report.csv" and files[0]["taskId"] is None
+        assert api.http.get(files[0]["downloadUrl"], headers=api._headers(None)).content == (ROOT / "tests/pages/report.csv").read_bytes()
+        assert not Path("/tmp/elsewhere").exists()
+        # While a human has taken over, the script's input is refused (the agent's is paused).
+        page_cdp = browser.contexts[0].new_cdp_session(page)
+        api.message(sid, {"actionType": "interaction", "action": {"type": "takeOverControl"}})
+        wait_until(lambda: api.get(f"/sessions/{sid}").json()["humanControl"])
+        with pytest.raises(PlaywrightError, match="taken over"):
+            page_cdp.send("Input.dispatchMouseEvent", {"type": "mouseMoved", "x": 10, "y": 10})
+        api.message(sid, {"actionType": "interaction", "action": {"type": "releaseControl"}})
+        wait_until(lambda: not api.get(f"/sessions/{sid}").json()["humanControl"])
+        page_cdp.send("Input.dispatchMouseEvent", {"type": "mouseMoved", "x": 10, "y": 10})
+        browser.close()
+
+
+def test_network_rules_hold_for_pages_the_script_opens(api: Api, pages: str) -> None:
+    from tests.egress.servers import LogServer
+
+    target = LogServer(("127.0.0.2",))
+    try:
+        session = cdp_session(api)
+        with sync_playwright() as p:
+            browser = p.chromium.connect_over_cdp(session["connectUrl"])
+            page = browser.contexts[0].pages[0]
+            blocked = page.goto(target.url("/secret", host="127.0.0.2"), timeout=10_000)
+            assert blocked is not None and blocked.status == 403  # the gate's answer
+            assert blocked.headers.get("x-enigma-blocked")
+            page.goto(f"{pages}/hello.html")
+            page.evaluate("url => fetch(url).catch(() => null)", target.url("/fetch", host="127.0.0.2"))
+            page.wait_for_timeout(500)
+            browser.close()
+        assert not target.hits(), target.hits()
+    finally:
+        target.close()
