@@ -286,7 +286,17 @@ def session_page(request: HttpRequest, ctx: Context, session_id: str) -> HttpRes
         if session.is_live else "",
         "recording": recording_player_links(session=session),
         "task_form": forms.TaskForm(),
+        "cdp_url": _cdp_url(request, session),
     })
+
+
+def _cdp_url(request: HttpRequest, session: BrowserSession) -> str:
+    """A fresh connectUrl of a live CDP session (issue 16), else ""."""
+    from sessions_app.cdp import cdp_token_create, connect_url
+
+    if not (session.is_live and session.config.get("cdp")):
+        return ""
+    return connect_url(base_url=public_base_url(request), token=cdp_token_create(session_id=session.pk)[0])
 
 
 def _session_panels(session: BrowserSession) -> dict[str, Any]:

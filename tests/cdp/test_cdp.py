@@ -165,3 +165,15 @@ def test_network_rules_hold_for_pages_the_script_opens(api: Api, pages: str) -> 
         assert not target.hits(), target.hits()
     finally:
         target.close()
+
+
+def test_dashboard_session_page_shows_the_connect_url(api: Api, account: dict[str, Any]) -> None:
+    from django.test import Client
+
+    session = cdp_session(api)
+    client = Client()
+    client.force_login(account["user"])
+    page = client.get(f"/app/sessions/{session['sessionId']}/", SERVER_NAME="127.0.0.1").content.decode()
+    assert "Drive it with your own code" in page, page[page.find("<main"):][:3000]
+    assert 'data-copy="#cdp-url"' in page and 'connect_over_cdp("ws://' in page
+    assert "/cdp/cdp_" in page
