@@ -251,6 +251,8 @@ ENIGMA_ORPHAN_GRACE_S = env_float("ENIGMA_ORPHAN_GRACE_S", 300)
 ENIGMA_HEARTBEAT_S = env_float("ENIGMA_HEARTBEAT_S", 2)
 ENIGMA_HEARTBEAT_STALE_S = env_float("ENIGMA_HEARTBEAT_STALE_S", 10)
 ENIGMA_SWEEP_INTERVAL_S = env_float("ENIGMA_SWEEP_INTERVAL_S", 5)
+# A worker whose task consumer has been down this long exits (its supervisor restarts it).
+ENIGMA_CONSUMER_LOST_EXIT_S = env_float("ENIGMA_CONSUMER_LOST_EXIT_S", 60)
 ENIGMA_WORKER_CAPACITY = env_int("ENIGMA_WORKER_CAPACITY", 20)
 # This machine's id in the fleet: its browser worker consumes the Celery queue browsers.<id>.
 ENIGMA_HOST_ID = os.environ.get("ENIGMA_HOST_ID", "").strip() or socket.gethostname()
@@ -296,10 +298,6 @@ ENIGMA_ANTHROPIC_MODEL = os.environ.get("ENIGMA_ANTHROPIC_MODEL", "claude-sonnet
 ENIGMA_SCREENCAST_QUALITY = env_int("ENIGMA_SCREENCAST_QUALITY", 60)
 ENIGMA_SCREENCAST_EVERY_NTH_FRAME = env_int("ENIGMA_SCREENCAST_EVERY_NTH_FRAME", 2)
 
-# Billing.
-ENIGMA_METER_INTERVAL_S = env_float("ENIGMA_METER_INTERVAL_S", 10)
-STRIPE_API_KEY = os.environ.get("STRIPE_API_KEY", "")
-STRIPE_PUBLISHABLE_KEY = os.environ.get("STRIPE_PUBLISHABLE_KEY", "")
 # Video (video/, recordings/): the WHEP live stream and the recording of each session.
 ENIGMA_WEBRTC_ICE_HOSTS = tuple(env_list("ENIGMA_WEBRTC_ICE_HOSTS"))  # empty: this machine's addresses
 ENIGMA_WEBRTC_BITRATE = env_int("ENIGMA_WEBRTC_BITRATE", 1_500_000)
@@ -308,8 +306,10 @@ ENIGMA_RECORDING_MAX_FPS = env_float("ENIGMA_RECORDING_MAX_FPS", 5)
 ENIGMA_RECORDING_QUALITY = env_int("ENIGMA_RECORDING_QUALITY", 50)
 ENIGMA_RECORDING_RETENTION_DAYS = env_float("ENIGMA_RECORDING_RETENTION_DAYS", 30)
 
-# A worker whose task consumer has been down this long exits (its supervisor restarts it).
-ENIGMA_CONSUMER_LOST_EXIT_S = env_float("ENIGMA_CONSUMER_LOST_EXIT_S", 60)
+# Billing.
+ENIGMA_METER_INTERVAL_S = env_float("ENIGMA_METER_INTERVAL_S", 10)
+STRIPE_API_KEY = os.environ.get("STRIPE_API_KEY", "")
+STRIPE_PUBLISHABLE_KEY = os.environ.get("STRIPE_PUBLISHABLE_KEY", "")
 STRIPE_WEBHOOK_SECRET = os.environ.get("STRIPE_WEBHOOK_SECRET", "")
 STRIPE_API_BASE = os.environ.get("STRIPE_API_BASE", "")
 STRIPE_JS_URL = os.environ.get("STRIPE_JS_URL", "https://js.stripe.com/v3/")

@@ -168,8 +168,8 @@ class SessionRunner:
         self._downloads: set[asyncio.Task[None]] = set()
         self.policy_rules: dict[str, Any] | None = None
         self.cdp_relay: CdpRelay | None = None  # a CDP session's clients (sessions_app.cdp)
-        self._task_files: dict[str, list[dict[str, Any]]] = {}
         self._egress_base = (0, 0)
+        self._task_files: dict[str, list[dict[str, Any]]] = {}
 
     # ----- lifecycle -----------------------------------------------------------------------
 
@@ -179,8 +179,8 @@ class SessionRunner:
             self.start_steps.mark("loop")
             session = await db(BrowserSession.objects.select_related("team").get)(pk=self.session_id)
             self.session = session
-            self.start_steps.mark("load")
             self._egress_base = (session.egress_bytes_sent, session.egress_bytes_received)
+            self.start_steps.mark("load")
             takeover = session.started_at is not None
             self.paused, self.human_control = session.paused, session.human_control
             self.policy = NetworkPolicy(
