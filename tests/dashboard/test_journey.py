@@ -96,7 +96,7 @@ def test_customer_signs_up_tops_up_runs_a_session_and_sees_its_cost(
     # Take over and click the page's button (page x 150, y 130 in the 1024-wide window).
     viewer.locator("#takeover").click()
     expect_text(page.locator("#timeline"), "You took control", timeout=10)
-    frame = viewer.locator("#frame")
+    frame = viewer.locator("#page")  # the click surface, over the JPEG frame or the WebRTC video
     box = frame.bounding_box()
     scale = box["width"] / 1024
     frame.click(position={"x": 150 * scale, "y": 130 * scale})
@@ -105,9 +105,11 @@ def test_customer_signs_up_tops_up_runs_a_session_and_sees_its_cost(
     frame.click(position={"x": 450 * scale, "y": 110 * scale})
     frame.press_sequentially("hi")
     expect_text(page.locator("#timeline"), "You: TYPE", timeout=10)
-    page.wait_for_function(
-        "() => { const f = document.querySelector('#viewer').contentDocument.querySelector('#frame');"
-        " return f && f.src.startsWith('data:image/jpeg'); }", timeout=20_000)
+    page.wait_for_function(  # a picture: the WebRTC video, or the JPEG frames it falls back to
+        "() => { const d = document.querySelector('#viewer').contentDocument;"
+        " const f = d.querySelector('#frame'), v = d.querySelector('#video');"
+        " return (v && !v.hidden && v.videoWidth > 0) || (f && !f.hidden && f.src.startsWith('data:image/jpeg')); }",
+        timeout=20_000)
     shoot(page, "08-session-live")
     viewer.locator("#takeover").click()
     expect_text(page.locator("#timeline"), "Control returned to the agent", timeout=10)
