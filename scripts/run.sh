@@ -18,7 +18,7 @@ redis_host_port=${REDIS_URL#redis://}; redis_host_port=${redis_host_port##*@}; r
 redis_port=${redis_host_port##*:}
 if ! .venv/bin/python -c "import redis; redis.Redis.from_url('$REDIS_URL').ping()" 2>/dev/null; then
   echo "Starting redis-server on port $redis_port"
-  programs+=("redis=redis-server --port $redis_port --bind 127.0.0.1 --save '' --appendonly no --dir var --logfile var/redis.log")
+  programs+=("redis=redis-server --port $redis_port --bind 127.0.0.1 --save '' --appendonly no --dir '$PWD/var' --logfile '$PWD/var/redis.log'")
 fi
 
 .venv/bin/python manage.py migrate --noinput -v0
