@@ -120,14 +120,14 @@ def test_the_player_loads_the_video_and_a_step_click_seeks_it(
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     page.goto(f"{server}/app/sessions/{session_id}/")
     page.wait_for_selector("#recording:not([hidden]) .rec-step")
-    page.wait_for_function("document.getElementById('rec-video').readyState >= 1")
-    video = page.evaluate("(() => { const v = document.getElementById('rec-video');"
-                          " return {w: v.videoWidth, h: v.videoHeight, d: v.duration}; })()")
+    page.wait_for_function("() => document.getElementById('rec-video').readyState >= 1")
+    video = page.evaluate("() => { const v = document.getElementById('rec-video');"
+                          " return {w: v.videoWidth, h: v.videoHeight, d: v.duration}; }")
     assert (video["w"], video["h"]) == (1024, 600) and abs(video["d"] - 10) < 1, video
     assert page.locator(".rec-step").count() == 3
     page.locator(".rec-step").nth(1).click()
-    page.wait_for_function("Math.abs(document.getElementById('rec-video').currentTime - 4.5) < 0.05")
-    page.wait_for_function("document.querySelector('.rec-step.current') !== null")
+    page.wait_for_function("() => Math.abs(document.getElementById('rec-video').currentTime - 4.5) < 0.05")
+    page.wait_for_function("() => document.querySelector('.rec-step.current') !== null")
     assert page.locator(".rec-step.current").get_attribute("data-t") == "4.5"
     assert not [e for e in errors if "Content Security Policy" in e], errors
     shoot(page, "session-recording")

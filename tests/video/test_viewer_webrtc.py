@@ -62,7 +62,7 @@ def _click_the_button(page: Page) -> None:
 def test_viewer_plays_webrtc_video_and_clicks_still_work(api: Api, pages: str, browser: Browser) -> None:
     session_id, view_url = _animated(api, pages)
     page = _viewer(browser, view_url)
-    state = _until(lambda: (m := _media(page))["media"] == "webrtc" and m["frames"] > 0 and m)
+    state = _until(lambda: (m := _media(page))["media"] == "webrtc" and m["frames"] > 0 and m, timeout=40)
     assert (state["width"], state["height"]) == (1024, 600)
     assert state["videoShown"] and not state["imgShown"]
     html = page.content()
