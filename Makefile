@@ -1,4 +1,5 @@
 # The two commands: `make run` and `make test`. Both install what they need first.
+# `make lint` (ruff check, ruff format --check, mypy as configured in pyproject.toml) runs in CI before the tests.
 .PHONY: run test install lint bench
 
 install:
@@ -12,6 +13,8 @@ test: install
 
 lint: install
 	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
+	.venv/bin/mypy .
 
 bench: install
 	.venv/bin/python bench/run_all.py

@@ -34,7 +34,6 @@ from agents.providers import (
     ToolCall,
     ToolResult,
     TurnRequest,
-    get_provider,
 )
 from agents.providers.base import ModelTurn
 from agents.secrets import SecretVault, placeholder
@@ -84,7 +83,7 @@ async def run_agent(
     task: TaskSpec,
     callbacks: AgentCallbacks,
     *,
-    provider: Provider | None = None,
+    provider: Provider,
     gate: ActionGate | None = None,
 ) -> AgentResult:
     """Run `task` on `page` and return its result.
@@ -93,8 +92,6 @@ async def run_agent(
     unsupported offline instructions); let TaskStopped from the callbacks propagate. `gate`,
     when given, is asked before every browser action (automation policies).
     """
-    if provider is None:
-        provider = get_provider(os.environ.get("ENIGMA_AGENT_PROVIDER", "auto"))
     run = _AgentRun(page, task, callbacks, provider, gate)
     return await run.execute()
 
@@ -226,11 +223,6 @@ class _AgentRun:
         self.tools = [*BROWSER_TOOLS, *upload, ASK_HUMAN_TOOL, done_tool(result_schema(task))]
         self.repair_used = False
         self.human_answers: list[str] = []
-        self.screenshots = os.environ.get("ENIGMA_AGENT_SCREENSHOTS", "").lower() in (
-            "1",
-            "true",
-            "yes",
-        )
 
     async def execute(self) -> AgentResult:
         session = self.provider.open(self.task)
@@ -349,7 +341,7 @@ class _AgentRun:
                 "text": "Current page:\n" + self.vault.scrub(observation.render()),
             }
         )
-        if self.screenshots:
+        if self.provider.screenshots:
             image = await self._screenshot()
             if image:
                 observation_indexes.append(len(blocks))

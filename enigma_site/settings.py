@@ -263,6 +263,10 @@ ENIGMA_DRAIN_GRACE_S = env_float("ENIGMA_DRAIN_GRACE_S", 300)
 # Live sessions one team may have at once, unless its own value is set in admin.
 ENIGMA_TEAM_SESSION_LIMIT = env_int("ENIGMA_TEAM_SESSION_LIMIT", 5)
 ENIGMA_WARM_POOL = env_int("ENIGMA_WARM_POOL", 2)
+# Raw CDP sessions: dedicated browsers each worker keeps started; how long a token opens
+# connections (0: the session lifetime cap, so the start-session token lasts as long as its session).
+ENIGMA_CDP_WARM_POOL = env_int("ENIGMA_CDP_WARM_POOL", 1)
+ENIGMA_CDP_TOKEN_TTL_S = env_int("ENIGMA_CDP_TOKEN_TTL_S", 0)
 CHROMIUM_PATH = os.environ.get("CHROMIUM_PATH", "/usr/lib/chromium/chromium")
 ENIGMA_ALLOWED_PRIVATE_HOSTS = frozenset(env_list("ENIGMA_ALLOWED_PRIVATE_HOSTS"))
 
@@ -293,8 +297,14 @@ ENIGMA_BROWSER_USER = os.environ.get("ENIGMA_BROWSER_USER", "enigma-browser").st
 ENIGMA_EGRESS_RESPONSE_TIMEOUT_S = env_float("ENIGMA_EGRESS_RESPONSE_TIMEOUT_S", 60)
 ENIGMA_EGRESS_IDLE_TIMEOUT_S = env_float("ENIGMA_EGRESS_IDLE_TIMEOUT_S", 300)
 ENIGMA_EGRESS_MAX_CONNECTIONS = env_int("ENIGMA_EGRESS_MAX_CONNECTIONS", 256)
+# The agent (agents.config.AgentSettings, built by the browser worker).
 ENIGMA_AGENT_PROVIDER = os.environ.get("ENIGMA_AGENT_PROVIDER", "auto")
+ANTHROPIC_API_KEY = os.environ.get("ANTHROPIC_API_KEY", "")
+ANTHROPIC_BASE_URL = os.environ.get("ANTHROPIC_BASE_URL", "")
 ENIGMA_ANTHROPIC_MODEL = os.environ.get("ENIGMA_ANTHROPIC_MODEL", "claude-sonnet-4-5")
+ENIGMA_ANTHROPIC_MAX_RETRIES = env_int("ENIGMA_ANTHROPIC_MAX_RETRIES", 4)
+ENIGMA_ANTHROPIC_RETRY_BASE_S = env_float("ENIGMA_ANTHROPIC_RETRY_BASE_S", 1.0)
+ENIGMA_AGENT_SCREENSHOTS = env_bool("ENIGMA_AGENT_SCREENSHOTS")
 ENIGMA_SCREENCAST_QUALITY = env_int("ENIGMA_SCREENCAST_QUALITY", 60)
 ENIGMA_SCREENCAST_EVERY_NTH_FRAME = env_int("ENIGMA_SCREENCAST_EVERY_NTH_FRAME", 2)
 

@@ -28,7 +28,6 @@ import contextlib
 import hashlib
 import json
 import logging
-import os
 import secrets
 import time
 from collections.abc import Awaitable, Callable
@@ -59,12 +58,12 @@ BATCH = 500
 def token_ttl_s() -> int:
     """ENIGMA_CDP_TOKEN_TTL_S: how long a minted token opens connections (default: the session
     lifetime cap, so the start-session token lasts as long as its session can)."""
-    return int(os.environ.get("ENIGMA_CDP_TOKEN_TTL_S") or settings.ENIGMA_SESSION_MAX_LIFETIME_S)
+    return int(settings.ENIGMA_CDP_TOKEN_TTL_S or settings.ENIGMA_SESSION_MAX_LIFETIME_S)
 
 
 def warm_pool_size() -> int:
     """ENIGMA_CDP_WARM_POOL: dedicated CDP browsers each worker keeps started (default 1)."""
-    return int(os.environ.get("ENIGMA_CDP_WARM_POOL", "1"))
+    return int(settings.ENIGMA_CDP_WARM_POOL)
 
 
 def up_key(session_id: str) -> str:

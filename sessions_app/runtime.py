@@ -24,6 +24,7 @@ from redis.exceptions import RedisError
 
 from agents.browser import BrowserHost, EgressSettings, NetworkPolicy
 from agents.cdp import CdpPool
+from agents.config import AgentSettings
 from agents.providers import get_provider
 from enigma_site.redis import get_async_redis
 from environments import conf as environment_conf
@@ -70,7 +71,11 @@ class WorkerRuntime:
                                 warm_pool_size=settings.ENIGMA_WARM_POOL,
                                 egress=egress_settings())
         self.cdp = CdpPool(self.host, warm_pool_size=cdp.warm_pool_size())  # CDP sessions' own browsers
-        self.provider = get_provider(settings.ENIGMA_AGENT_PROVIDER)
+        self.provider = get_provider(AgentSettings(
+            provider=settings.ENIGMA_AGENT_PROVIDER, anthropic_api_key=settings.ANTHROPIC_API_KEY,
+            anthropic_base_url=settings.ANTHROPIC_BASE_URL, anthropic_model=settings.ENIGMA_ANTHROPIC_MODEL,
+            anthropic_max_retries=settings.ENIGMA_ANTHROPIC_MAX_RETRIES,
+            anthropic_retry_base_s=settings.ENIGMA_ANTHROPIC_RETRY_BASE_S, screenshots=settings.ENIGMA_AGENT_SCREENSHOTS))
         self.runners: dict[str, SessionRunner] = {}
         self._bound_rules: dict[str, dict[str, Any]] = {}  # the policy rules each session's gate slot saw
         self._thread = threading.Thread(target=self._run_loop, name="enigma-runtime", daemon=True)

@@ -1,8 +1,6 @@
 """Claude through the official `anthropic` SDK, with tool use and prompt caching.
 
-Settings (environment): ANTHROPIC_API_KEY, ANTHROPIC_BASE_URL (read by the SDK),
-ENIGMA_ANTHROPIC_MODEL (default claude-sonnet-4-5), ENIGMA_ANTHROPIC_MAX_RETRIES (default 4) and
-ENIGMA_ANTHROPIC_RETRY_BASE_S (default 1.0, the first backoff delay; doubled per attempt).
+Its settings come from agents.config.AgentSettings (through `get_provider`) or the constructor.
 """
 
 from __future__ import annotations
@@ -10,12 +8,12 @@ from __future__ import annotations
 import asyncio
 import copy
 import logging
-import os
 import random
 from typing import Any
 
 import anthropic
 
+from agents.config import DEFAULT_ANTHROPIC_MODEL
 from agents.providers.base import (
     ModelTurn,
     Provider,
@@ -27,7 +25,6 @@ from agents.types import AgentError, TaskSpec
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_MODEL = "claude-sonnet-4-5"
 MAX_BACKOFF_S = 30.0
 
 # Rate limits, overload (529), other 5xx and connection failures are worth another try; a 400
@@ -47,21 +44,19 @@ class AnthropicProvider(Provider):
     def __init__(
         self,
         *,
-        model: str | None = None,
-        api_key: str | None = None,
+        model: str = DEFAULT_ANTHROPIC_MODEL,
+        api_key: str = "",
         base_url: str | None = None,
-        max_retries: int | None = None,
-        retry_base_s: float | None = None,
+        max_retries: int = 4,
+        retry_base_s: float = 1.0,
+        screenshots: bool = False,
     ) -> None:
-        self.model = model or os.environ.get("ENIGMA_ANTHROPIC_MODEL") or DEFAULT_MODEL
-        self.api_key = api_key or os.environ.get("ANTHROPIC_API_KEY") or ""
-        self.base_url = base_url or os.environ.get("ANTHROPIC_BASE_URL") or None
-        self.max_retries = (
-            max_retries if max_retries is not None else int(os.environ.get("ENIGMA_ANTHROPIC_MAX_RETRIES", "4"))
-        )
-        self.retry_base_s = (
-            retry_base_s if retry_base_s is not None else float(os.environ.get("ENIGMA_ANTHROPIC_RETRY_BASE_S", "1.0"))
-        )
+        self.model = model
+        self.api_key = api_key
+        self.base_url = base_url
+        self.max_retries = max_retries
+        self.retry_base_s = retry_base_s
+        self.screenshots = screenshots
 
     def open(self, task: TaskSpec) -> AnthropicSession:
         if not self.api_key:

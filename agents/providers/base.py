@@ -79,6 +79,8 @@ class Provider(ABC):
     """A source of model turns (a real model or a deterministic script)."""
 
     name: str = "provider"
+    # Send a screenshot with each page observation (for a model that reads images).
+    screenshots: bool = False
 
     @abstractmethod
     def open(self, task: TaskSpec) -> ProviderSession:

@@ -10,7 +10,9 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from playwright.async_api import Page
 
+from agents.config import AgentSettings
 from agents.loop import run_agent
+from agents.providers import get_provider
 from agents.providers.anthropic import AnthropicProvider
 from agents.types import AgentError, SecretEntry, TaskSpec
 from tests.fakes.fake_anthropic import (
@@ -254,3 +256,21 @@ async def test_policy_role_reaches_the_system_prompt(
     system = fake_anthropic.requests[0]["system"][0]
     assert "Operator instructions for this session (follow them):\nNever buy anything." in system["text"]
     assert system["cache_control"] == {"type": "ephemeral"}
+
+
+async def test_agent_settings_reach_the_model(
+    page: Page, site: str, fake_anthropic: FakeAnthropic, callbacks: RecordingCallbacks
+) -> None:
+    settings = AgentSettings(provider="auto", anthropic_api_key="sk-ant-test", anthropic_base_url=fake_anthropic.base_url,
+                             anthropic_model="claude-test-model", anthropic_max_retries=1, screenshots=True)
+    fake_anthropic.add(OVERLOADED, tool_use("done", {"result": "ok"}))
+    await page.goto(f"{site}/index.html")
+
+    result = await run_agent(page, TaskSpec(prompt="Say ok"), callbacks, provider=get_provider(settings))
+
+    assert result.message == "ok"
+    assert len(fake_anthropic.requests) == 2
+    first = fake_anthropic.requests[0]
+    assert first["model"] == "claude-test-model"
+    images = [b for b in first["messages"][0]["content"] if b["type"] == "image"]
+    assert images[0]["source"]["media_type"] == "image/jpeg"

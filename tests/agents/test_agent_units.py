@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from agents.config import AgentSettings
 from agents.providers import get_provider
 from agents.providers.offline import parse_instructions
 from agents.secrets import SecretVault
@@ -20,13 +21,11 @@ def test_parser_is_case_insensitive_and_forgiving() -> None:
     ]
 
 
-def test_get_provider_auto_picks_by_api_key(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
-    assert get_provider("auto").name == "offline"
-    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-test")
-    assert get_provider("auto").name == "anthropic"
+def test_get_provider_auto_picks_by_api_key() -> None:
+    assert get_provider(AgentSettings(provider="auto")).name == "offline"
+    assert get_provider(AgentSettings(provider="auto", anthropic_api_key="sk-test")).name == "anthropic"
     with pytest.raises(ValueError):
-        get_provider("gpt")
+        get_provider(AgentSettings(provider="gpt"))
 
 
 def test_most_specific_secret_entry_wins() -> None:

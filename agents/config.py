@@ -1,0 +1,25 @@
+"""The agent's settings, given by the platform (enigma_site/settings.py): agents/ reads no environment."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+DEFAULT_ANTHROPIC_MODEL = "claude-sonnet-4-5"
+
+
+@dataclass(frozen=True)
+class AgentSettings:
+    """Which model provider runs the agent, and how it reaches the model.
+
+    `provider` is "auto" (Anthropic when `anthropic_api_key` is set, else offline), "anthropic" or
+    "offline". `anthropic_retry_base_s` is the first backoff delay, doubled per attempt;
+    `screenshots` sends the model a screenshot with each page observation.
+    """
+
+    provider: str = "auto"
+    anthropic_api_key: str = ""
+    anthropic_base_url: str = ""
+    anthropic_model: str = DEFAULT_ANTHROPIC_MODEL
+    anthropic_max_retries: int = 4
+    anthropic_retry_base_s: float = 1.0
+    screenshots: bool = False
