@@ -173,10 +173,11 @@ def topup_create(*, team: Team, user: User, amount_usd: Decimal | int | float | 
     client = stripe_client()
     topup = TopUp.objects.create(team=team, user=user, amount_cents=cents)
     try:
+        # No payment method list: this API version has no `payment_method_types` (Stripe refuses
+        # it), and the dashboard confirms with the card Element, which the default methods include.
         intent = client.v1.payment_intents.create(params={
             "amount": cents,
             "currency": "usd",
-            "payment_method_types": ["card"],
             "metadata": {"topup_id": str(topup.pk), "team_id": str(team.pk), "user_id": str(user.pk)},
         })
     except stripe.StripeError as exc:

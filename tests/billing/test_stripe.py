@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import http.server
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import parse_qs
 
 import pytest
 import requests
 from django.conf import settings
 from django.db import connection
 from django.test import Client
+from stripe.params import PaymentIntentCreateParams
 
 from accounts.services import PermissionDenied
 from billing.models import LedgerEntry, StripeEvent, TopUp
@@ -213,3 +216,48 @@ def test_top_up_end_to_end_through_localstripe(server: str, team_members: dict[s
     assert event.payload["data"]["object"]["id"] == intent_id
     assert TopUp.objects.get(payment_intent_id=intent_id).status == "succeeded"
     assert reconcile().returncode == 0
+
+
+class RecordingStripe:
+    """An HTTP relay to localstripe that keeps the form parameters of every request it forwards."""
+
+    def __init__(self, upstream: str) -> None:
+        self.upstream = upstream.rstrip("/")
+        self.requests: list[tuple[str, dict[str, list[str]]]] = []
+        relay = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+                return
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                relay.requests.append((self.path, parse_qs(body.decode())))
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in {"host", "content-length"}}
+                answer = requests.post(relay.upstream + self.path, data=body, headers=headers, timeout=30)
+                self.send_response(answer.status_code)
+                self.send_header("Content-Type", answer.headers.get("Content-Type", "application/json"))
+                self.send_header("Content-Length", str(len(answer.content)))
+                self.end_headers()
+                self.wfile.write(answer.content)
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.base = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+
+def test_topup_sends_only_parameters_the_stripe_api_version_accepts(
+    team_members: dict[str, Any], settings: Any
+) -> None:
+    relay = RecordingStripe(settings.STRIPE_API_BASE)
+    settings.STRIPE_API_BASE = relay.base
+    try:
+        topup_create(team=team_members["team"], user=team_members["owner"], amount_usd="25")
+    finally:
+        relay.server.shutdown()
+
+    [(path, params)] = relay.requests
+    assert path == "/v1/payment_intents"
+    sent = {key.partition("[")[0] for key in params}
+    accepted = PaymentIntentCreateParams.__required_keys__ | PaymentIntentCreateParams.__optional_keys__
+    assert sent - accepted == set()
