@@ -15,6 +15,8 @@ from typing import Any
 
 from asgiref.sync import async_to_sync, sync_to_async
 from channels.layers import get_channel_layer
+from django.db import transaction
+from redis.exceptions import RedisError
 
 from agents.types import clean_obj
 from enigma_site.redis import get_async_redis, get_redis
@@ -40,13 +42,18 @@ def _store(session_id: str, name: str, payload: dict[str, Any], task_id: str = "
     return {"type": "session.event", "id": event.pk, "name": name, "payload": payload}
 
 
-def event_emit(*, session_id: str, name: str, payload: dict[str, Any], task_id: str = "") -> int:
-    """Store and broadcast an event from sync code; returns the event id."""
-    message = _store(session_id, name, payload, task_id)
+def _broadcast(session_id: str, message: dict[str, Any]) -> None:
     try:
         async_to_sync(get_channel_layer().group_send)(group_name(session_id), message)
-    except Exception:  # the log is the source of truth; a client catches up from it
+    except (RedisError, OSError):  # the log is the source of truth; a client catches up from it
         logger.warning("could not broadcast event %s of session %s", message["id"], session_id)
+
+
+def event_emit(*, session_id: str, name: str, payload: dict[str, Any], task_id: str = "") -> int:
+    """Store an event from sync code and broadcast it once stored (after the commit of the
+    caller's transaction, if any); returns the event id."""
+    message = _store(session_id, name, payload, task_id)
+    transaction.on_commit(lambda: _broadcast(session_id, message))
     return int(message["id"])
 
 
@@ -55,7 +62,7 @@ async def aevent_emit(*, session_id: str, name: str, payload: dict[str, Any], ta
     message = await sync_to_async(_store, thread_sensitive=False)(session_id, name, payload, task_id)
     try:
         await get_channel_layer().group_send(group_name(session_id), message)
-    except Exception:
+    except (RedisError, OSError):
         logger.warning("could not broadcast event %s of session %s", message["id"], session_id)
     return int(message["id"])
 
@@ -108,14 +115,12 @@ class _TaskWaiters:
                     for future in self.futures.pop(str(message["channel"]).rsplit(":", 1)[-1], set()):
                         if not future.done():
                             future.set_result(state)
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # waiters fall back to polling the database meanwhile
+            except (RedisError, OSError, ValueError):  # waiters fall back to polling the database meanwhile
                 logger.warning("task notification listener failed; reconnecting")
                 self.subscribed.clear()
                 await asyncio.sleep(1)
             finally:
-                with contextlib.suppress(Exception):
+                with contextlib.suppress(RedisError, OSError):
                     await pubsub.aclose()
 
     def add(self, task_id: str, future: asyncio.Future[str]) -> None:

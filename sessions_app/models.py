@@ -30,7 +30,7 @@ class BrowserSession(models.Model):
     state = models.CharField(max_length=12, choices=State.choices, default=State.PENDING,
                              db_index=True)
     end_reason = models.CharField(max_length=32, blank=True)
-    # Normalised session config (no secrets): maxDuration, avoidDomains, startingUrl, ...
+    # sessions_app.config.SessionConfig as JSON (no secrets)
     config = models.JSONField(default=dict)
     worker_id = models.CharField(max_length=100, blank=True)
     generation = models.PositiveIntegerField(default=0)  # bumped by each claim; fences old hosts
@@ -91,7 +91,7 @@ class Task(models.Model):
     seq = models.PositiveIntegerField()
     state = models.CharField(max_length=20, choices=State.choices, default=State.QUEUED)
     prompt = models.TextField(blank=True)
-    config = models.JSONField(default=dict)  # normalised task config without secrets
+    config = models.JSONField(default=dict)  # sessions_app.config.TaskConfig as JSON (no secrets)
     result_message = models.TextField(blank=True)
     result_data = models.JSONField(default=dict, blank=True)  # files, network
     error = models.TextField(blank=True)
@@ -100,7 +100,6 @@ class Task(models.Model):
     guardrail_question = models.TextField(blank=True)
     input_tokens = models.BigIntegerField(default=0)
     output_tokens = models.BigIntegerField(default=0)
-    cost_micros = models.BigIntegerField(default=0)
     created_at = models.DateTimeField(auto_now_add=True)
     started_at = models.DateTimeField(null=True, blank=True)
     completed_at = models.DateTimeField(null=True, blank=True)

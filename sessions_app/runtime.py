@@ -18,8 +18,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from django.conf import settings
-from django.db import close_old_connections
-from django.utils import timezone
+from django.db import DatabaseError, close_old_connections
+from playwright.async_api import Error as PlaywrightError
 from redis.exceptions import RedisError
 
 from agents.browser import BrowserHost, EgressSettings, NetworkPolicy
@@ -30,11 +30,10 @@ from enigma_site.redis import get_async_redis
 from environments import conf as environment_conf
 from environments import policy_engine
 
-from . import cdp, metering, registry, services, sweep
+from . import cdp, lifecycle, metering, registry, services, sweep
 from .commands import stream_key
-from .events import atask_notify
-from .models import Task
 from .runner import SessionRunner, StartSteps, db
+from .tasks import session_dispatch
 
 logger = logging.getLogger(__name__)
 
@@ -118,7 +117,7 @@ class WorkerRuntime:
         wake_id = "$"
         while True:
             try:
-                streams = {stream_key(sid): r.last_command_id for sid, r in self.runners.items()
+                streams = {stream_key(sid): r.commands.last_id for sid, r in self.runners.items()
                            if r.reading and not r.done.is_set()}
                 streams[self._wake_key] = wake_id
                 result = await redis.xread(streams, block=2000, count=100)
@@ -130,11 +129,9 @@ class WorkerRuntime:
                     if runner is None:
                         continue
                     for entry_id, fields in entries:
-                        runner.last_command_id = entry_id
-                        runner.commands.put_nowait((entry_id, fields))
-            except asyncio.CancelledError:
-                raise
-            except Exception:
+                        runner.commands.last_id = entry_id
+                        runner.commands.queue.put_nowait((entry_id, fields))
+            except Exception:  # the loop's boundary: it must outlive any failure
                 logger.exception("command reader failed; retrying")
                 await asyncio.sleep(1)
 
@@ -162,7 +159,7 @@ class WorkerRuntime:
                         runner = self.runners.get(sid)
                         if runner is not None:
                             runner.fenced()
-            except Exception:
+            except Exception:  # the loop's boundary: it must outlive any failure
                 logger.exception("worker heartbeat failed")
 
     async def _meter_loop(self) -> None:
@@ -176,7 +173,7 @@ class WorkerRuntime:
                     balance = await db(metering.session_meter)(session_id=sid)
                     if balance <= 0:
                         await runner.balance_exhausted()
-                except Exception:
+                except Exception:  # the loop's boundary: one session's failure does not stop the others'
                     logger.exception("metering session %s failed", sid)
 
     async def _sweep_loop(self) -> None:
@@ -184,7 +181,7 @@ class WorkerRuntime:
             await asyncio.sleep(settings.ENIGMA_SWEEP_INTERVAL_S)
             try:
                 await db(sweep.sessions_sweep_locked)(holder=self.worker_id)
-            except Exception:
+            except Exception:  # the loop's boundary: it must outlive any failure
                 logger.exception("session sweep failed")
 
     def bind_policy_rules(self, runner: SessionRunner) -> None:
@@ -232,7 +229,7 @@ class WorkerRuntime:
         if self._stopping:
             return
         steps = StartSteps()
-        generation = services.session_claim(session_id=session_id, worker_id=self.worker_id)
+        generation = lifecycle.session_claim(session_id=session_id, worker_id=self.worker_id)
         # Claimed or not, the start no longer needs its reservation: from here the heartbeat's
         # session count holds it (keeping both for a moment would count it twice and refuse
         # starts while slots are free).
@@ -293,24 +290,17 @@ class WorkerRuntime:
         task = runner.current_task
         if task is None or runner.agent_task is None or runner.agent_task.done():
             return
-        failed = await db(Task.objects.filter(pk=task.pk, state__in=Task.OPEN_STATES).update)(
-            state=Task.State.FAILED, completed_at=timezone.now(), code="INSTANCE_LOST",
-            error="The browser host was drained before the task finished; the task was not completed")
-        runner.stop_requested = True
-        runner.agent_task.cancel()
-        if failed:
-            await runner.emit("message", {"type": "error", "taskId": task.pk, "status": "failed",
-                                          "error": "The browser host was drained before the task finished",
-                                          "code": "INSTANCE_LOST"}, task_id=task.pk)
-            await atask_notify(task.pk, Task.State.FAILED)
+        await db(lifecycle.task_fail)(
+            session_id=runner.session_id, task_id=task.pk, code="INSTANCE_LOST",
+            error="The browser host was drained before the task finished; the task was not completed",
+            message="The browser host was drained before the task finished")
+        runner.stop_agent()
 
     async def session_hand_off(self, runner: SessionRunner) -> None:
         """Move a session to another host between its tasks: its checkpoint (cookies, storage,
         URL) is what the next host restores, as in an orphan takeover, with no task failed."""
-        from .tasks import session_dispatch
-
         await runner.checkpoint_browser()
-        moved = await db(services.session_hand_off)(session_id=runner.session_id, generation=runner.generation,
+        moved = await db(lifecycle.session_hand_off)(session_id=runner.session_id, generation=runner.generation,
                                                      worker_id=self.worker_id)
         runner.done.set()
         if moved:
@@ -335,7 +325,7 @@ class WorkerRuntime:
 
         try:
             asyncio.run_coroutine_threadsafe(_shutdown(), self.loop).result(timeout=20)
-        except Exception:
+        except (TimeoutError, PlaywrightError, RedisError, DatabaseError):
             logger.exception("runtime shutdown failed")
         self.loop.call_soon_threadsafe(self.loop.stop)
 

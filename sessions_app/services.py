@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import transaction
-from django.db.models import F, Max
+from django.db import IntegrityError, transaction
+from django.db.models import Max
 from django.utils import timezone
 
 from accounts.models import ApiKey, Team
@@ -18,7 +17,8 @@ from enigma_site.redis import get_redis
 
 from . import registry
 from .commands import command_push, commands_delete
-from .events import event_emit, task_notify
+from .config import SessionConfig, TaskConfig, webhook_redacted
+from .lifecycle import session_end
 from .models import BrowserSession, Task
 from .schema import Message, SessionInput, TaskInput
 
@@ -109,7 +109,7 @@ def _unsupported_task(team: Team | int, task: TaskInput, prefix: str) -> None:
 
 def _environment_attach(session: BrowserSession, task_input: TaskInput, *, first: bool) -> None:
     """Count the environment's use and keep the task's orphan files in it (api.md §5.2)."""
-    environment_id = session.config.get("environmentId")
+    environment_id = SessionConfig.from_json(session.config).environment_id
     if not environment_id:
         return
     from environments import services as environment_services
@@ -153,10 +153,22 @@ def _task_command(task: Task, task_input: TaskInput) -> dict[str, Any]:
     return {"taskId": task.pk, "secrets": task_input.secrets}
 
 
+def _task_config(task_input: TaskInput) -> TaskConfig:
+    """What is stored on the task row: everything but the secret values."""
+    return TaskConfig(
+        starting_url=task_input.starting_url, max_duration_ms=task_input.max_duration_ms,
+        max_input_tokens=task_input.max_input_tokens, max_output_tokens=task_input.max_output_tokens,
+        avoid_domains=task_input.avoid_domains, terminate_on_completion=task_input.terminate_on_completion,
+        output_type=task_input.output_type, output_schema=task_input.output_schema, files=task_input.files,
+        webhook=webhook_redacted(task_input.webhook),
+        secret_matches=[s["match"] for s in task_input.secrets],
+    )
+
+
 def _create_task(session: BrowserSession, task_input: TaskInput) -> Task:
     seq = (session.tasks.aggregate(m=Max("seq"))["m"] or 0) + 1
     task = Task.objects.create(session=session, seq=seq, prompt=task_input.prompt,
-                               config=task_input.public_config())
+                               config=_task_config(task_input).to_json())
     if task_input.webhook is not None:
         from environments.services import webhook_schedule
 
@@ -182,27 +194,19 @@ def session_start(*, team: Team, api_key: ApiKey | None, spec: SessionInput,
         from environments.proxies import proxy_parse, proxy_store
 
         proxy_public, proxy_browser = proxy_parse(spec.proxy, resolve=False)
-    config = {
-        "mode": spec.mode,
-        "reachOutMode": spec.reach_out_mode,
-        "maxDuration": task_input.max_duration_ms,
-        "maxInputTokens": task_input.max_input_tokens,
-        "maxOutputTokens": task_input.max_output_tokens,
-        "avoidDomains": task_input.avoid_domains,
-        "startingUrl": task_input.starting_url,
-        "terminateOnCompletion": task_input.terminate_on_completion,
-        "initialPrompt": task_input.prompt,
-        "environmentId": spec.environment_id,
-        "proxy": proxy_public,  # without credentials
-        "policyId": spec.policy_id,
-        "recording": spec.recording,
-        "cdp": spec.cdp,
-    }
+    config = SessionConfig(
+        mode=spec.mode, reach_out_mode=spec.reach_out_mode, max_duration_ms=task_input.max_duration_ms,
+        max_input_tokens=task_input.max_input_tokens, max_output_tokens=task_input.max_output_tokens,
+        avoid_domains=task_input.avoid_domains, starting_url=task_input.starting_url,
+        terminate_on_completion=task_input.terminate_on_completion, initial_prompt=task_input.prompt,
+        environment_id=spec.environment_id, proxy=proxy_public, policy_id=spec.policy_id,
+        recording=spec.recording, cdp=spec.cdp,
+    )
     # One lock around the count and the insert so two requests cannot take the last slot twice.
     with get_redis().lock("enigma:lock:capacity", timeout=10, blocking_timeout=10), transaction.atomic():
         _admit(team)
         host = _require_capacity(warm_usable=not spec.environment_id)  # warm contexts hold no saved state
-        session = BrowserSession.objects.create(team=team, api_key=api_key, config=config,
+        session = BrowserSession.objects.create(team=team, api_key=api_key, config=config.to_json(),
                                                 base_url=base_url[:300])
         task = _create_task(session, task_input) if task_input.prompt else None
         if spec.environment_id:  # one live session per environment, else 409 ENVIRONMENT_IN_USE
@@ -232,8 +236,9 @@ def task_submit(*, session: BrowserSession, task_input: TaskInput, prefix: str =
     """Queue a new task; it runs after the tasks before it (never rejected for being busy).
     Without its own maxDuration it gets the session's (spec README §3)."""
     _require_live(session)
-    if "maxDuration" not in task_input.given and session.config.get("maxDuration"):
-        task_input.max_duration_ms = int(session.config["maxDuration"])
+    session_max_duration = SessionConfig.from_json(session.config).max_duration_ms
+    if "maxDuration" not in task_input.given and session_max_duration:
+        task_input.max_duration_ms = session_max_duration
     _unsupported_task(session.team_id, task_input, prefix)
     balance_require_positive(team=session.team_id)
     for attempt in range(5):
@@ -241,7 +246,7 @@ def task_submit(*, session: BrowserSession, task_input: TaskInput, prefix: str =
             with transaction.atomic():
                 task = _create_task(session, task_input)
             break
-        except Exception:  # a concurrent submit took the same seq; take the next one
+        except IntegrityError:  # a concurrent submit took the same seq; take the next one
             if attempt == 4:
                 raise
     _touch(session)
@@ -278,80 +283,6 @@ def session_message(*, session: BrowserSession, message: Message) -> Task | None
         command_push(session=session, kind="interaction", data=message.interaction or {})
     _touch(session)
     return None
-
-
-def session_end(*, session_id: str, state: str, reason: str, generation: int | None = None) -> bool:
-    """End a live session once (conditional update); fail its open tasks; emit end_session.
-
-    With `generation`, only the runner holding that generation may end it.
-    """
-    now = timezone.now()
-    query = BrowserSession.objects.filter(pk=session_id, state__in=BrowserSession.LIVE_STATES)
-    if generation is not None:
-        query = query.filter(generation=generation)
-    snapshot = BrowserSession.objects.filter(pk=session_id).values("storage_state", "config").first()
-    # The session and its open tasks end together: no reader sees an ended session whose
-    # task still runs.
-    with transaction.atomic():
-        if query.update(state=state, end_reason=reason, ended_at=now, paused=False,
-                        human_control=False, storage_state=None) != 1:
-            return False
-        open_tasks = list(Task.objects.filter(session_id=session_id, state__in=Task.OPEN_STATES))
-        Task.objects.filter(pk__in=[t.pk for t in open_tasks], state__in=Task.OPEN_STATES).update(
-            state=Task.State.TERMINATED, completed_at=now,
-            error=f"Session ended ({reason}) before the task finished", code="SESSION_ENDED")
-    if snapshot and snapshot["config"].get("environmentId"):
-        from environments import services as environment_services
-
-        # Also after an orphan takeover or a lost worker: the last checkpoint is the state.
-        # Saving releases the environment for the next session (none: released unsaved).
-        try:
-            environment_services.environment_state_save(environment_id=snapshot["config"]["environmentId"],
-                                                        state=snapshot["storage_state"], session_id=session_id)
-        except OSError:
-            logger.exception("could not save the browser state of session %s", session_id)
-    commands_delete(session_id)  # with any secrets of tasks that never ran
-    for task in open_tasks:
-        task_notify(task.pk, Task.State.TERMINATED)
-    event_emit(session_id=session_id, name="end_session",
-               payload={"type": "end_session", "reason": reason, "message": "Session ended"})
-    return True
-
-
-def session_hand_off(*, session_id: str, generation: int, worker_id: str) -> bool:
-    """Release an active session that `worker_id` hosts, between its tasks, for another host to
-    take over from its checkpoint (a drain). No task fails; clients see `instance:disconnected`
-    with `reason: "migrating"`, then `instance:reconnected` from the next host, and compute is
-    not charged in between (sessions_app.metering). Returns False if it is not ours any more."""
-    moved = BrowserSession.objects.filter(
-        pk=session_id, generation=generation, worker_id=worker_id, state=BrowserSession.State.ACTIVE,
-    ).update(state=BrowserSession.State.ORPHANED, orphaned_at=timezone.now(), worker_id="")
-    if moved != 1:
-        return False
-    event_emit(session_id=session_id, name="instance:disconnected", payload={
-        "type": "instance:disconnected", "reason": "migrating",
-        "message": "Moving the session to another browser host; it reconnects in a moment",
-        "gracePeriod": int(settings.ENIGMA_ORPHAN_GRACE_S * 1000),
-    })
-    return True
-
-
-def session_claim(*, session_id: str, worker_id: str) -> int | None:
-    """Claim a session for this worker; returns the new generation, or None if not ours to host.
-
-    A pending or orphaned session can be claimed; so can an active one whose runner stopped
-    heart-beating. The conditional UPDATE makes a duplicate delivery a no-op.
-    """
-    stale = timezone.now() - timedelta(seconds=settings.ENIGMA_HEARTBEAT_STALE_S)
-    session = BrowserSession.objects.filter(pk=session_id).first()
-    if session is None or not session.is_live:
-        return None
-    if session.state == BrowserSession.State.ACTIVE and session.heartbeat_at and session.heartbeat_at > stale:
-        return None
-    claimed = BrowserSession.objects.filter(
-        pk=session_id, generation=session.generation, state__in=BrowserSession.LIVE_STATES
-    ).update(worker_id=worker_id, generation=F("generation") + 1, heartbeat_at=timezone.now())
-    return session.generation + 1 if claimed == 1 else None
 
 
 def sessions_heartbeat(*, worker_id: str, hosted: dict[str, int]) -> set[str]:

@@ -13,9 +13,11 @@ from django.utils import timezone
 from enigma_site.redis import get_redis
 from recordings.tasks import recording_settle_dispatch
 
-from .events import event_emit, task_notify
-from .models import BrowserSession, Task
-from .services import session_end
+from .lifecycle import session_end, session_orphan
+from .metering import sessions_meter_ended
+from .models import BrowserSession
+from .registry import host_of
+from .tasks import session_dispatch
 
 logger = logging.getLogger(__name__)
 
@@ -33,9 +35,6 @@ def sessions_sweep_locked(*, holder: str) -> dict[str, int]:
 
 def sessions_sweep() -> dict[str, int]:
     """Orphan stale sessions, re-dispatch them, and fail those past the grace period."""
-    from .registry import host_of
-    from .tasks import session_dispatch
-
     now = timezone.now()
     stale = now - timedelta(seconds=settings.ENIGMA_HEARTBEAT_STALE_S)
     grace = timedelta(seconds=settings.ENIGMA_ORPHAN_GRACE_S)
@@ -44,28 +43,9 @@ def sessions_sweep() -> dict[str, int]:
         Q(state=BrowserSession.State.ACTIVE) | Q(state=BrowserSession.State.PENDING, worker_id__gt=""),
         heartbeat_at__lt=stale,
     ):
-        claimed = BrowserSession.objects.filter(
-            pk=session.pk, generation=session.generation, state=session.state
-        ).update(state=BrowserSession.State.ORPHANED, orphaned_at=now)
-        if claimed != 1:
+        if not session_orphan(session=session, now=now):
             continue
         counts["orphaned"] += 1
-        # Decision: the task that was running is failed, not re-run: its side effects on the
-        # site are unknown. Queued tasks run after the takeover.
-        for task in Task.objects.filter(session=session, state__in=(Task.State.RUNNING, Task.State.GUARDRAIL)):
-            if Task.objects.filter(pk=task.pk, state=task.state).update(
-                state=Task.State.FAILED, completed_at=now, code="INSTANCE_LOST",
-                error="The browser instance was lost while the task was running; the task was not completed",
-            ):
-                event_emit(session_id=session.pk, name="message", task_id=task.pk,
-                           payload={"type": "error", "taskId": task.pk, "status": "failed",
-                                    "error": "The browser instance was lost", "code": "INSTANCE_LOST"})
-                task_notify(task.pk, Task.State.FAILED)
-        event_emit(session_id=session.pk, name="instance:disconnected", payload={
-            "type": "instance:disconnected",
-            "message": "Instance connection lost. Attempting reconnection...",
-            "gracePeriod": int(settings.ENIGMA_ORPHAN_GRACE_S * 1000),
-        })
         session_dispatch(session_id=session.pk, exclude=(host_of(session.worker_id),))
     for session in BrowserSession.objects.filter(state=BrowserSession.State.ORPHANED,
                                                  orphaned_at__lt=now - grace):
@@ -94,8 +74,6 @@ def sessions_sweep() -> dict[str, int]:
         if session_end(session_id=session.pk, state=BrowserSession.State.FAILED,
                        reason="instance_unavailable"):
             counts["failed"] += 1
-    from .metering import sessions_meter_ended
-
     counts["metered"] = sessions_meter_ended()
     if counts["orphaned"] or counts["failed"]:
         logger.info("sweep: %s", counts)
