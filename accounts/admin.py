@@ -63,8 +63,7 @@ class ApiKeyAdmin(admin.ModelAdmin):
     list_filter = ["revoked_at"]
     search_fields = ["prefix", "name", "team__name"]
     # The digest is never shown; keys are created through the dashboard or create_api_key.
-    fields = ["team", "name", "prefix", "created_by", "created_at", "last_used_at", "revoked_at"]
-    readonly_fields = fields
+    fields = readonly_fields = ("team", "name", "prefix", "created_by", "created_at", "last_used_at", "revoked_at")
     actions = ["revoke"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:

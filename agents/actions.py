@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from playwright.async_api import Error as PlaywrightError
-from playwright.async_api import Locator, Page, Request, Response
+from playwright.async_api import FilePayload, Locator, Page, Request, Response
 from playwright.async_api import TimeoutError as PlaywrightTimeoutError
 
 from agents.observe import REF_ATTR, Observation
@@ -433,16 +433,20 @@ class BrowserActions:
         path = self.files.get(os.path.basename(file))
         if path is None:
             available = ", ".join(sorted(self.files)) or "none"
-            return ActionOutcome(f"No task file named {file!r}; available: {available}.", is_error=True,
-                                 code="FILE_NOT_FOUND")
+            return ActionOutcome(
+                f"No task file named {file!r}; available: {available}.", is_error=True, code="FILE_NOT_FOUND"
+            )
         target = await self._resolve(ref)
         if isinstance(target, ActionOutcome):
             return target
         # The file's bytes, not its path: Chromium runs as another user, in its own namespaces,
         # and cannot (and should not) read the worker's storage.
         name = os.path.basename(path)
-        payload = {"name": name, "mimeType": mimetypes.guess_type(name)[0] or "application/octet-stream",
-                   "buffer": await asyncio.to_thread(Path(path).read_bytes)}
+        payload: FilePayload = {
+            "name": name,
+            "mimeType": mimetypes.guess_type(name)[0] or "application/octet-stream",
+            "buffer": await asyncio.to_thread(Path(path).read_bytes),
+        }
         await target.set_input_files(payload, timeout=ACTION_TIMEOUT_MS)
         return ActionOutcome(f"Attached {name}.")
 

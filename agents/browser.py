@@ -77,7 +77,7 @@ CHROMIUM_ARGS = [
 ]
 # Without the namespace (ENIGMA_EGRESS_SANDBOX=off), Chromium must at least not resolve names
 # itself: the gate does, and a page's DNS prefetch would otherwise leave around it.
-UNSANDBOXED_ARGS = ['--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1']
+UNSANDBOXED_ARGS = ["--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1"]
 # Chromium's messages when the gate refused a request.
 _GATE_REFUSALS = ("ERR_TUNNEL_CONNECTION_FAILED", "ERR_BLOCKED_BY_CLIENT", "ERR_PROXY_CONNECTION_FAILED")
 
@@ -450,9 +450,13 @@ class BrowserHost:
         cannot make a network namespace."""
         self._runtime_dir = sandbox.runtime_dir()
         control = self._runtime_dir / "gate.sock"
-        plan = sandbox.prepare(directory=self._runtime_dir, chromium_path=self._chromium_path,
-                               control_socket=control, mode=self.egress_settings.sandbox,
-                               user=self.egress_settings.browser_user)
+        plan = sandbox.prepare(
+            directory=self._runtime_dir,
+            chromium_path=self._chromium_path,
+            control_socket=control,
+            mode=self.egress_settings.sandbox,
+            user=self.egress_settings.browser_user,
+        )
         if plan is not None:
             await self.gate.start(control_socket=control, base_port=plan.base_port, ports=plan.ports)
             executable, args, chromium_sandbox = plan.executable, CHROMIUM_ARGS, True

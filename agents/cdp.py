@@ -102,11 +102,15 @@ def judge(raw: str, *, human_control: bool, downloads_dir: str) -> Verdict:
     except ValueError:
         return Verdict(reply=_error(None, None, "Message must be JSON", -32700))
     if not isinstance(message, dict) or not isinstance(message.get("method"), str):
-        return Verdict(reply=_error(message.get("id") if isinstance(message, dict) else None, None,
-                                    "Message must be a CDP command", -32600))
+        return Verdict(
+            reply=_error(
+                message.get("id") if isinstance(message, dict) else None, None, "Message must be a CDP command", -32600
+            )
+        )
     method: str = message["method"]
     message_id, session_id = message.get("id"), message.get("sessionId")
-    params = message.get("params") if isinstance(message.get("params"), dict) else {}
+    raw_params = message.get("params")
+    params: dict[str, Any] = raw_params if isinstance(raw_params, dict) else {}
     domain = method.split(".", 1)[0]
 
     def refuse(why: str) -> Verdict:
@@ -137,8 +141,14 @@ def judge(raw: str, *, human_control: bool, downloads_dir: str) -> Verdict:
 
 
 WEBUI_PREFIXES = ("chrome://", "chrome-error://")
-_TARGET_EVENTS = ("Target.attachedToTarget", "Target.targetCreated", "Target.targetInfoChanged",
-                  "Target.targetDestroyed", "Target.detachedFromTarget", "Target.targetCrashed")
+_TARGET_EVENTS = (
+    "Target.attachedToTarget",
+    "Target.targetCreated",
+    "Target.targetInfoChanged",
+    "Target.targetDestroyed",
+    "Target.detachedFromTarget",
+    "Target.targetCrashed",
+)
 
 
 def hide_event(raw: str, hidden: set[str]) -> bool:
@@ -154,8 +164,11 @@ def hide_event(raw: str, hidden: set[str]) -> bool:
     params = message.get("params") or {}
     info = params.get("targetInfo") or {}
     target_id = info.get("targetId") or params.get("targetId") or ""
-    if info.get("type") == "page" and str(info.get("url", "")).startswith(WEBUI_PREFIXES) and \
-            message["method"] in ("Target.attachedToTarget", "Target.targetCreated"):
+    if (
+        info.get("type") == "page"
+        and str(info.get("url", "")).startswith(WEBUI_PREFIXES)
+        and message["method"] in ("Target.attachedToTarget", "Target.targetCreated")
+    ):
         hidden.add(target_id)
         if params.get("sessionId"):
             hidden.add(params["sessionId"])
@@ -231,8 +244,9 @@ class DedicatedBrowser:
     """One Chromium for one CDP session: its default context and page, its gate port, its
     folders, and where its DevTools server listens."""
 
-    def __init__(self, *, context: BrowserContext, egress: SessionEgress, user_data_dir: Path,
-                 downloads_dir: Path, netns: bool) -> None:
+    def __init__(
+        self, *, context: BrowserContext, egress: SessionEgress, user_data_dir: Path, downloads_dir: Path, netns: bool
+    ) -> None:
         self.context = context
         self.page: Page = context.pages[0] if context.pages else None  # type: ignore[assignment]
         self.egress = egress
@@ -269,9 +283,9 @@ class DedicatedBrowser:
         if self.netns:
             assert self.pid is not None
             sock = await asyncio.get_running_loop().run_in_executor(
-                None, _connect_in_namespace, self.pid, self.devtools_port)
-            return await connect(uri, sock=sock, max_size=None, compression=None, ping_interval=None,
-                                 open_timeout=10)
+                None, _connect_in_namespace, self.pid, self.devtools_port
+            )
+            return await connect(uri, sock=sock, max_size=None, compression=None, ping_interval=None, open_timeout=10)
         return await connect(uri, max_size=None, compression=None, ping_interval=None, open_timeout=10)
 
     async def close(self) -> None:
@@ -319,9 +333,14 @@ class CdpPool:
         while self._refill_task is not None and not self._refill_task.done():
             await asyncio.shield(self._refill_task)
 
-    async def acquire(self, *, policy: NetworkPolicy, storage_state: dict[str, Any] | None = None,
-                      proxy: dict[str, str] | None = None,
-                      on_close: Callable[[DedicatedBrowser], None] | None = None) -> tuple[SessionBrowser, DedicatedBrowser]:
+    async def acquire(
+        self,
+        *,
+        policy: NetworkPolicy,
+        storage_state: dict[str, Any] | None = None,
+        proxy: dict[str, str] | None = None,
+        on_close: Callable[[DedicatedBrowser], None] | None = None,
+    ) -> tuple[SessionBrowser, DedicatedBrowser]:
         """A dedicated browser bound to `policy` (and the customer's upstream `proxy`), with
         `storage_state` (cookies, localStorage) applied; warm when one is ready."""
         if self._stopping:
@@ -358,8 +377,7 @@ class CdpPool:
                 self._making.add(asyncio.ensure_future(self._launch()))
             if not self._making:
                 return
-            done, self._making = await asyncio.wait(self._making, timeout=0.05,
-                                                    return_when=asyncio.FIRST_COMPLETED)
+            done, self._making = await asyncio.wait(self._making, timeout=0.05, return_when=asyncio.FIRST_COMPLETED)
             for task in done:
                 if task.cancelled():
                     continue
@@ -409,8 +427,9 @@ class CdpPool:
             shutil.rmtree(user_data_dir, ignore_errors=True)
             shutil.rmtree(downloads_dir, ignore_errors=True)
             raise
-        browser = DedicatedBrowser(context=context, egress=egress, user_data_dir=user_data_dir,
-                                   downloads_dir=downloads_dir, netns=netns)
+        browser = DedicatedBrowser(
+            context=context, egress=egress, user_data_dir=user_data_dir, downloads_dir=downloads_dir, netns=netns
+        )
         try:
             if browser.page is None:
                 browser.page = await context.new_page()
@@ -428,11 +447,15 @@ async def _apply_storage_state(context: BrowserContext, state: dict[str, Any]) -
     cookies = state.get("cookies") or []
     if cookies:
         await context.add_cookies(cookies)
-    origins = {o["origin"]: {e["name"]: e["value"] for e in o.get("localStorage", [])}
-               for o in state.get("origins") or [] if o.get("localStorage")}
+    origins = {
+        o["origin"]: {e["name"]: e["value"] for e in o.get("localStorage", [])}
+        for o in state.get("origins") or []
+        if o.get("localStorage")
+    }
     if origins:
         await context.add_init_script(
             "(() => { const all = " + json.dumps(origins) + "; const items = all[location.origin];"
             " if (!items || sessionStorage.getItem('__enigma_restored')) return;"
             " for (const [k, v] of Object.entries(items)) if (localStorage.getItem(k) === null) localStorage.setItem(k, v);"
-            " sessionStorage.setItem('__enigma_restored', '1'); })()")
+            " sessionStorage.setItem('__enigma_restored', '1'); })()"
+        )

@@ -218,7 +218,10 @@ class _AgentRun:
         self.history = _History()
         # The role is stable for the whole task, so it stays inside the cached prompt prefix.
         self.system_prompt = SYSTEM_PROMPT + (
-            f"\n\nOperator instructions for this session (follow them):\n{task.role.strip()}" if task.role.strip() else "")
+            f"\n\nOperator instructions for this session (follow them):\n{task.role.strip()}"
+            if task.role.strip()
+            else ""
+        )
         upload = [UPLOAD_TOOL] if task.files else []
         self.tools = [*BROWSER_TOOLS, *upload, ASK_HUMAN_TOOL, done_tool(result_schema(task))]
         self.repair_used = False
@@ -400,8 +403,14 @@ class _AgentRun:
         target = describe_target(call.name, call.input, observation)
         if self.gate is not None:
             refusal = await self.gate(
-                {"name": call.name, "args": dict(call.input), "url": observation.url, "target": target,
-                 "element": _element_fields(call.input, observation), "pageText": observation.text}
+                {
+                    "name": call.name,
+                    "args": dict(call.input),
+                    "url": observation.url,
+                    "target": target,
+                    "element": _element_fields(call.input, observation),
+                    "pageText": observation.text,
+                }
             )
             if refusal is not None:
                 await self.reporter.event("response_update", {"message": refusal})

@@ -34,8 +34,12 @@ def placeholder(field: str) -> str:
 def _char_pattern(char: str) -> str:
     """A regex for one character of a secret value in any of its written forms."""
     code = ord(char)
-    forms = [re.escape(char), "".join(f"%{byte:02x}" for byte in char.encode("utf-8")),
-             f"&#0*{code};", f"&#x0*{code:x};"]
+    forms = [
+        re.escape(char),
+        "".join(f"%{byte:02x}" for byte in char.encode("utf-8")),
+        f"&#0*{code};",
+        f"&#x0*{code:x};",
+    ]
     if char == " ":
         forms.append(r"\+")
     name = html.entities.codepoint2name.get(code) or ("apos" if char == "'" else None)
@@ -78,8 +82,11 @@ class SecretVault:
         # value: the group that matched names the placeholder.
         ordered = sorted(pairs.items(), key=lambda item: len(item[0]), reverse=True)
         self._markers = [marker for _value, marker in ordered]
-        self._pattern = re.compile("|".join(f"({_value_pattern(value)})" for value, _marker in ordered),
-                                   re.IGNORECASE) if ordered else None
+        self._pattern = (
+            re.compile("|".join(f"({_value_pattern(value)})" for value, _marker in ordered), re.IGNORECASE)
+            if ordered
+            else None
+        )
 
     def __bool__(self) -> bool:
         return bool(self._entries)
@@ -123,8 +130,9 @@ class SecretVault:
         if isinstance(obj, str):
             return self.scrub(obj)
         if isinstance(obj, dict):
-            return {self.scrub(key) if isinstance(key, str) else key: self.scrub_obj(value)
-                    for key, value in obj.items()}
+            return {
+                self.scrub(key) if isinstance(key, str) else key: self.scrub_obj(value) for key, value in obj.items()
+            }
         if isinstance(obj, list | tuple):
             return [self.scrub_obj(value) for value in obj]
         return obj
@@ -156,8 +164,13 @@ class SecretVault:
             origin = {**origin, "localStorage": keep(origin.get("localStorage"))}
             if "indexedDB" in origin:
                 origin["indexedDB"] = [
-                    {**database, "stores": [{**store, "records": keep(store.get("records"))}
-                                            for store in database.get("stores") or []]}
-                    for database in origin["indexedDB"] or []]
+                    {
+                        **database,
+                        "stores": [
+                            {**store, "records": keep(store.get("records"))} for store in database.get("stores") or []
+                        ],
+                    }
+                    for database in origin["indexedDB"] or []
+                ]
             origins.append(origin)
         return {**state, "cookies": keep(state.get("cookies")), "origins": origins}

@@ -20,20 +20,29 @@ from .services import adjustment_post, stripe_event_mark_failed, stripe_event_pr
 
 
 @admin.register(Price)
-class PriceAdmin(admin.ModelAdmin):
-    list_display = ["effective_from", "input_per_million_micros", "output_per_million_micros",
-                    "compute_per_minute_micros", "created_at"]
+class PriceAdmin(admin.ModelAdmin[Price]):
+    list_display = [
+        "effective_from",
+        "input_per_million_micros",
+        "output_per_million_micros",
+        "compute_per_minute_micros",
+        "created_at",
+    ]
     ordering = ["-effective_from"]
 
 
-class AdjustmentForm(forms.ModelForm):
+class AdjustmentForm(forms.ModelForm[LedgerEntry]):
     """The only way to add a ledger entry in admin: an `adjustment` with a reason.
 
     The hidden key is fixed when the form is shown, so a double submit posts once.
     """
 
-    amount_usd = forms.DecimalField(label="Amount (USD)", max_digits=14, decimal_places=6,
-                                    help_text="Positive credits the team, negative debits it.")
+    amount_usd = forms.DecimalField(
+        label="Amount (USD)",
+        max_digits=14,
+        decimal_places=6,
+        help_text="Positive credits the team, negative debits it.",
+    )
     reason = forms.CharField(max_length=300, widget=forms.TextInput(attrs={"size": 80}))
     key = forms.CharField(widget=forms.HiddenInput, initial=lambda: uuid.uuid4().hex)
 
@@ -49,9 +58,18 @@ class AdjustmentForm(forms.ModelForm):
 
 
 @admin.register(LedgerEntry)
-class LedgerEntryAdmin(admin.ModelAdmin):
-    list_display = ["id", "created_at", "team", "kind", "amount", "balance_after",
-                    "description", "session_id", "created_by"]
+class LedgerEntryAdmin(admin.ModelAdmin[LedgerEntry]):
+    list_display = [
+        "id",
+        "created_at",
+        "team",
+        "kind",
+        "amount",
+        "balance_after",
+        "description",
+        "session_id",
+        "created_by",
+    ]
     list_filter = ["kind", "created_at"]
     search_fields = ["idempotency_key", "session_id", "task_id", "description", "team__name"]
     list_select_related = ["team", "created_by"]
@@ -65,8 +83,7 @@ class LedgerEntryAdmin(admin.ModelAdmin):
     def balance_after(self, obj: LedgerEntry) -> str:
         return format_usd(obj.balance_after_micros)
 
-    def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False,
-                 **kwargs: Any) -> Any:
+    def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
         if obj is None:
             kwargs["form"] = AdjustmentForm
         return super().get_form(request, obj, change=change, **kwargs)
@@ -88,9 +105,13 @@ class LedgerEntryAdmin(admin.ModelAdmin):
     def save_model(self, request: HttpRequest, obj: LedgerEntry, form: Any, change: bool) -> None:
         data = form.cleaned_data
         team: Team = data["team"]
-        entry = adjustment_post(team=team, amount_micros=usd_to_micros(data["amount_usd"]),
-                                reason=data["reason"], user=request.user,  # type: ignore[arg-type]
-                                idempotency_key=data["key"])
+        entry = adjustment_post(
+            team=team,
+            amount_micros=usd_to_micros(data["amount_usd"]),
+            reason=data["reason"],
+            user=request.user,  # type: ignore[arg-type]
+            idempotency_key=data["key"],
+        )
         if entry is None:
             entry = LedgerEntry.objects.get(idempotency_key=f"adjustment:{data['key']}")
             messages.warning(request, "This adjustment was already posted.")
@@ -102,9 +123,8 @@ class LedgerEntryAdmin(admin.ModelAdmin):
 
 
 @admin.register(TopUp)
-class TopUpAdmin(admin.ModelAdmin):
-    list_display = ["id", "created_at", "team", "user", "amount_cents", "status",
-                    "payment_intent_id", "credited_at"]
+class TopUpAdmin(admin.ModelAdmin[TopUp]):
+    list_display = ["id", "created_at", "team", "user", "amount_cents", "status", "payment_intent_id", "credited_at"]
     list_filter = ["status"]
     search_fields = ["payment_intent_id", "team__name", "user__email"]
     list_select_related = ["team", "user"]
@@ -120,12 +140,11 @@ class TopUpAdmin(admin.ModelAdmin):
 
 
 @admin.register(StripeEvent)
-class StripeEventAdmin(admin.ModelAdmin):
+class StripeEventAdmin(admin.ModelAdmin[StripeEvent]):
     list_display = ["stripe_id", "type", "status", "deliveries", "received_at", "processed_at"]
     list_filter = ["status", "type"]
     search_fields = ["stripe_id", "type"]
-    readonly_fields = ["stripe_id", "type", "status", "error", "deliveries", "received_at",
-                       "processed_at", "payload"]
+    readonly_fields = ["stripe_id", "type", "status", "error", "deliveries", "received_at", "processed_at", "payload"]
     actions = ["reprocess"]
 
     def has_add_permission(self, request: HttpRequest) -> bool:

@@ -23,22 +23,26 @@ class Price(models.Model):
 
     effective_from = models.DateTimeField(unique=True)
     input_per_million_micros = models.BigIntegerField(
-        default=600_000, help_text="Micro-dollars per 1M input tokens ($0.60 = 600000).")
+        default=600_000, help_text="Micro-dollars per 1M input tokens ($0.60 = 600000)."
+    )
     output_per_million_micros = models.BigIntegerField(
-        default=2_700_000, help_text="Micro-dollars per 1M output tokens ($2.70 = 2700000).")
+        default=2_700_000, help_text="Micro-dollars per 1M output tokens ($2.70 = 2700000)."
+    )
     compute_per_minute_micros = models.BigIntegerField(
-        default=20_000, help_text="Micro-dollars per minute of session wall time, billed per "
-                                  "millisecond ($0.02/min = 20000).")
+        default=20_000,
+        help_text="Micro-dollars per minute of session wall time, billed per millisecond ($0.02/min = 20000).",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
         ordering = ["-effective_from"]
         constraints = [
             models.CheckConstraint(
-                condition=models.Q(input_per_million_micros__gte=0,
-                                   output_per_million_micros__gte=0,
-                                   compute_per_minute_micros__gte=0),
-                name="price_not_negative"),
+                condition=models.Q(
+                    input_per_million_micros__gte=0, output_per_million_micros__gte=0, compute_per_minute_micros__gte=0
+                ),
+                name="price_not_negative",
+            ),
         ]
 
     def __str__(self) -> str:
@@ -51,8 +55,9 @@ class Price(models.Model):
 
     def token_cost_micros(self, *, input_tokens: int, output_tokens: int) -> int:
         """Cost of tokens, rounded down to the micro-dollar."""
-        return (input_tokens * self.input_per_million_micros
-                + output_tokens * self.output_per_million_micros) // TOKENS_PER_PRICE_UNIT
+        return (
+            input_tokens * self.input_per_million_micros + output_tokens * self.output_per_million_micros
+        ) // TOKENS_PER_PRICE_UNIT
 
     def compute_cost_micros(self, *, compute_ms: int) -> int:
         """Cost of wall time in milliseconds, rounded down to the micro-dollar."""
@@ -60,8 +65,9 @@ class Price(models.Model):
 
     def cost_micros(self, *, input_tokens: int, output_tokens: int, compute_ms: int) -> int:
         """Total cost; each meter is rounded down on its own, so a cumulative total is exact."""
-        return (self.token_cost_micros(input_tokens=input_tokens, output_tokens=output_tokens)
-                + self.compute_cost_micros(compute_ms=compute_ms))
+        return self.token_cost_micros(
+            input_tokens=input_tokens, output_tokens=output_tokens
+        ) + self.compute_cost_micros(compute_ms=compute_ms)
 
 
 class LedgerEntry(models.Model):
@@ -85,8 +91,7 @@ class LedgerEntry(models.Model):
     input_tokens = models.BigIntegerField(default=0)
     output_tokens = models.BigIntegerField(default=0)
     compute_ms = models.BigIntegerField(default=0)
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL,
-                                   null=True, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
 
     class Meta:
@@ -120,14 +125,14 @@ class TopUp(models.Model):
         FLAGGED = "flagged"
 
     team = models.ForeignKey("accounts.Team", on_delete=models.PROTECT, related_name="topups")
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True,
-                             blank=True)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True)
     amount_cents = models.PositiveBigIntegerField()
     currency = models.CharField(max_length=3, default="usd")
     payment_intent_id = models.CharField(max_length=255, unique=True, null=True, blank=True)
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.CREATED)
-    ledger_entry = models.OneToOneField(LedgerEntry, on_delete=models.PROTECT, null=True,
-                                        blank=True, related_name="topup")
+    ledger_entry = models.OneToOneField(
+        LedgerEntry, on_delete=models.PROTECT, null=True, blank=True, related_name="topup"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     credited_at = models.DateTimeField(null=True, blank=True)
     flag_reason = models.TextField(blank=True)
@@ -151,8 +156,7 @@ class StripeEvent(models.Model):
     stripe_id = models.CharField(max_length=255, unique=True)
     type = models.CharField(max_length=100)
     payload = models.JSONField()
-    status = models.CharField(max_length=10, choices=Status.choices, default=Status.RECEIVED,
-                              db_index=True)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.RECEIVED, db_index=True)
     error = models.TextField(blank=True)
     deliveries = models.PositiveIntegerField(default=1)
     received_at = models.DateTimeField(auto_now_add=True)

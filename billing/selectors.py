@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Any
@@ -47,8 +48,8 @@ def meter_interval_micros() -> int:
 def can_top_up(*, team: Team | int, user: User) -> bool:
     """Owners and admins of the team top up; members only see usage."""
     return Membership.objects.filter(
-        team_id=_team_id(team), user=user,
-        role__in=(Membership.Role.OWNER, Membership.Role.ADMIN)).exists()
+        team_id=_team_id(team), user=user, role__in=(Membership.Role.OWNER, Membership.Role.ADMIN)
+    ).exists()
 
 
 def ledger_list(*, team: Team | int) -> QuerySet[LedgerEntry]:
@@ -64,15 +65,16 @@ def topup_list(*, team: Team | int) -> QuerySet[TopUp]:
 def month_start(now: datetime | None = None) -> datetime:
     """Midnight UTC of the first day of the current month."""
     now = now or timezone.now()
-    return now.astimezone(timezone.get_default_timezone()).replace(
-        day=1, hour=0, minute=0, second=0, microsecond=0)
+    return now.astimezone(timezone.get_default_timezone()).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
 
 
 def day_bounds(start: date, end: date) -> tuple[datetime, datetime]:
     """[start 00:00, day after end 00:00) in the default (UTC) time zone."""
     tz = timezone.get_default_timezone()
-    return (datetime.combine(start, time.min, tzinfo=tz),
-            datetime.combine(end + timedelta(days=1), time.min, tzinfo=tz))
+    return (
+        datetime.combine(start, time.min, tzinfo=tz),
+        datetime.combine(end + timedelta(days=1), time.min, tzinfo=tz),
+    )
 
 
 @dataclass(frozen=True)
@@ -94,15 +96,20 @@ def _usage_aggregates() -> dict[str, Any]:
     }
 
 
-def _totals(row: dict[str, Any]) -> UsageTotals:
-    return UsageTotals(cost_micros=-row["charged"], input_tokens=row["input_tokens_sum"],
-                       output_tokens=row["output_tokens_sum"], compute_ms=row["compute_ms_sum"],
-                       entries=row["entries"])
+def _totals(row: Mapping[str, Any]) -> UsageTotals:
+    return UsageTotals(
+        cost_micros=-row["charged"],
+        input_tokens=row["input_tokens_sum"],
+        output_tokens=row["output_tokens_sum"],
+        compute_ms=row["compute_ms_sum"],
+        entries=row["entries"],
+    )
 
 
 def _usage_entries(team: Team | int, start: datetime, end: datetime) -> QuerySet[LedgerEntry]:
-    return LedgerEntry.objects.filter(team_id=_team_id(team), kind=LedgerEntry.Kind.USAGE,
-                                      created_at__gte=start, created_at__lt=end)
+    return LedgerEntry.objects.filter(
+        team_id=_team_id(team), kind=LedgerEntry.Kind.USAGE, created_at__gte=start, created_at__lt=end
+    )
 
 
 def usage_totals(*, team: Team | int, start: datetime, end: datetime) -> UsageTotals:
@@ -110,8 +117,7 @@ def usage_totals(*, team: Team | int, start: datetime, end: datetime) -> UsageTo
     return _totals(_usage_entries(team, start, end).aggregate(**_usage_aggregates()))
 
 
-def usage_grouped(*, team: Team | int, start: datetime, end: datetime,
-                  group: str) -> list[tuple[Any, UsageTotals]]:
+def usage_grouped(*, team: Team | int, start: datetime, end: datetime, group: str) -> list[tuple[Any, UsageTotals]]:
     """Usage in [start, end) per day (a date), per API key (its id or None) or per session id.
 
     Raises ValueError for an unknown group.
@@ -119,13 +125,19 @@ def usage_grouped(*, team: Team | int, start: datetime, end: datetime,
     if group not in USAGE_GROUPS:
         raise ValueError(f"unknown group {group!r}")
     query = _usage_entries(team, start, end)
+    rows: Iterable[Mapping[str, Any]]
     if group == "day":
-        rows = (query.annotate(bucket=TruncDate("created_at")).values("bucket")
-                .annotate(**_usage_aggregates()).order_by("bucket"))
+        rows = (
+            query.annotate(bucket=TruncDate("created_at"))
+            .values("bucket")
+            .annotate(**_usage_aggregates())
+            .order_by("bucket")
+        )
     else:
         field = "api_key_id" if group == "key" else "session_id"
-        rows = (query.values(bucket=F(field)).annotate(**_usage_aggregates())
-                .order_by("charged", "bucket"))  # most expensive first
+        rows = (
+            query.values(bucket=F(field)).annotate(**_usage_aggregates()).order_by(F("charged"), "bucket")
+        )  # most expensive first (usage is negative)
     return [(row["bucket"], _totals(row)) for row in rows]
 
 
@@ -147,13 +159,21 @@ def ledger_mismatches() -> list[Mismatch]:
     """Teams whose cached balance differs from the sum of their entries or from the balance
     recorded on their latest entry. Empty when the books balance."""
     latest = LedgerEntry.objects.filter(team_id=OuterRef("pk")).order_by("-id")
-    total = LedgerEntry.objects.filter(team_id=OuterRef("pk")).values("team_id").annotate(
-        total=Sum("amount_micros")).values("total")
-    rows = (Team.objects.order_by("pk")
-            .annotate(ledger_sum=Coalesce(Subquery(total), 0),
-                      last_after=Subquery(latest.values("balance_after_micros")[:1]))
-            .values_list("pk", "balance_micros", "ledger_sum", "last_after"))
-    return [Mismatch(team_id=team_id, cached_micros=cached, ledger_micros=ledger,
-                     last_balance_after_micros=last)
-            for team_id, cached, ledger, last in rows
-            if cached != ledger or (last is not None and last != ledger)]
+    total = (
+        LedgerEntry.objects.filter(team_id=OuterRef("pk"))
+        .values("team_id")
+        .annotate(total=Sum("amount_micros"))
+        .values("total")
+    )
+    rows = (
+        Team.objects.order_by("pk")
+        .annotate(
+            ledger_sum=Coalesce(Subquery(total), 0), last_after=Subquery(latest.values("balance_after_micros")[:1])
+        )
+        .values_list("pk", "balance_micros", "ledger_sum", "last_after")
+    )
+    return [
+        Mismatch(team_id=team_id, cached_micros=cached, ledger_micros=ledger, last_balance_after_micros=last)
+        for team_id, cached, ledger, last in rows
+        if cached != ledger or (last is not None and last != ledger)
+    ]

@@ -46,6 +46,7 @@ class WebhookSignatureInvalid(ApiError):
 
 # ----- the ledger ------------------------------------------------------------------------------
 
+
 def ledger_post(
     *,
     team: Team | int,
@@ -73,9 +74,13 @@ def ledger_post(
             locked = Team.objects.select_for_update().only("pk", "balance_micros").get(pk=team_id)
             balance = locked.balance_micros + amount_micros
             entry = LedgerEntry.objects.create(
-                team_id=team_id, kind=kind, amount_micros=amount_micros,
-                balance_after_micros=balance, idempotency_key=idempotency_key,
-                description=description[:300], **fields,
+                team_id=team_id,
+                kind=kind,
+                amount_micros=amount_micros,
+                balance_after_micros=balance,
+                idempotency_key=idempotency_key,
+                description=description[:300],
+                **fields,
             )
             Team.objects.filter(pk=team_id).update(balance_micros=balance)
     except IntegrityError:
@@ -87,8 +92,9 @@ def ledger_post(
 
 
 @transaction.atomic
-def adjustment_post(*, team: Team | int, amount_micros: int, reason: str, user: User | None,
-                    idempotency_key: str) -> LedgerEntry | None:
+def adjustment_post(
+    *, team: Team | int, amount_micros: int, reason: str, user: User | None, idempotency_key: str
+) -> LedgerEntry | None:
     """Post an operator's correction (positive credits, negative debits) with its reason.
 
     Returns None when the same key (one per admin form) was already posted. Raises ValueError for
@@ -98,9 +104,14 @@ def adjustment_post(*, team: Team | int, amount_micros: int, reason: str, user: 
         raise ValueError("An adjustment must move money")
     if not reason.strip():
         raise ValueError("An adjustment needs a reason")
-    return ledger_post(team=team, amount_micros=amount_micros, kind=LedgerEntry.Kind.ADJUSTMENT,
-                       idempotency_key=f"adjustment:{idempotency_key}", description=reason.strip(),
-                       created_by=user)
+    return ledger_post(
+        team=team,
+        amount_micros=amount_micros,
+        kind=LedgerEntry.Kind.ADJUSTMENT,
+        idempotency_key=f"adjustment:{idempotency_key}",
+        description=reason.strip(),
+        created_by=user,
+    )
 
 
 def balance_require_positive(*, team: Team | int) -> int:
@@ -137,6 +148,7 @@ def balance_require_for_sessions(*, team: Team | int, sessions: int) -> int:
 
 # ----- top-ups with Stripe ---------------------------------------------------------------------
 
+
 def topup_bounds_usd() -> tuple[Decimal, Decimal]:
     """The smallest and largest top-up a user may pick (ENIGMA_TOPUP_MIN_USD / MAX_USD)."""
     return (Decimal(str(settings.ENIGMA_TOPUP_MIN_USD)), Decimal(str(settings.ENIGMA_TOPUP_MAX_USD)))
@@ -150,8 +162,12 @@ def _topup_cents(amount_usd: Decimal | int | float | str) -> int:
         raise InvalidParameter("amount", "Invalid parameter 'amount': must be a number") from None
     low, high = topup_bounds_usd()
     if not amount.is_finite() or amount < low or amount > high:
-        raise InvalidParameter("amount", f"Invalid parameter 'amount': must be between "
-                                         f"${low:.2f} and ${high:.2f}", min=float(low), max=float(high))
+        raise InvalidParameter(
+            "amount",
+            f"Invalid parameter 'amount': must be between ${low:.2f} and ${high:.2f}",
+            min=float(low),
+            max=float(high),
+        )
     cents = amount * 100
     if cents != cents.to_integral_value():
         raise InvalidParameter("amount", "Invalid parameter 'amount': at most two decimals")
@@ -175,11 +191,13 @@ def topup_create(*, team: Team, user: User, amount_usd: Decimal | int | float | 
     try:
         # No payment method list: this API version has no `payment_method_types` (Stripe refuses
         # it), and the dashboard confirms with the card Element, which the default methods include.
-        intent = client.v1.payment_intents.create(params={
-            "amount": cents,
-            "currency": "usd",
-            "metadata": {"topup_id": str(topup.pk), "team_id": str(team.pk), "user_id": str(user.pk)},
-        })
+        intent = client.v1.payment_intents.create(
+            params={
+                "amount": cents,
+                "currency": "usd",
+                "metadata": {"topup_id": str(topup.pk), "team_id": str(team.pk), "user_id": str(user.pk)},
+            }
+        )
     except stripe.StripeError as exc:
         logger.warning("Stripe refused top-up %s: %s", topup.pk, exc)
         TopUp.objects.filter(pk=topup.pk).update(status=TopUp.Status.FAILED)
@@ -217,30 +235,42 @@ def topup_credit(*, intent: dict[str, Any]) -> LedgerEntry | None:
         currency = str(intent.get("currency", "")).lower()
         if cents != topup.amount_cents or intent.get("amount") != topup.amount_cents or currency != topup.currency:
             if topup.status != TopUp.Status.SUCCEEDED:
-                reason = (f"PaymentIntent {intent['id']} reports {cents} {currency} received (amount "
-                          f"{intent.get('amount')}) for a top-up of {topup.amount_cents} {topup.currency}")
+                reason = (
+                    f"PaymentIntent {intent['id']} reports {cents} {currency} received (amount "
+                    f"{intent.get('amount')}) for a top-up of {topup.amount_cents} {topup.currency}"
+                )
                 logger.warning("Not crediting top-up %s: %s", topup.pk, reason)
-                TopUp.objects.filter(pk=topup.pk).update(status=TopUp.Status.FLAGGED, flag_reason=reason,
-                                                         payment_intent_id=intent["id"])
+                TopUp.objects.filter(pk=topup.pk).update(
+                    status=TopUp.Status.FLAGGED, flag_reason=reason, payment_intent_id=intent["id"]
+                )
             return None
         entry = ledger_post(
-            team=topup.team_id, amount_micros=cents_to_micros(topup.amount_cents),
-            kind=LedgerEntry.Kind.TOPUP, idempotency_key=f"stripe:pi:{intent['id']}",
-            description=f"Top-up ({intent['id']})", created_by_id=topup.user_id)
+            team=topup.team_id,
+            amount_micros=cents_to_micros(topup.amount_cents),
+            kind=LedgerEntry.Kind.TOPUP,
+            idempotency_key=f"stripe:pi:{intent['id']}",
+            description=f"Top-up ({intent['id']})",
+            created_by_id=topup.user_id,
+        )
         if entry is not None:
             TopUp.objects.filter(pk=topup.pk).update(
-                status=TopUp.Status.SUCCEEDED, ledger_entry=entry, credited_at=timezone.now(),
-                payment_intent_id=intent["id"])
+                status=TopUp.Status.SUCCEEDED,
+                ledger_entry=entry,
+                credited_at=timezone.now(),
+                payment_intent_id=intent["id"],
+            )
         return entry
 
 
 def topup_fail(*, intent: dict[str, Any]) -> None:
     """Mark the top-up of a failed PaymentIntent failed (never one already credited)."""
-    TopUp.objects.filter(payment_intent_id=intent["id"]).exclude(
-        status=TopUp.Status.SUCCEEDED).update(status=TopUp.Status.FAILED)
+    TopUp.objects.filter(payment_intent_id=intent["id"]).exclude(status=TopUp.Status.SUCCEEDED).update(
+        status=TopUp.Status.FAILED
+    )
 
 
 # ----- Stripe webhooks -------------------------------------------------------------------------
+
 
 def stripe_event_record(*, payload: bytes, signature: str) -> StripeEvent:
     """Verify a webhook delivery with STRIPE_WEBHOOK_SECRET and store its event once per Stripe
@@ -259,8 +289,7 @@ def stripe_event_record(*, payload: bytes, signature: str) -> StripeEvent:
         raise WebhookSignatureInvalid("Invalid webhook payload") from None
     try:
         with transaction.atomic():
-            return StripeEvent.objects.create(stripe_id=event.id, type=event.type,
-                                              payload=json.loads(payload))
+            return StripeEvent.objects.create(stripe_id=event.id, type=event.type, payload=json.loads(payload))
     except IntegrityError:
         StripeEvent.objects.filter(stripe_id=event.id).update(deliveries=F("deliveries") + 1)
         return StripeEvent.objects.get(stripe_id=event.id)
@@ -306,4 +335,5 @@ def stripe_event_process(*, event: StripeEvent) -> StripeEvent:
 def stripe_event_mark_failed(*, event: StripeEvent, error: str) -> None:
     """Record why processing failed (unless another delivery processed it meanwhile)."""
     StripeEvent.objects.filter(pk=event.pk).exclude(status=StripeEvent.Status.PROCESSED).update(
-        status=StripeEvent.Status.FAILED, error=error[:2000])
+        status=StripeEvent.Status.FAILED, error=error[:2000]
+    )

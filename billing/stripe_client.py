@@ -22,5 +22,4 @@ def stripe_client() -> stripe.StripeClient:
     base_addresses: stripe._base_address.BaseAddresses = {}
     if settings.STRIPE_API_BASE:
         base_addresses["api"] = settings.STRIPE_API_BASE.rstrip("/")
-    return stripe.StripeClient(settings.STRIPE_API_KEY, base_addresses=base_addresses,
-                               max_network_retries=2)
+    return stripe.StripeClient(settings.STRIPE_API_KEY, base_addresses=base_addresses, max_network_retries=2)

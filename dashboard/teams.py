@@ -8,7 +8,8 @@ from functools import wraps
 from typing import Any
 
 from django.contrib.auth.decorators import login_required
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest
+from django.http.response import HttpResponseBase
 from django.shortcuts import redirect
 
 from accounts.models import Membership, Team, User
@@ -41,6 +42,8 @@ class Context:
 
 def current_membership(request: HttpRequest) -> Membership | None:
     """The membership of the team chosen in the session, else the user's oldest; None if none."""
+    if not request.user.is_authenticated:
+        return None
     memberships = Membership.objects.filter(user=request.user, team__is_active=True).select_related("team")
     chosen = request.session.get(SESSION_KEY)
     membership = memberships.filter(team_id=chosen).first() if chosen else None
@@ -55,15 +58,15 @@ def set_current_team(request: HttpRequest, team: Team) -> None:
     request.session[SESSION_KEY] = team.pk
 
 
-View = Callable[..., HttpResponse]
+View = Callable[..., HttpResponseBase]
 
 
-def team_view(view: Callable[..., HttpResponse]) -> View:
+def team_view(view: Callable[..., HttpResponseBase]) -> View:
     """Log-in required; the view receives `ctx` (a Context) after the request."""
 
     @login_required
     @wraps(view)
-    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
         membership = current_membership(request)
         if membership is None:
             return redirect("dashboard:team-create")

@@ -90,7 +90,7 @@ def invite(request: HttpRequest, token: str) -> HttpResponse:
     context: dict[str, Any] = {"invite": invitation, "token": token}
     if request.method == "POST" and request.user.is_authenticated:
         try:
-            membership = services.invite_accept(token=token, user=request.user)  # type: ignore[arg-type]
+            membership = services.invite_accept(token=token, user=request.user)
         except ApiError as exc:
             context["error"] = exc.message
             return render(request, "dashboard/invite.html", context, status=400)
@@ -121,8 +121,9 @@ def overview(request: HttpRequest, ctx: Context) -> HttpResponse:
 @require_POST
 @team_view
 def team_switch(request: HttpRequest, ctx: Context) -> HttpResponse:
-    membership = Membership.objects.filter(user=ctx.user, team_id=request.POST.get("team"),
-                                           team__is_active=True).select_related("team").first()
+    chosen = request.POST.get("team", "")
+    membership = (Membership.objects.filter(user=ctx.user, team_id=chosen, team__is_active=True)
+                  .select_related("team").first() if chosen.isdigit() else None)
     if membership is None:
         raise Http404("No such team")
     set_current_team(request, membership.team)
@@ -135,14 +136,14 @@ def team_new(request: HttpRequest) -> HttpResponse:
         return redirect(f"{settings.LOGIN_URL}?next={request.path}")
     form = forms.TeamForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        team = team_create(owner=request.user, name=form.cleaned_data["name"].strip())  # type: ignore[arg-type]
+        team = team_create(owner=request.user, name=form.cleaned_data["name"].strip())
         set_current_team(request, team)
         messages.success(request, f"Created {team.name}. Invite your teammates here.")
         return redirect("dashboard:members")
     membership = current_membership(request)
     if membership is not None:
         request.dashboard = Context(user=request.user, team=membership.team,  # type: ignore[attr-defined]
-                                    membership=membership)  # type: ignore[arg-type]
+                                    membership=membership)
     return render(request, "dashboard/team_new.html", {"form": form, "has_team": membership is not None})
 
 
@@ -309,7 +310,8 @@ def _event_summary(event: dict[str, Any]) -> tuple[str, str]:
     """(kind, text) of a stored event for the timeline."""
     data = event["data"] or {}
     kind = str(data.get("type") or event["name"])
-    inner = data.get("data") if isinstance(data.get("data"), dict) else {}
+    raw_inner = data.get("data")
+    inner: dict[str, Any] = raw_inner if isinstance(raw_inner, dict) else {}
     if kind == "action":
         target = inner.get("target") or ""
         who = "You" if data.get("source") == "human" else "Agent"

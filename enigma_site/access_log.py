@@ -57,7 +57,7 @@ class RedactFilter(logging.Filter):
         return True
 
 
-class RedactingAccessLog(AccessLogGenerator):  # type: ignore[misc]
+class RedactingAccessLog(AccessLogGenerator):
     """Daphne's NCSA-style access log, redacted."""
 
     def write_entry(self, host: Any, date: Any, request: str, *args: Any, **kwargs: Any) -> None:

@@ -13,7 +13,11 @@ import socket
 from pathlib import Path
 
 import dj_database_url
+import django_stubs_ext
 from django.core.exceptions import ImproperlyConfigured
+
+# Django's generic classes take type arguments at run time too (`admin.ModelAdmin[Price]`).
+django_stubs_ext.monkeypatch()
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("ENIGMA_VAR_DIR", BASE_DIR / "var"))

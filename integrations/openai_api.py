@@ -47,6 +47,7 @@ from asgiref.sync import sync_to_async
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.http import HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
+from django.http.response import HttpResponseBase
 from django.views.decorators.csrf import csrf_exempt
 
 from accounts.authentication import ApiPrincipal, authenticate_raw_key, bearer_token
@@ -122,7 +123,7 @@ def error_response(exc: ApiError, rate: RateDecision | None = None) -> JsonRespo
     return response
 
 
-def _rate_headers(response: HttpResponse, rate: RateDecision | None) -> None:
+def _rate_headers(response: HttpResponseBase, rate: RateDecision | None) -> None:
     for name, value in (rate.headers() if rate else {}).items():
         response[name] = value
 
@@ -163,7 +164,7 @@ async def models(request: HttpRequest) -> HttpResponse:
 
 
 @csrf_exempt
-async def chat_completions(request: HttpRequest) -> HttpResponse:
+async def chat_completions(request: HttpRequest) -> HttpResponseBase:
     """POST /v1/chat/completions: run the conversation as one task in a new, self-ending session."""
     rate: RateDecision | None = None
     try:
@@ -185,7 +186,7 @@ async def chat_completions(request: HttpRequest) -> HttpResponse:
     created = int(time.time())
     team_id = principal.team.pk
     if parsed.stream:
-        response: HttpResponse = StreamingHttpResponse(
+        response: HttpResponseBase = StreamingHttpResponse(
             _stream(team_id=team_id, task=task, created=created, include_usage=parsed.include_usage),
             content_type="text/event-stream")
         response["Cache-Control"] = "no-cache"

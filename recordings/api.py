@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from django.http import HttpResponse, StreamingHttpResponse
+from django.http.response import HttpResponseBase
 from rest_framework.exceptions import NotAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -70,7 +71,7 @@ def _byte_range(header: str, size: int) -> tuple[int, int] | None:
 class RecordingFileApi(ApiView):
     permission_classes: list[Any] = []  # the key, or the signed link (checked in _recording)
 
-    def get(self, request: Request, session_id: str) -> HttpResponse:
+    def get(self, request: Request, session_id: str) -> HttpResponseBase:
         recording = _recording(self, request, session_id)
         if recording.state != Recording.State.READY:
             raise RecordingNotReady(details={"state": recording.state})
@@ -80,6 +81,7 @@ class RecordingFileApi(ApiView):
             raise selectors.RecordingNotFound("The recording's file is gone")
         header = request.META.get("HTTP_RANGE", "")
         byte_range = _byte_range(header, size) if header else (0, size - 1)
+        response: HttpResponseBase
         if byte_range is None:
             response = HttpResponse(status=416)
             response["Content-Range"] = f"bytes */{size}"

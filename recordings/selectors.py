@@ -59,7 +59,8 @@ def recording_by_link(*, session_id: str, token: str) -> Recording:
 def _step(event: dict[str, Any], started_at: datetime) -> dict[str, Any]:
     data = event["data"] if isinstance(event["data"], dict) else {}
     kind = str(data.get("type") or event["name"])
-    inner = data.get("data") if isinstance(data.get("data"), dict) else {}
+    raw_inner = data.get("data")
+    inner: dict[str, Any] = raw_inner if isinstance(raw_inner, dict) else {}
     t = (datetime.fromisoformat(event["createdAt"]) - started_at).total_seconds()
     step: dict[str, Any] = {"t": round(max(0.0, t), 3), "eventId": event["id"], "type": kind,
                             "name": None, "target": None, "thought": None}

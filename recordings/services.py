@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import av
@@ -127,7 +127,7 @@ def spools_prune() -> int:
     return removed
 
 
-def recordings_delete_expired(*, now: timezone.datetime | None = None) -> int:
+def recordings_delete_expired(*, now: datetime | None = None) -> int:
     """Delete recordings older than ENIGMA_RECORDING_RETENTION_DAYS (file and row), and fail
     encodings a dead worker left behind and recordings whose host never settled them (so no row
     stays "recording" forever; retention then deletes them). Returns how many were deleted."""

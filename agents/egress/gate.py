@@ -374,7 +374,9 @@ class Gate:
             addresses: tuple[IPAddress, ...] = (literal,)
         else:
             addresses = await self._resolve(host, slot)
-        if port in self._gate_ports and any(ip.is_loopback or ip.is_unspecified or ip in self._local for ip in addresses):
+        if port in self._gate_ports and any(
+            ip.is_loopback or ip.is_unspecified or ip in self._local for ip in addresses
+        ):
             raise Blocked("own_service")  # the gate's own listeners: another session's port
         reason = target_block_reason(host, port, addresses, allowed=allowed, own=self.own)
         if reason is not None:
@@ -400,7 +402,9 @@ class Gate:
             run_callback(policy.on_policy_block, cut(url), decision)
         raise Blocked(f"policy:{getattr(decision, 'rule', '') or action}")
 
-    async def _check_upstream(self, upstream: Upstream, policy: NetworkPolicy, slot: SessionEgress) -> tuple[IPAddress, ...]:
+    async def _check_upstream(
+        self, upstream: Upstream, policy: NetworkPolicy, slot: SessionEgress
+    ) -> tuple[IPAddress, ...]:
         addresses = await self._resolve(upstream.host, slot)
         if (upstream.host, upstream.port) in self._trusted:
             return addresses
@@ -571,7 +575,8 @@ class Gate:
                     return True
                 upstream_reader, upstream_writer, pooled = fresh
                 result = await self._relay(conn, reader, writer, slot, event, parts, host, port, pooled)
-            client_ok, reusable = result if isinstance(result, tuple) else (False, False)
+            outcome: tuple[bool, bool] = result if isinstance(result, tuple) else (False, False)
+            client_ok, reusable = outcome
             if reusable and slot.policy is not None and key is not None:
                 kept = self._keep(slot, key, pooled)
             return client_ok
@@ -769,11 +774,18 @@ class Gate:
         else:
             keys = [("socks5", destination, port)] if upstream.kind == "socks5" else []
         if not tunnel and reuse:
-            for key in keys:
-                pooled = _take(slot, key)
+            for candidate in keys:
+                pooled = _take(slot, candidate)
                 if pooled is not None:
-                    return _Upstream(pooled.reader, pooled.writer, pooled.conn, key, destination,
-                                     absolute=key[0] == "http", reused=True)
+                    return _Upstream(
+                        pooled.reader,
+                        pooled.writer,
+                        pooled.conn,
+                        candidate,
+                        destination,
+                        absolute=candidate[0] == "http",
+                        reused=True,
+                    )
         key = keys[0] if keys and not tunnel else None
         if upstream is None:
             reader, writer = await _connect_any(addresses, port, timeout)
@@ -792,7 +804,9 @@ class Gate:
         except (TimeoutError, OSError, asyncio.IncompleteReadError, ValueError) as exc:
             writer.close()
             raise OSError(f"upstream proxy refused {destination}:{port}: {exc}") from exc
-        return _Upstream(reader, writer, _client_conn(), key, destination, absolute=upstream.kind == "http" and not tunnel)
+        return _Upstream(
+            reader, writer, _client_conn(), key, destination, absolute=upstream.kind == "http" and not tunnel
+        )
 
 
 _STALE = object()  # a reused upstream connection was closed before it answered

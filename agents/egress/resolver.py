@@ -83,12 +83,12 @@ class Resolver:
             self._executor = ThreadPoolExecutor(max_workers=SYSTEM_THREADS, thread_name_prefix="enigma-dns")
         loop = asyncio.get_running_loop()
         try:
-            infos = await loop.run_in_executor(self._executor, _getaddrinfo, name)
+            addresses = await loop.run_in_executor(self._executor, _getaddrinfo, name)
         except (OSError, UnicodeError) as exc:
             raise ResolveError(name) from exc
         found: list[IPAddress] = []
-        for info in infos:
-            ip = as_ip(str(info[4][0]))
+        for address in addresses:
+            ip = as_ip(address)
             if ip is not None and ip not in found:
                 found.append(ip)
         return tuple(found)
@@ -99,8 +99,9 @@ class Resolver:
             self._executor = None
 
 
-def _getaddrinfo(name: str) -> list[tuple[object, ...]]:
-    return socket.getaddrinfo(name, None, type=socket.SOCK_STREAM)  # type: ignore[return-value]
+def _getaddrinfo(name: str) -> list[str]:
+    """The addresses the system resolver gives for `name`, in its order."""
+    return [str(info[4][0]) for info in socket.getaddrinfo(name, None, type=socket.SOCK_STREAM)]
 
 
 class DnsServerResolver(Resolver):

@@ -158,7 +158,7 @@ class AnthropicSession(ProviderSession):
 
 def _backoff(base_s: float, attempt: int, exc: Exception) -> float:
     """Exponential backoff with jitter; a server's retry-after wins when it asks for longer."""
-    delay = min(base_s * (2**attempt), MAX_BACKOFF_S) * random.uniform(0.8, 1.2)
+    delay: float = min(base_s * (2**attempt), MAX_BACKOFF_S) * random.uniform(0.8, 1.2)
     response = getattr(exc, "response", None)
     retry_after = response.headers.get("retry-after") if response is not None else None
     if retry_after:

@@ -354,7 +354,7 @@ class OfflineSession(ProviderSession):
         thought, name, arguments = next(self._script)
         self._calls += 1
         call = ToolCall(id=f"offline_{self._calls}", name=name, input=arguments)
-        content = [
+        content: list[dict[str, Any]] = [
             {"type": "text", "text": thought},
             {"type": "tool_use", "id": call.id, "name": name, "input": arguments},
         ]

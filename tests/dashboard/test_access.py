@@ -90,3 +90,13 @@ def test_invited_user_joins_through_the_signed_link(server: str, transactional_d
     assert Membership.objects.get(team=team, user=invitee).role == "admin"
     tampered = link.replace("/invite/", "/invite/x")
     assert other.get(tampered, timeout=10).status_code == 400
+
+
+def test_switching_to_a_team_that_is_not_a_number_is_not_found(server: str, transactional_db: Any) -> None:
+    user, _ = _user("switch")
+    client = login_client(server, user.email)
+    token = csrf_of(client, server, "/app/keys/")
+    for team in ("abc", ""):
+        response = client.post(f"{server}/app/teams/switch/", data={"team": team, "csrfmiddlewaretoken": token},
+                               timeout=10, allow_redirects=False)
+        assert response.status_code == 404
