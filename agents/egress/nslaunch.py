@@ -119,6 +119,7 @@ def drop_privileges(uid: int, gid: int, args: list[str]) -> None:
         if arg.startswith("--user-data-dir="):
             _chown_tree(arg.split("=", 1)[1], uid, gid)
             home = arg.split("=", 1)[1]
+            # The environment Chromium inherits (this is its launcher process), not configuration.
             os.environ.update(HOME=home, XDG_CONFIG_HOME=home, XDG_CACHE_HOME=home)
     os.setgroups([])
     os.setgid(gid)
