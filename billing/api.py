@@ -10,6 +10,7 @@ from django.http import HttpRequest, JsonResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
+from drf_spectacular.utils import extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -17,7 +18,7 @@ from accounts.models import ApiKey
 from enigma_site.api import ApiView, ok
 from enigma_site.errors import InvalidParameter
 
-from . import selectors, services
+from . import selectors, serializers, services
 from .money import micros_to_usd
 from .selectors import UsageTotals
 
@@ -55,6 +56,7 @@ def _date_param(request: Request, name: str, default: date) -> date:
 class AccountApi(ApiView):
     """GET /account: the key's team, its balance, this month's usage and the prices."""
 
+    @extend_schema(responses={200: serializers.AccountSerializer})
     def get(self, request: Request) -> Response:
         team = self.principal.team
         start = selectors.month_start()
@@ -80,6 +82,7 @@ class AccountUsageApi(ApiView):
     Dates are inclusive UTC days; the default range is this month up to today, grouped by day.
     """
 
+    @extend_schema(parameters=[serializers.UsageQuerySerializer], responses={200: serializers.AccountUsageSerializer})
     def get(self, request: Request) -> Response:
         today = timezone.now().date()
         start_day = _date_param(request, "from", selectors.month_start().date())

@@ -1,10 +1,13 @@
-"""The base class of every authenticated API view: auth, per-team rate limit, headers."""
+"""The base class of every authenticated API view (auth, per-team rate limit, headers) and
+what every endpoint answers the same way: pagination, timestamps."""
 
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from typing import Any
 
+from django.db.models import QuerySet
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -72,3 +75,17 @@ def page_params(request: Request, *, max_limit: int) -> tuple[int, int]:
     """`?page=` (from 1) and `?limit=` (1 to max_limit, default 20) of a list endpoint."""
     page = int_param(request, "page", 1, low=1, high=MAX_PAGE)
     return page, int_param(request, "limit", 20, low=1, high=max_limit)
+
+
+def paginate(request: Request, query: QuerySet[Any], *, max_limit: int) -> tuple[list[Any], dict[str, int]]:
+    """The `?page=&limit=` slice of `query` and its `pagination` object (api.md §5.8's keys:
+    `{page, limit, total, totalPages}`)."""
+    page, limit = page_params(request, max_limit=max_limit)
+    total = query.count()
+    rows = list(query[(page - 1) * limit: page * limit])
+    return rows, {"page": page, "limit": limit, "total": total, "totalPages": -(-total // limit)}
+
+
+def timestamp(value: datetime | None) -> str | None:
+    """A time as the API writes it: ISO 8601 in UTC with `Z` (`2024-01-15T10:30:00.123456Z`)."""
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z") if value else None

@@ -107,18 +107,79 @@ def error_body(status_code: int, code: str, message: str, details: dict[str, Any
     return body
 
 
-def _first_error(detail: Any, path: str = "") -> tuple[str, str]:
-    """Return (parameter path, message) of the first DRF validation error."""
-    if isinstance(detail, dict):
-        for key, value in detail.items():
-            name = path if key == "non_field_errors" else (f"{path}.{key}" if path else str(key))
-            return _first_error(value, name)
-    if isinstance(detail, list) and detail:
-        for index, value in enumerate(detail):
-            if value:
-                sub = f"{path}[{index}]" if isinstance(value, (dict, list)) else path
-                return _first_error(value, sub)
-    return path, str(detail)
+class Code(str):
+    """A ValidationError code that also carries extra `details` of the envelope (`value`,
+    `min`, `max`); DRF keeps a code object as it is while it nests errors."""
+
+    details: dict[str, Any]
+
+    def __new__(cls, code: str, **details: Any) -> Code:
+        self = super().__new__(cls, code)
+        self.details = details
+        return self
+
+
+def invalid(message: str, **details: Any) -> exceptions.ValidationError:
+    """A field's ValidationError: `Invalid parameter '<path>': <message>`, with `details`."""
+    return exceptions.ValidationError(message, code=Code("invalid", **details))
+
+
+def _child(path: str, key: Any) -> str:
+    if isinstance(key, int):
+        return f"{path}[{key}]"
+    if key == "non_field_errors":
+        return path
+    return f"{path}.{key}" if path else str(key)
+
+
+def _first_error(detail: Any, path: str = "") -> tuple[str, Any]:
+    """Return (parameter path, error) of the first error in a DRF error structure: dicts name
+    fields (`task.maxDuration`), integer keys and lists index arrays (`avoidDomains[0]`)."""
+    while True:
+        if isinstance(detail, dict):
+            key, detail = next(((k, v) for k, v in detail.items() if v), (None, ""))
+            if key is None:
+                return path, ""
+            path = _child(path, key)
+        elif isinstance(detail, list):
+            if any(isinstance(item, (dict, list)) for item in detail):
+                # a ListSerializer's: one entry per item, empty for the valid ones
+                index = next((i for i, item in enumerate(detail) if item), 0)
+                path, detail = f"{path}[{index}]", detail[index]
+            else:  # a field's messages
+                detail = next((item for item in detail if item), "")
+        else:
+            return path, detail
+
+
+REQUIRED = "This field is required."
+
+
+def validation_error(detail: Any, prefix: str = "") -> ApiError:
+    """The one translation of serializer errors to the envelope: the first error, its field
+    path (under `prefix`) in `details.parameter`, and the message by its code:
+
+    * `required`: 400 MISSING_REQUIRED_FIELD, "Missing required field: <path>" (or the
+      field's own message);
+    * `unknown`: "Unknown field '<path>'";
+    * `either` (the error text is the other name): "Give either '<other>' or '<path>', not both";
+    * `message`: the error text is the whole message;
+    * anything else: "Invalid parameter '<path>': <text>" (no path: the text alone).
+    """
+    path, error = _first_error(detail, prefix)
+    code = getattr(error, "code", None)
+    text = str(error)
+    extra: dict[str, Any] = dict(getattr(code, "details", {}))
+    if code == "required":
+        return MissingField(path, None if text == REQUIRED else text)
+    if code == "unknown":
+        return InvalidParameter(path, f"Unknown field '{path}'")
+    if code == "either":
+        other = f"{path.rsplit('.', 1)[0]}.{text}" if "." in path else text
+        return InvalidParameter(path, f"Give either '{other}' or '{path}', not both")
+    if code == "message" or not path:
+        return InvalidParameter(path, text, **extra) if path else ApiError(text, code="INVALID_PARAMETER")
+    return InvalidParameter(path, f"Invalid parameter '{path}': {text}", **extra)
 
 
 def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
@@ -127,11 +188,7 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
         body = error_body(exc.status_code, exc.code, exc.message, exc.details, **exc.extra)
         return Response(body, status=exc.status_code)
     if isinstance(exc, exceptions.ValidationError):
-        parameter, message = _first_error(exc.detail)
-        text = f"Invalid parameter '{parameter}': {message}" if parameter else message
-        return Response(
-            error_body(400, "INVALID_PARAMETER", text, {"parameter": parameter}), status=400
-        )
+        return api_exception_handler(validation_error(exc.detail), context)
     if isinstance(exc, exceptions.NotAuthenticated):
         message = "API key required. Provide Authorization: Bearer <api_key>"
         return Response(error_body(401, "UNAUTHORIZED", message), status=401,

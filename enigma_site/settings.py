@@ -216,6 +216,7 @@ REST_FRAMEWORK = {
     ],
     "EXCEPTION_HANDLER": "enigma_site.errors.api_exception_handler",
     "UNAUTHENTICATED_USER": None,
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",  # /openapi.json (enigma_site/openapi.py)
 }
 
 # Celery: Redis is the broker; results are not needed (state lives in the database).

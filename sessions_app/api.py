@@ -15,15 +15,18 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
+from drf_spectacular.utils import OpenApiParameter, PolymorphicProxySerializer, extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from billing.money import micros_to_usd
 from billing.selectors import team_balance_micros
-from enigma_site.api import BIGINT_MAX, ApiView, int_param, ok, page_params
-from enigma_site.errors import InvalidParameter, MissingField
+from enigma_site.api import BIGINT_MAX, ApiView, int_param, ok, paginate, timestamp
+from enigma_site.errors import InvalidParameter
+from enigma_site.serializers import validated
 
 from . import registry, selectors, services
+from . import serializers as shapes
 from .cdp import cdp_token_create, connect_url
 from .events import events_after, wait_task_settled
 from .models import BrowserSession, Task
@@ -61,6 +64,7 @@ def start_session_body(request: Request, session: BrowserSession, task: Task | N
 class StartSessionApi(ApiView):
     rate_scope = "start-session"
 
+    @extend_schema(request=shapes.StartSessionSerializer, responses={200: shapes.StartSessionResponseSerializer})
     def post(self, request: Request) -> Response:
         spec = parse_session_body(request.data, require_task=False)
         session, task = services.session_start(team=self.principal.team, api_key=self.principal.api_key,
@@ -71,6 +75,7 @@ class StartSessionApi(ApiView):
 class RunTaskApi(ApiView):
     rate_scope = "run-task"
 
+    @extend_schema(request=shapes.RunTaskSerializer, responses={200: shapes.TaskResponseSerializer})
     def post(self, request: Request) -> Response:
         spec = parse_session_body(request.data, require_task=True)
         session, task = services.session_start(team=self.principal.team, api_key=self.principal.api_key,
@@ -84,16 +89,11 @@ class RunTaskApi(ApiView):
 class SendMessageApi(ApiView):
     rate_scope = "send-message"
 
+    @extend_schema(request=shapes.SendMessageSerializer, responses={200: PolymorphicProxySerializer(
+        component_name="SendMessageResponse", resource_type_field_name=None,
+        serializers=[shapes.SendMessageResponseSerializer, shapes.TaskResponseSerializer])})
     def post(self, request: Request) -> Response:
-        data = request.data
-        if not isinstance(data, dict) or not data.get("sessionId") or data.get("message") is None:
-            missing = "sessionId" if not isinstance(data, dict) or not data.get("sessionId") else "message"
-            raise MissingField(missing, "sessionId and message are required")
-        for key in data:
-            if key not in ("sessionId", "message"):
-                raise InvalidParameter(key, f"Unknown field '{key}'")
-        if not isinstance(data["sessionId"], str):
-            raise InvalidParameter("sessionId", "Invalid parameter 'sessionId': must be a string")
+        data = validated(shapes.SendMessageSerializer(data=request.data))
         session = selectors.session_get(team=self.principal.team, session_id=data["sessionId"])
         message = parse_message(data["message"])
         task = services.session_message(session=session, message=message)
@@ -105,6 +105,7 @@ class SendMessageApi(ApiView):
 
 
 class TaskPollApi(ApiView):
+    @extend_schema(responses={200: shapes.TaskResponseSerializer})
     def get(self, request: Request, session_id: str, task_id: str) -> Response:
         task = selectors.task_get(team=self.principal.team, session_id=session_id, task_id=task_id)
         body = selectors.task_response(task, poll_url=poll_url(request, task))
@@ -112,27 +113,29 @@ class TaskPollApi(ApiView):
 
 
 class SessionListApi(ApiView):
+    @extend_schema(parameters=[shapes.SessionListQuerySerializer], responses={200: shapes.SessionListSerializer})
     def get(self, request: Request) -> Response:
         state = request.query_params.get("state")
         if state and state not in BrowserSession.State.values:
             raise InvalidParameter("state", "Invalid parameter 'state': must be one of "
                                    + ", ".join(BrowserSession.State.values))
-        page, limit = page_params(request, max_limit=100)
-        query = selectors.session_list(team=self.principal.team, state=state)
-        total = query.count()
-        rows = query[(page - 1) * limit: page * limit]
+        rows, pagination = paginate(request, selectors.session_list(team=self.principal.team, state=state),
+                                    max_limit=100)
+        # `pages`: this list's older name of totalPages, kept for its clients
         return ok(sessions=[selectors.session_summary(s) for s in rows],
-                  pagination={"page": page, "limit": limit, "total": total,
-                              "pages": (total + limit - 1) // limit})
+                  pagination={**pagination, "pages": pagination["totalPages"]})
 
 
 class SessionDetailApi(ApiView):
+    @extend_schema(responses={200: shapes.SessionDetailSerializer})
     def get(self, request: Request, session_id: str) -> Response:
         session = selectors.session_get(team=self.principal.team, session_id=session_id)
         return ok(selectors.session_detail(session, base_url=public_base_url(request)))
 
 
 class SessionEventsApi(ApiView):
+    @extend_schema(parameters=[OpenApiParameter("after", int, description="the last event id seen (default 0)")],
+                   responses={200: shapes.SessionEventsSerializer})
     def get(self, request: Request, session_id: str) -> Response:
         session = selectors.session_get(team=self.principal.team, session_id=session_id)
         after = int_param(request, "after", 0, low=0, high=BIGINT_MAX)
@@ -144,6 +147,7 @@ class HealthApi(ApiView):
     authentication_classes: list[Any] = []
     permission_classes: list[Any] = []
 
+    @extend_schema(responses={200: shapes.HealthSerializer, 503: shapes.HealthSerializer})
     def get(self, request: Request) -> Response:
         problems: list[str] = []
         try:
@@ -173,7 +177,7 @@ class HealthApi(ApiView):
             "capacity": capacity,
             "inUse": in_use,
             "openContexts": sum(w.contexts for w in workers),
-            "timestamp": timezone.now().isoformat().replace("+00:00", "Z"),
+            "timestamp": timestamp(timezone.now()),
         }
         if problems:
             message = "Unavailable: " + ", ".join(problems)
@@ -203,6 +207,8 @@ def _waiting_view(drf_view: Callable[..., Any]) -> Callable[..., Any]:
                 final[header] = response[header]
         return final
 
+    view.cls = drf_view.cls  # type: ignore[attr-defined]  # so /openapi.json finds the DRF view
+    view.initkwargs = drf_view.initkwargs  # type: ignore[attr-defined]
     return view
 
 
@@ -210,12 +216,13 @@ class ActiveSocketsApi(ApiView):
     """G1's `GET /start/active-sockets`: ids of the caller's team's Socket.IO connections open
     now (an API key is required: socket ids of other tenants are none of its business)."""
 
+    @extend_schema(responses={200: shapes.ActiveSocketsSerializer})
     def get(self, request: Request) -> Response:
         from .realtime.sio import active_sockets
 
         sockets = active_sockets(team_id=self.principal.team.pk)
         return ok(sockets=sockets, count=len(sockets),
-                  timestamp=timezone.now().isoformat().replace("+00:00", "Z"))
+                  timestamp=timestamp(timezone.now()))
 
 
 start_session = StartSessionApi.as_view()

@@ -3,13 +3,16 @@ files its browser downloaded."""
 
 from __future__ import annotations
 
+from drf_spectacular.utils import extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from enigma_site.api import ApiView, ok
-from enigma_site.errors import ApiError, InvalidParameter
+from enigma_site.errors import ApiError
+from enigma_site.serializers import validated
 
 from . import selectors
+from . import serializers as shapes
 from .cdp import cdp_token_create, cdp_tokens_revoke, connect_url, token_ttl_s
 from .services import session_ended_error
 from .streaming import public_base_url
@@ -33,17 +36,16 @@ class CdpTokensApi(ApiView):
             raise CdpNotEnabled()
         return session
 
+    @extend_schema(request=shapes.CdpTokenSerializer, responses={200: shapes.CdpTokenResponseSerializer})
     def post(self, request: Request, session_id: str) -> Response:
         session = self._session(session_id)
         if not session.is_live:
             raise session_ended_error(session)
-        body = request.data if isinstance(request.data, dict) else {}
-        ttl = body.get("ttlSeconds", token_ttl_s())
-        if isinstance(ttl, bool) or not isinstance(ttl, int) or not 1 <= ttl <= token_ttl_s():
-            raise InvalidParameter("ttlSeconds", f"Invalid parameter 'ttlSeconds': an integer from 1 to {token_ttl_s()}")
-        token, ttl = cdp_token_create(session_id=session.pk, ttl_s=ttl)
+        body = validated(shapes.CdpTokenSerializer(data=request.data if isinstance(request.data, dict) else {}))
+        token, ttl = cdp_token_create(session_id=session.pk, ttl_s=body.get("ttlSeconds", token_ttl_s()))
         return ok(connectUrl=connect_url(base_url=public_base_url(request), token=token), expiresIn=ttl * 1000)
 
+    @extend_schema(responses={200: shapes.CdpRevokeResponseSerializer})
     def delete(self, request: Request, session_id: str) -> Response:
         session = self._session(session_id)
         return ok(revoked=cdp_tokens_revoke(session.pk))
@@ -52,6 +54,7 @@ class CdpTokensApi(ApiView):
 class SessionFilesApi(ApiView):
     """The files the session's browser downloaded (by a task or a CDP client)."""
 
+    @extend_schema(responses={200: shapes.SessionFilesSerializer})
     def get(self, request: Request, session_id: str) -> Response:
         from environments.models import StoredFile
         from environments.selectors import file_body
