@@ -71,10 +71,6 @@ def task_notify(task_id: str, state: str) -> None:
     get_redis().publish(task_channel(task_id), json.dumps({"state": state}))
 
 
-async def atask_notify(task_id: str, state: str) -> None:
-    await get_async_redis().publish(task_channel(task_id), json.dumps({"state": state}))
-
-
 def events_after(*, session_id: str, after: int, limit: int = 500) -> list[dict[str, Any]]:
     rows = SessionEvent.objects.filter(session_id=session_id, id__gt=after).order_by("id")[:limit]
     return [{"id": e.pk, "name": e.name, "data": e.payload, "createdAt": e.created_at.isoformat()}

@@ -40,7 +40,8 @@ def session_compute_ms(session: BrowserSession, *, now: datetime | None = None) 
     end = session.orphaned_at or session.ended_at or now or timezone.now()
     if session.generation <= 1:
         return max(0, (end - session.started_at) // _MS)
-    ready_ms, since = 0, session.started_at
+    ready_ms = 0
+    since: datetime | None = session.started_at
     events = SessionEvent.objects.filter(session_id=session.pk, type__in=(ACTIVATED, LOST),
                                          created_at__gte=session.started_at).order_by("id")
     for kind, at in events.values_list("type", "created_at"):
@@ -55,9 +56,13 @@ def session_compute_ms(session: BrowserSession, *, now: datetime | None = None) 
 
 def session_cost_micros(session: BrowserSession, *, now: datetime | None = None) -> int:
     """What the session has cost so far, in micro-dollars (each meter rounded down)."""
+    return _cost_micros(session, session_compute_ms(session, now=now))
+
+
+def _cost_micros(session: BrowserSession, compute_ms: int) -> int:
+    """The cost formula: the session's tokens and `compute_ms` at the price of its creation."""
     return price_at(session.created_at).cost_micros(
-        input_tokens=session.input_tokens, output_tokens=session.output_tokens,
-        compute_ms=session_compute_ms(session, now=now))
+        input_tokens=session.input_tokens, output_tokens=session.output_tokens, compute_ms=compute_ms)
 
 
 def session_meter(*, session_id: str, task_id: str = "") -> int:
@@ -75,9 +80,7 @@ def session_meter(*, session_id: str, task_id: str = "") -> int:
     with transaction.atomic():
         session = BrowserSession.objects.select_for_update().get(pk=session_id)
         compute_ms = session_compute_ms(session)
-        total = price_at(session.created_at).cost_micros(
-            input_tokens=session.input_tokens, output_tokens=session.output_tokens,
-            compute_ms=compute_ms)
+        total = _cost_micros(session, compute_ms)
         delta = total - session.cost_micros
         if delta > 0:
             ledger_post(

@@ -117,10 +117,12 @@ class WorkerRuntime:
         wake_id = "$"
         while True:
             try:
-                streams = {stream_key(sid): r.commands.last_id for sid, r in self.runners.items()
-                           if r.reading and not r.done.is_set()}
+                streams: dict[Any, Any] = {stream_key(sid): r.commands.last_id for sid, r in self.runners.items()
+                                           if r.reading and not r.done.is_set()}
                 streams[self._wake_key] = wake_id
-                result = await redis.xread(streams, block=2000, count=100)
+                # The client decodes responses: [(stream key, [(entry id, fields), ...]), ...]
+                result: list[tuple[str, list[tuple[str, dict[str, str]]]]] = await redis.xread(  # type: ignore[assignment]
+                    streams, block=2000, count=100)
                 for key, entries in result or []:
                     if key == self._wake_key:
                         wake_id = entries[-1][0]

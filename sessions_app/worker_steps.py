@@ -85,7 +85,7 @@ def _runtime_started() -> bool:
 
 
 class Consuming(bootsteps.StartStopStep):
-    requires = {"celery.worker.consumer.tasks:Tasks"}
+    requires = ("celery.worker.consumer.tasks:Tasks",)
 
     def start(self, parent: Any) -> None:
         registry.consumer_mark(consuming=True)
@@ -98,7 +98,7 @@ class Consuming(bootsteps.StartStopStep):
 
 
 class Runtime(bootsteps.StartStopStep):
-    requires = {"celery.worker.components:Pool"}
+    requires = ("celery.worker.components:Pool",)
 
     def __init__(self, parent: Any, **kwargs: Any) -> None:
         super().__init__(parent, **kwargs)

@@ -44,7 +44,8 @@ class CommandApplier:
         runner = self.runner
         assert runner.session is not None
         self.last_id = runner.session.last_command_id or "0-0"
-        entries = await get_async_redis().xrange(stream_key(runner.session_id), "-", "+")
+        entries: list[tuple[str, dict[str, str]]] = await get_async_redis().xrange(  # type: ignore[assignment]
+            stream_key(runner.session_id), "-", "+")  # the client decodes responses
         for entry_id, fields in entries:
             if fields.get("kind") == "newTask":
                 self._task_command(entry_id, json.loads(fields["data"]))

@@ -37,6 +37,7 @@ class TaskCallbacks:
         self.task = task
 
     async def event(self, kind: str, payload: dict[str, Any]) -> None:
+        body: dict[str, Any]
         if kind == "agent":
             body = {"type": "agent", "content": str(payload.get("content", "")), "taskId": self.task.pk}
         elif kind == "action":
