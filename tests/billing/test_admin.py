@@ -31,6 +31,7 @@ def test_adjustment_form_posts_once_with_its_reason(staff: Client, account: dict
     assert staff.post("/admin/billing/ledgerentry/add/", form).status_code == 302
     assert staff.post("/admin/billing/ledgerentry/add/", form).status_code == 302  # double submit
     entry = LedgerEntry.objects.get(kind="adjustment")
+    assert entry.created_by is not None
     assert (entry.amount_micros, entry.description, entry.created_by.email) == (
         -1_250_000, "goodwill correction", "ops@example.com")
     assert team_balance_micros(team=account["team"]) == 10_000_000 - 1_250_000

@@ -56,7 +56,9 @@ class Target:
         self.writers.add(writer)
         try:
             if self.mode == "stall":
-                writer.transport.pause_reading()  # the kernel's buffers fill, then TCP stops the sender
+                transport = writer.transport
+                assert isinstance(transport, asyncio.Transport)
+                transport.pause_reading()  # the kernel's buffers fill, then TCP stops the sender
                 await self.stopped.wait()
             elif self.mode == "http":
                 while True:

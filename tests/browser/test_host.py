@@ -98,7 +98,7 @@ async def test_closing_sessions_releases_contexts_and_processes(
         await session.close()  # idempotent
     await host.wait_warm()
     assert host.open_contexts == WARM_POOL_SIZE
-    for _ in range(150):  # renderers exit asynchronously after their context closes (slowly under load)
+    for _ in range(300):  # renderers exit asynchronously after their context closes (slowly under load)
         if len(chromium_processes()) <= len(baseline):
             break
         await asyncio.sleep(0.1)

@@ -69,10 +69,12 @@ def message(
     }
 
 
-def tool_use(name: str, arguments: dict[str, Any], thought: str = "", **usage: int) -> dict[str, Any]:
+def tool_use(
+    name: str, arguments: dict[str, Any], thought: str = "", *, input_tokens: int = 100, output_tokens: int = 20
+) -> dict[str, Any]:
     """Return a turn that calls one tool, after an optional thought."""
     blocks = ([text_block(thought)] if thought else []) + [tool_block(name, arguments)]
-    return message(*blocks, **usage)
+    return message(*blocks, input_tokens=input_tokens, output_tokens=output_tokens)
 
 
 def observations(body: dict[str, Any]) -> list[str]:
@@ -114,6 +116,7 @@ class FakeAnthropic:
     @property
     def base_url(self) -> str:
         host, port = self._server.server_address[:2]
+        assert isinstance(host, str)
         return f"http://{host}:{port}"
 
     def add(self, *entries: ScriptEntry) -> None:
