@@ -2,21 +2,29 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from rest_framework import serializers
 
 from . import selectors
 
+if TYPE_CHECKING:
+    Serializer = serializers.Serializer[Any]
+    Field = serializers.Field[Any, Any, Any, Any]
+else:
+    Serializer = serializers.Serializer
 
-class FromToSerializer(serializers.Serializer):  # type: ignore[type-arg]
+
+class FromToSerializer(Serializer):
     """Its fields `start` and `end` are named `from` and `to` (Python cannot name an attribute
     `from`)."""
 
-    def get_fields(self) -> dict[str, serializers.Field]:  # type: ignore[type-arg]
+    def get_fields(self) -> dict[str, Field]:
         fields = super().get_fields()
         return {"from" if k == "start" else "to" if k == "end" else k: v for k, v in fields.items()}
 
 
-class UsageTotalsSerializer(serializers.Serializer):  # type: ignore[type-arg]
+class UsageTotalsSerializer(Serializer):
     cost = serializers.FloatField(help_text="USD")
     costMicros = serializers.IntegerField(help_text="exact, in micro-dollars")
     inputTokens = serializers.IntegerField()
@@ -30,18 +38,18 @@ class AccountUsageTotalsSerializer(FromToSerializer, UsageTotalsSerializer):
     end = serializers.DateTimeField(help_text="now")
 
 
-class TeamSerializer(serializers.Serializer):  # type: ignore[type-arg]
+class TeamSerializer(Serializer):
     id = serializers.IntegerField()
     name = serializers.CharField()
 
 
-class PricesSerializer(serializers.Serializer):  # type: ignore[type-arg]
+class PricesSerializer(Serializer):
     inputPerMillionTokens = serializers.FloatField(help_text="USD")
     outputPerMillionTokens = serializers.FloatField(help_text="USD")
     computePerMinute = serializers.FloatField(help_text="USD")
 
 
-class AccountSerializer(serializers.Serializer):  # type: ignore[type-arg]
+class AccountSerializer(Serializer):
     success = serializers.BooleanField()
     team = TeamSerializer()
     balance = serializers.FloatField(help_text="USD")
@@ -57,7 +65,7 @@ class UsageQuerySerializer(FromToSerializer):
     group = serializers.ChoiceField(selectors.USAGE_GROUPS, required=False, default="day")
 
 
-class ApiKeyRefSerializer(serializers.Serializer):  # type: ignore[type-arg]
+class ApiKeyRefSerializer(Serializer):
     id = serializers.IntegerField()
     name = serializers.CharField()
     key = serializers.CharField(help_text="the key's display form (prefix only)")

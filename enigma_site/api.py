@@ -30,7 +30,7 @@ class ApiView(APIView):
         super().initial(request, *args, **kwargs)
         self._rate = None
         if self.rate_scope:
-            principal: ApiPrincipal = request.user
+            principal: ApiPrincipal = request.user  # type: ignore[assignment]  # set by ApiKeyAuthentication
             self._rate = rate_limit_hit(team_id=principal.team.pk, scope=self.rate_scope)
             if self._rate and not self._rate.allowed:
                 raise RateLimited()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from typing import IO, Any
 
 from django.conf import settings
@@ -120,7 +121,7 @@ class JSONParser(parsers.JSONParser):
     """DRF's JSON parser with the checks above."""
 
     def parse(self, stream: IO[bytes] | None, media_type: str | None = None,
-              parser_context: dict[str, Any] | None = None) -> Any:
+              parser_context: Mapping[str, Any] | None = None) -> Any:
         if stream is None:
             return None
         return json_loads(read_limited(stream))

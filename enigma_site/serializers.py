@@ -37,17 +37,21 @@ class IntegerField(NullIsMissing, serializers.IntegerField):
 
     def __init__(self, *, low: int, high: int, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.min_value, self.max_value = low, high  # no validators: the messages are below
+        self.low, self.high = low, high
+        self.min_value, self.max_value = low, high  # for the document; no validators: the messages are below
 
     def to_internal_value(self, data: Any) -> int:
-        if isinstance(data, bool) or not isinstance(data, (int, float)) or (
-                isinstance(data, float) and not (math.isfinite(data) and data.is_integer())):
+        if (
+            isinstance(data, bool)
+            or not isinstance(data, (int, float))
+            or (isinstance(data, float) and not (math.isfinite(data) and data.is_integer()))
+        ):
             raise invalid("must be an integer", value=data)
         value = int(data)
-        if value < self.min_value:
-            raise invalid(f"must be at least {self.min_value}", value=value, min=self.min_value)
-        if value > self.max_value:
-            raise invalid(f"must be at most {self.max_value}", value=value, max=self.max_value)
+        if value < self.low:
+            raise invalid(f"must be at least {self.low}", value=value, min=self.low)
+        if value > self.high:
+            raise invalid(f"must be at most {self.high}", value=value, max=self.high)
         return value
 
 
@@ -133,7 +137,7 @@ class LooseCharField(AnyField):
     words the error (compatibility: `required string` for a number, say)."""
 
 
-class Serializer(serializers.Serializer):  # type: ignore[type-arg]
+class Serializer(serializers.Serializer):
     """A JSON object with only the declared fields: an unknown field is refused naming it
     (`Unknown field 'task.x'`) before anything else; so is a pair of alternative names given
     together (`either`: `Give either 'taskDetails' or 'prompt', not both`, checked just before
@@ -146,7 +150,7 @@ class Serializer(serializers.Serializer):  # type: ignore[type-arg]
 
     def to_internal_value(self, data: Any) -> dict[str, Any]:
         if not isinstance(data, Mapping):
-            return super().to_internal_value(data)  # type: ignore[no-any-return]
+            return super().to_internal_value(data)
         if self.strict:
             for key in data:
                 if key not in self.fields:
@@ -154,7 +158,9 @@ class Serializer(serializers.Serializer):  # type: ignore[type-arg]
         order = {name: index for index, name in enumerate(self.fields)}
         errors: list[tuple[float, str, Any]] = [
             (order[first] - 0.5, second, [ErrorDetail(first, code=Code("either"))])
-            for first, second in self.either if first in data and second in data]
+            for first, second in self.either
+            if first in data and second in data
+        ]
         errors += self.early_errors(data, order)
         try:
             value: dict[str, Any] = super().to_internal_value(data)
@@ -181,7 +187,7 @@ class Serializer(serializers.Serializer):  # type: ignore[type-arg]
         raise NotImplementedError
 
 
-def validated(serializer: serializers.Serializer, prefix: str = "") -> Any:  # type: ignore[type-arg]
+def validated(serializer: serializers.Serializer, prefix: str = "") -> Any:
     """The serializer's validated data, or raise the envelope error (ApiError) of its first
     error; `prefix` is the path of the serializer's data in the request (`message`)."""
     if not serializer.is_valid():

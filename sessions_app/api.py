@@ -168,7 +168,7 @@ class HealthApi(ApiView):
         free = max(0, capacity - in_use)
         if "redis" not in problems and workers and free == 0:
             problems.append("browser capacity")
-        body = {
+        body: dict[str, Any] = {
             "success": not problems,
             "status": "healthy" if not problems else "unhealthy",
             "instancesAvailable": free > 0,

@@ -14,6 +14,7 @@ from enigma_site.serializers import validated
 from . import selectors
 from . import serializers as shapes
 from .cdp import cdp_token_create, cdp_tokens_revoke, connect_url, token_ttl_s
+from .models import BrowserSession
 from .services import session_ended_error
 from .streaming import public_base_url
 
@@ -30,7 +31,7 @@ class CdpTokensApi(ApiView):
 
     rate_scope = "start-session"
 
-    def _session(self, session_id: str):  # type: ignore[no-untyped-def]
+    def _session(self, session_id: str) -> BrowserSession:
         session = selectors.session_get(team=self.principal.team, session_id=session_id)
         if not session.config.get("cdp"):
             raise CdpNotEnabled()

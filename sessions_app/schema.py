@@ -109,7 +109,7 @@ def parse_webhook(value: Any, name: str) -> dict[str, Any] | None:
     """Validate a webhook object (`{url, name?, auth?, submittedData?}`) found at `name`."""
     if value is None:
         return None
-    return validated(serializers.WebhookSerializer(data=value), name)  # type: ignore[no-any-return]
+    return validated(serializers.WebhookSerializer(data=value), name)
 
 
 _parse_webhook = parse_webhook  # the name environments/ imports until its split (issue 14) lands

@@ -102,13 +102,13 @@ class UrlField(CharField):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(max_length=4096, **kwargs)
 
-    def to_internal_value(self, data: Any) -> str | None:
+    def to_internal_value(self, data: Any) -> str:
         text = super().to_internal_value(data)
-        return normalize_url(text) if text else None
+        return normalize_url(text) if text else text
 
 
 @extend_schema_field(OpenApiTypes.STR)
-class DomainField(serializers.Field):  # type: ignore[type-arg]
+class DomainField(serializers.Field):
     """A host name or address (`example.com`, `*.example.com`, a URL's host)."""
 
     default_error_messages = {"null": "must be a domain name"}
@@ -140,23 +140,25 @@ class SecretFieldsField(AnyField):
 class SecretSerializer(Serializer):
     """Credentials for the pages whose host matches `match` (spec README §9)."""
 
-    match = LooseCharField(required=False, allow_null=True,
-                                                           help_text="host the secret is for")
-    fields = SecretFieldsField(required=False, allow_null=True)
+    match = LooseCharField(required=False, allow_null=True, help_text="host the secret is for")
+    fields = SecretFieldsField(required=False, allow_null=True)  # type: ignore[assignment]
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         match = attrs.get("match")
         if not isinstance(match, str) or not match.strip():
             raise _refuse("match", "required string")
         fields = attrs.get("fields")
-        if not isinstance(fields, dict) or not fields or not all(
-                isinstance(k, str) and isinstance(v, str) for k, v in fields.items()):
+        if (
+            not isinstance(fields, dict)
+            or not fields
+            or not all(isinstance(k, str) and isinstance(v, str) for k, v in fields.items())
+        ):
             raise _refuse("fields", "an object of strings")
         return {"match": match.strip().lower(), "fields": dict(fields)}
 
 
 @extend_schema_field(OpenApiTypes.STR)
-class TextField(serializers.Field):  # type: ignore[type-arg]
+class TextField(serializers.Field):
     """Any value, kept as its text (`name` of a webhook: compatibility with clients that send
     numbers)."""
 
@@ -171,8 +173,7 @@ class WebhookSerializer(Serializer):
     """Where to POST the task's result when it finishes (api.md §5.7)."""
 
     name = TextField(required=False, allow_null=True)
-    url = LooseCharField(
-        required=False, allow_null=True, help_text="http(s) URL (required)")
+    url = LooseCharField(required=False, allow_null=True, help_text="http(s) URL (required)")
     auth = CharField(required=False, allow_null=True, help_text="sent as the Authorization header")
     submittedData = ChoiceField(SUBMITTED_DATA, required=False, default="full_response")
 
@@ -184,12 +185,22 @@ class WebhookSerializer(Serializer):
             url = normalize_url(url)
         except ValidationError as exc:
             raise ValidationError({"url": exc.detail}) from None
-        return {"name": attrs.get("name") or "", "url": url, "auth": attrs.get("auth"),
-                "submittedData": attrs["submittedData"]}
+        return {
+            "name": attrs.get("name") or "",
+            "url": url,
+            "auth": attrs.get("auth"),
+            "submittedData": attrs["submittedData"],
+        }
 
 
-@extend_schema_field({"oneOf": [{"type": "object", "description": "JSON Schema"},
-                               {"type": "array", "items": {"type": "string"}, "description": "CSV columns"}]})
+@extend_schema_field(
+    {
+        "oneOf": [
+            {"type": "object", "description": "JSON Schema"},
+            {"type": "array", "items": {"type": "string"}, "description": "CSV columns"},
+        ]
+    }
+)
 class OutputSchemaField(AnyField):
     pass
 
@@ -197,25 +208,40 @@ class OutputSchemaField(AnyField):
 class TaskSerializer(Serializer):
     """A task under any generation's names (api.md §0.3)."""
 
-    either = (("taskDetails", "prompt"), ("startingUrl", "startingPoint"))
+    either: ClassVar[tuple[tuple[str, str], ...]] = (("taskDetails", "prompt"), ("startingUrl", "startingPoint"))
 
-    taskDetails = CharField(max_length=20_000, required=False, allow_null=True,
-                            help_text="the task in plain language (G1, G2)")
+    taskDetails = CharField(
+        max_length=20_000, required=False, allow_null=True, help_text="the task in plain language (G1, G2)"
+    )
     prompt = CharField(max_length=20_000, required=False, allow_null=True, help_text="the task in plain language (G3)")
     startingUrl = UrlField(required=False, allow_null=True, help_text="first page (G1, G3)")
     startingPoint = UrlField(required=False, allow_null=True, help_text="first page (G2)")
-    maxDuration = IntegerField(low=MAX_DURATION_MIN, high=MAX_DURATION_MAX, required=False, allow_null=True,
-                               help_text="ms the task may run (default 300000)")
+    maxDuration = IntegerField(
+        low=MAX_DURATION_MIN,
+        high=MAX_DURATION_MAX,
+        required=False,
+        allow_null=True,
+        help_text="ms the task may run (default 300000)",
+    )
     maxInputTokens = IntegerField(low=0, high=TOKENS_MAX, required=False, allow_null=True)
     maxOutputTokens = IntegerField(low=0, high=TOKENS_MAX, required=False, allow_null=True)
-    avoidDomains = ListField(child=DomainField(), required=False, allow_null=True,
-                             message="must be an array of domains",
-                             help_text="hosts the browser may not reach (enforced in its network layer)")
+    avoidDomains = ListField(
+        child=DomainField(),
+        required=False,
+        allow_null=True,
+        message="must be an array of domains",
+        help_text="hosts the browser may not reach (enforced in its network layer)",
+    )
     terminateOnCompletion = BooleanField(required=False, allow_null=True)
-    outputType = CharField(max_length=20_000, required=False, allow_null=True,
-                           help_text="text, structured_json or structured_csv (structured: structured_json)")
-    outputSchema = OutputSchemaField(required=False, allow_null=True,
-                            help_text="a JSON Schema (structured_json) or column names (structured_csv)")
+    outputType = CharField(
+        max_length=20_000,
+        required=False,
+        allow_null=True,
+        help_text="text, structured_json or structured_csv (structured: structured_json)",
+    )
+    outputSchema = OutputSchemaField(
+        required=False, allow_null=True, help_text="a JSON Schema (structured_json) or column names (structured_csv)"
+    )
     secrets = ListField(child=SecretSerializer(), required=False, allow_null=True)
     files = FileIdsField(required=False, allow_null=True)
     webhook = WebhookSerializer(required=False, allow_null=True)
@@ -291,8 +317,13 @@ def _output(attrs: dict[str, Any]) -> tuple[str, Any]:
     return output_type, None
 
 
-@extend_schema_field({"type": "object", "description": "a proxy: {source: 'custom', server, username?, "
-                      "password?} or {source: 'WebRun', country, level?} (api.md §5.4)"})
+@extend_schema_field(
+    {
+        "type": "object",
+        "description": "a proxy: {source: 'custom', server, username?, "
+        "password?} or {source: 'WebRun', country, level?} (api.md §5.4)",
+    }
+)
 class ProxyField(serializers.JSONField):
     def to_internal_value(self, data: Any) -> dict[str, Any]:
         if not isinstance(data, dict):
@@ -304,15 +335,21 @@ class SessionFieldsSerializer(Serializer):
     """The fields of a session (start-session, run-task) besides its first task."""
 
     mode = ChoiceField(["default"], required=False, default="default", message='only "default" is supported')
-    environmentId = CharField(max_length=64, required=False, allow_null=True,
-                              help_text="environment whose profile and files the session uses")
+    environmentId = CharField(
+        max_length=64, required=False, allow_null=True, help_text="environment whose profile and files the session uses"
+    )
     profileId = CharField(max_length=64, required=False, allow_null=True, help_text="older name of environmentId")
     policyId = CharField(max_length=64, required=False, allow_null=True)
-    reachOutMode = MessageChoiceField(REACH_OUT_MODES, required=False, allow_null=True,
-                                      message="reachOutMode must be one of: " + ", ".join(REACH_OUT_MODES))
+    reachOutMode = MessageChoiceField(
+        REACH_OUT_MODES,
+        required=False,
+        allow_null=True,
+        message="reachOutMode must be one of: " + ", ".join(REACH_OUT_MODES),
+    )
     recording = BooleanField(required=False, allow_null=True, help_text="false: no recording (default true)")
-    cdp = BooleanField(required=False, allow_null=True,
-                       help_text="true: its own browser, reachable over raw CDP at connectUrl")
+    cdp = BooleanField(
+        required=False, allow_null=True, help_text="true: its own browser, reachable over raw CDP at connectUrl"
+    )
     proxy = ProxyField(required=False, allow_null=True)
     task = TaskSerializer(required=False, allow_null=True, text_key="prompt", help_text="the first task (G3)")
     initialTask = TaskSerializer(required=False, allow_null=True, help_text="the first task (G2)")
@@ -331,8 +368,17 @@ class StartSessionSerializer(SessionFieldsSerializer, TaskSerializer):
         if all(key in data for key in self.nested_keys):
             errors.append((-1.0, "initialTask", [ErrorDetail("task", code=Code("either"))]))
         if self.require_task and data.get("cdp") is True:
-            errors.append((order["task"] - 0.5, "cdp", [ErrorDetail(
-                "CDP access needs start-session (run-task ends its session with the task)", code="invalid")]))
+            errors.append(
+                (
+                    order["task"] - 0.5,
+                    "cdp",
+                    [
+                        ErrorDetail(
+                            "CDP access needs start-session (run-task ends its session with the task)", code="invalid"
+                        )
+                    ],
+                )
+            )
         nested = next((key for key in self.nested_keys if key in data), None)
         flat = next((key for key in data if key in TaskSerializer._declared_fields), None)
         if nested is not None and flat is not None:
@@ -379,8 +425,11 @@ class ClickSerializer(Serializer):
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         for axis, low, high in (("x", 0, VIEW_WIDTH), ("y", CHROME_HEIGHT, VIEW_HEIGHT)):
             if not low <= attrs[axis] <= high:
-                raise _refuse(axis, f"must be between {low} and {high}",
-                              Code("invalid", value=self.initial_data[axis], min=low, max=high))
+                raise _refuse(
+                    axis,
+                    f"must be between {low} and {high}",
+                    Code("invalid", value=self.initial_data[axis], min=low, max=high),
+                )
         return {"type": attrs["type"], "x": attrs["x"], "y": attrs["y"]}
 
 
@@ -392,8 +441,7 @@ class TypeSerializer(Serializer):
 
 class KeyPressSerializer(Serializer):
     type = ChoiceField(["KEY_PRESS"])
-    key = LooseCharField(
-        required=False, allow_null=True, help_text="a Playwright key name: Enter, Tab, Control+a, ...")
+    key = LooseCharField(required=False, allow_null=True, help_text="a Playwright key name: Enter, Tab, Control+a, ...")
 
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         key = attrs.get("key")
@@ -409,15 +457,23 @@ class ControlSerializer(Serializer):
 
 
 ACTION_SERIALIZERS: dict[str, type[Serializer]] = {
-    "takeOverControl": ControlSerializer, "releaseControl": ControlSerializer, "CLICK": ClickSerializer,
-    "DOUBLE_CLICK": ClickSerializer, "TYPE": TypeSerializer, "KEY_PRESS": KeyPressSerializer,
+    "takeOverControl": ControlSerializer,
+    "releaseControl": ControlSerializer,
+    "CLICK": ClickSerializer,
+    "DOUBLE_CLICK": ClickSerializer,
+    "TYPE": TypeSerializer,
+    "KEY_PRESS": KeyPressSerializer,
 }
 
 
-@extend_schema_field(PolymorphicProxySerializer(
-    component_name="InteractionAction", resource_type_field_name=None,
-    serializers=[ControlSerializer, ClickSerializer, TypeSerializer, KeyPressSerializer]))
-class ActionField(NullIsMissing, serializers.Field):  # type: ignore[type-arg]
+@extend_schema_field(
+    PolymorphicProxySerializer(
+        component_name="InteractionAction",
+        resource_type_field_name=None,
+        serializers=[ControlSerializer, ClickSerializer, TypeSerializer, KeyPressSerializer],
+    )
+)
+class ActionField(NullIsMissing, serializers.Field):
     """An interaction action, by its `type`."""
 
     def to_internal_value(self, data: Any) -> dict[str, Any]:
@@ -485,12 +541,16 @@ class GuardrailMessageSerializer(Serializer):
 
 
 MESSAGE_SERIALIZERS: dict[str, type[Serializer]] = {
-    "newTask": NewTaskMessageSerializer, "state": StateMessageSerializer,
-    "interaction": InteractionMessageSerializer, "guardrail": GuardrailMessageSerializer,
+    "newTask": NewTaskMessageSerializer,
+    "state": StateMessageSerializer,
+    "interaction": InteractionMessageSerializer,
+    "guardrail": GuardrailMessageSerializer,
 }
 MESSAGE_SCHEMA = PolymorphicProxySerializer(
-    component_name="Message", resource_type_field_name="actionType",
-    serializers={name: serializer for name, serializer in MESSAGE_SERIALIZERS.items()})
+    component_name="Message",
+    resource_type_field_name="actionType",
+    serializers={name: serializer for name, serializer in MESSAGE_SERIALIZERS.items()},
+)
 
 
 def message_validated(message: dict[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -499,8 +559,9 @@ def message_validated(message: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     if action_type is None:
         raise validation_error(_required("actionType").detail, "message")
     if not isinstance(action_type, str) or action_type not in MESSAGE_SERIALIZERS:
-        raise validation_error(_refuse("actionType", "must be one of " + ", ".join(MESSAGE_SERIALIZERS)).detail,
-                               "message")
+        raise validation_error(
+            _refuse("actionType", "must be one of " + ", ".join(MESSAGE_SERIALIZERS)).detail, "message"
+        )
     return action_type, validated(MESSAGE_SERIALIZERS[action_type](data=message), "message")
 
 
@@ -545,14 +606,15 @@ class CdpTokenSerializer(Serializer):
     """POST /sessions/<id>/cdp-tokens; other fields, and a body that is no object, are ignored."""
 
     strict = False
-    ttlSeconds = TtlSecondsField(required=False, help_text="seconds the connectUrl opens connections "
-                                 "(default and most: ENIGMA_CDP_TOKEN_TTL_S)")
+    ttlSeconds = TtlSecondsField(
+        required=False, help_text="seconds the connectUrl opens connections (default and most: ENIGMA_CDP_TOKEN_TTL_S)"
+    )
 
 
 # ----- response shapes (what the selectors return; the OpenAPI document shows them) -------------
 
 
-class UsageSerializer(serializers.Serializer):  # type: ignore[type-arg]
+class UsageSerializer(serializers.Serializer):
     """Both key sets of spec README §5."""
 
     inputTokens = serializers.IntegerField()
@@ -570,13 +632,13 @@ class SessionUsageSerializer(UsageSerializer):
     networkBytesReceived = serializers.IntegerField()
 
 
-class StreamingSerializer(serializers.Serializer):  # type: ignore[type-arg]
+class StreamingSerializer(serializers.Serializer):
     webRTCURL = serializers.URLField(help_text="WHEP endpoint of the live picture")
     webViewURL = serializers.URLField(help_text="viewer page with control")
     dimensions = serializers.DictField(child=serializers.IntegerField(), help_text="{width: 1024, height: 600}")
 
 
-class StartSessionResponseSerializer(serializers.Serializer):  # type: ignore[type-arg]
+class StartSessionResponseSerializer(serializers.Serializer):
     success = serializers.BooleanField()
     sessionId = serializers.CharField()
     socketURL = serializers.URLField(help_text="Socket.IO origin; handshake auth {sessionId}")
@@ -590,18 +652,22 @@ class StartSessionResponseSerializer(serializers.Serializer):  # type: ignore[ty
     connectUrl = serializers.CharField(required=False, help_text='with "cdp": true: ws(s)://.../cdp/<token>')
 
 
-class TaskResponseSerializer(serializers.Serializer):  # type: ignore[type-arg]
+class TaskResponseSerializer(serializers.Serializer):
     """A task, finished or not (seed 002; spec README §5): which keys are present depends on
     `status`."""
 
     success = serializers.BooleanField()
     sessionId = serializers.CharField()
     taskId = serializers.CharField()
-    status = serializers.ChoiceField(["complete", "guardrail_trigger", "failed", "stopped", "terminated",
-                                      "active", "pending"])
+    status = serializers.ChoiceField(
+        ["complete", "guardrail_trigger", "failed", "stopped", "terminated", "active", "pending"]
+    )
     type = serializers.ChoiceField(["task_completed", "guardrail_trigger"], required=False)
-    data = serializers.DictField(required=False, help_text="message, files, network, token counts; "
-                                 "for a guardrail {type: human_input_needed, value}")
+    data = serializers.DictField(
+        required=False,
+        help_text="message, files, network, token counts; "  # type: ignore[assignment]
+        "for a guardrail {type: human_input_needed, value}",
+    )
     usage = UsageSerializer()
     result = serializers.DictField(required=False, help_text="G1: {type, data, usage}")
     completedAt = serializers.DateTimeField(required=False, allow_null=True)
@@ -614,7 +680,7 @@ class TaskResponseSerializer(serializers.Serializer):  # type: ignore[type-arg]
     details = serializers.DictField(required=False)
 
 
-class SendMessageResponseSerializer(serializers.Serializer):  # type: ignore[type-arg]
+class SendMessageResponseSerializer(serializers.Serializer):
     """`{success, message}`, or for newTask the task as run-task answers it."""
 
     success = serializers.BooleanField()
@@ -623,7 +689,7 @@ class SendMessageResponseSerializer(serializers.Serializer):  # type: ignore[typ
     taskId = serializers.CharField(required=False)
 
 
-class SessionSummarySerializer(serializers.Serializer):  # type: ignore[type-arg]
+class SessionSummarySerializer(serializers.Serializer):
     sessionId = serializers.CharField()
     state = serializers.CharField()
     endReason = serializers.CharField(allow_null=True)
@@ -633,7 +699,7 @@ class SessionSummarySerializer(serializers.Serializer):  # type: ignore[type-arg
     usage = SessionUsageSerializer()
 
 
-class PaginationSerializer(serializers.Serializer):  # type: ignore[type-arg]
+class PaginationSerializer(serializers.Serializer):
     page = serializers.IntegerField()
     limit = serializers.IntegerField()
     total = serializers.IntegerField()
@@ -644,19 +710,19 @@ class SessionPaginationSerializer(PaginationSerializer):
     pages = serializers.IntegerField(help_text="the same as totalPages (its older name here)")
 
 
-class SessionListSerializer(serializers.Serializer):  # type: ignore[type-arg]
+class SessionListSerializer(serializers.Serializer):
     success = serializers.BooleanField()
     sessions = SessionSummarySerializer(many=True)
     pagination = SessionPaginationSerializer()
 
 
-class SessionListQuerySerializer(serializers.Serializer):  # type: ignore[type-arg]
+class SessionListQuerySerializer(serializers.Serializer):
     state = serializers.CharField(required=False, help_text="only sessions in this state")
     page = serializers.IntegerField(required=False, min_value=1, default=1)
     limit = serializers.IntegerField(required=False, min_value=1, max_value=100, default=20)
 
 
-class SessionTaskSerializer(serializers.Serializer):  # type: ignore[type-arg]
+class SessionTaskSerializer(serializers.Serializer):
     taskId = serializers.CharField()
     status = serializers.CharField()
     prompt = serializers.CharField()
@@ -667,12 +733,12 @@ class SessionTaskSerializer(serializers.Serializer):  # type: ignore[type-arg]
     usage = UsageSerializer()
 
 
-class CdpStatusSerializer(serializers.Serializer):  # type: ignore[type-arg]
+class CdpStatusSerializer(serializers.Serializer):
     enabled = serializers.BooleanField()
     clients = serializers.IntegerField(help_text="CDP clients connected now")
 
 
-class SessionDetailSerializer(serializers.Serializer):  # type: ignore[type-arg]
+class SessionDetailSerializer(serializers.Serializer):
     success = serializers.BooleanField()
     sessionId = serializers.CharField()
     state = serializers.CharField()
@@ -691,20 +757,20 @@ class SessionDetailSerializer(serializers.Serializer):  # type: ignore[type-arg]
     tasks = SessionTaskSerializer(many=True)
 
 
-class EventSerializer(serializers.Serializer):  # type: ignore[type-arg]
+class EventSerializer(serializers.Serializer):
     id = serializers.IntegerField()
     name = serializers.CharField()
-    data = serializers.JSONField()
+    data = serializers.JSONField()  # type: ignore[assignment]
     createdAt = serializers.DateTimeField()
 
 
-class SessionEventsSerializer(serializers.Serializer):  # type: ignore[type-arg]
+class SessionEventsSerializer(serializers.Serializer):
     success = serializers.BooleanField()
     events = EventSerializer(many=True)
     lastEventId = serializers.IntegerField(help_text="pass as ?after= to read on")
 
 
-class HealthSerializer(serializers.Serializer):  # type: ignore[type-arg]
+class HealthSerializer(serializers.Serializer):
     success = serializers.BooleanField()
     status = serializers.ChoiceField(["healthy", "unhealthy"])
     instancesAvailable = serializers.BooleanField()
@@ -720,25 +786,25 @@ class HealthSerializer(serializers.Serializer):  # type: ignore[type-arg]
     details = serializers.DictField(required=False)
 
 
-class ActiveSocketsSerializer(serializers.Serializer):  # type: ignore[type-arg]
+class ActiveSocketsSerializer(serializers.Serializer):
     success = serializers.BooleanField()
     sockets = serializers.ListField(child=serializers.CharField())
     count = serializers.IntegerField()
     timestamp = serializers.DateTimeField()
 
 
-class CdpTokenResponseSerializer(serializers.Serializer):  # type: ignore[type-arg]
+class CdpTokenResponseSerializer(serializers.Serializer):
     success = serializers.BooleanField()
     connectUrl = serializers.CharField()
     expiresIn = serializers.IntegerField(help_text="ms")
 
 
-class CdpRevokeResponseSerializer(serializers.Serializer):  # type: ignore[type-arg]
+class CdpRevokeResponseSerializer(serializers.Serializer):
     success = serializers.BooleanField()
     revoked = serializers.IntegerField()
 
 
-class SessionFileSerializer(serializers.Serializer):  # type: ignore[type-arg]
+class SessionFileSerializer(serializers.Serializer):
     fileId = serializers.CharField()
     originalName = serializers.CharField()
     size = serializers.IntegerField()
@@ -748,6 +814,6 @@ class SessionFileSerializer(serializers.Serializer):  # type: ignore[type-arg]
     downloadUrl = serializers.URLField()
 
 
-class SessionFilesSerializer(serializers.Serializer):  # type: ignore[type-arg]
+class SessionFilesSerializer(serializers.Serializer):
     success = serializers.BooleanField()
     files = SessionFileSerializer(many=True)

@@ -18,7 +18,7 @@ from sessions_app.models import BrowserSession, Task
 
 @pytest.fixture(scope="module")
 def document() -> dict[str, Any]:
-    return APIClient().get("/openapi.json").json()  # type: ignore[no-any-return]
+    return APIClient().get("/openapi.json").json()
 
 
 def _schema(document: dict[str, Any], path: str, method: str, status: str = "200") -> dict[str, Any]:
@@ -29,7 +29,7 @@ def _schema(document: dict[str, Any], path: str, method: str, status: str = "200
 
 def _body_schema(document: dict[str, Any], path: str) -> dict[str, Any]:
     ref = document["paths"][path]["post"]["requestBody"]["content"]["application/json"]["schema"]["$ref"]
-    return document["components"]["schemas"][ref.rsplit("/", 1)[-1]]  # type: ignore[no-any-return]
+    return document["components"]["schemas"][ref.rsplit("/", 1)[-1]]
 
 
 def test_the_document_is_valid_openapi_3(document: dict[str, Any]) -> None:
@@ -40,8 +40,23 @@ def test_the_document_is_valid_openapi_3(document: dict[str, Any]) -> None:
 def test_start_session_body_lists_its_fields_with_their_limits(document: dict[str, Any]) -> None:
     body = _body_schema(document, "/start/start-session")
     fields = body["properties"]
-    for name in ("taskDetails", "prompt", "startingUrl", "startingPoint", "task", "initialTask", "environmentId",
-                 "profileId", "policyId", "proxy", "reachOutMode", "avoidDomains", "secrets", "webhook", "cdp"):
+    for name in (
+        "taskDetails",
+        "prompt",
+        "startingUrl",
+        "startingPoint",
+        "task",
+        "initialTask",
+        "environmentId",
+        "profileId",
+        "policyId",
+        "proxy",
+        "reachOutMode",
+        "avoidDomains",
+        "secrets",
+        "webhook",
+        "cdp",
+    ):
         assert name in fields, name
     assert (fields["maxDuration"]["minimum"], fields["maxDuration"]["maximum"]) == (1000, 300_000)
     task = document["components"]["schemas"]["Task"]["properties"]
@@ -65,8 +80,15 @@ def test_real_responses_match_their_documented_schemas(document: dict[str, Any])
     ledger_post(team=team, amount_micros=1_000_000, kind="grant", idempotency_key="doc-grant")
     client = APIClient(HTTP_AUTHORIZATION=f"Bearer {api_key_create(team=team, user=user).raw}")
     session = BrowserSession.objects.create(team=team, state="active", worker_id="w", started_at=timezone.now())
-    Task.objects.create(session=session, seq=1, prompt="x", state="completed", started_at=timezone.now(),
-                        completed_at=timezone.now(), result_message="done")
+    Task.objects.create(
+        session=session,
+        seq=1,
+        prompt="x",
+        state="completed",
+        started_at=timezone.now(),
+        completed_at=timezone.now(),
+        result_message="done",
+    )
     Task.objects.create(session=session, seq=2, prompt="y", state="running", started_at=timezone.now())
     task_ids = list(session.tasks.order_by("seq").values_list("pk", flat=True))
 
