@@ -5,13 +5,14 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from django.conf import settings
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from accounts.authentication import ApiPrincipal
 
-from .errors import InvalidParameter
+from .errors import ApiError, InvalidParameter
 from .ratelimit import RateDecision, RateLimited, rate_limit_hit
 
 MAX_PAGE = 1_000_000
@@ -72,3 +73,15 @@ def page_params(request: Request, *, max_limit: int) -> tuple[int, int]:
     """`?page=` (from 1) and `?limit=` (1 to max_limit, default 20) of a list endpoint."""
     page = int_param(request, "page", 1, low=1, high=MAX_PAGE)
     return page, int_param(request, "limit", 20, low=1, high=max_limit)
+
+
+def object_body(data: Any) -> dict[str, Any]:
+    """The request body, which must be a JSON object (else 400 INVALID_JSON)."""
+    if not isinstance(data, dict):
+        raise ApiError("Request body must be a JSON object", code="INVALID_JSON")
+    return data
+
+
+def public_base_url(request: Any) -> str:
+    """Where clients reach us: ENIGMA_PUBLIC_URL, else the request's own scheme and host."""
+    return settings.ENIGMA_PUBLIC_URL or f"{request.scheme}://{request.get_host()}"

@@ -8,6 +8,8 @@ from rest_framework.response import Response
 
 from enigma_site.api import ApiView, ok
 from enigma_site.errors import ApiError, InvalidParameter
+from environments.models import StoredFile
+from environments.selectors import file_body
 
 from . import selectors
 from .cdp import cdp_token_create, cdp_tokens_revoke, connect_url, token_ttl_s
@@ -53,9 +55,6 @@ class SessionFilesApi(ApiView):
     """The files the session's browser downloaded (by a task or a CDP client)."""
 
     def get(self, request: Request, session_id: str) -> Response:
-        from environments.models import StoredFile
-        from environments.selectors import file_body
-
         session = selectors.session_get(team=self.principal.team, session_id=session_id)
         base = public_base_url(request)
         rows = StoredFile.objects.filter(team_id=session.team_id, session_id=session.pk,

@@ -31,15 +31,17 @@ from agents.loop import run_agent
 from agents.secrets import SecretVault
 from agents.types import AgentError, SecretEntry, TaskSpec, TaskStopped, clean_obj
 from enigma_site.redis import get_async_redis
-from environments import policy_engine
 from environments import proxies as environment_proxies
 from environments import selectors as environment_selectors
 from environments import services as environment_services
 from environments import storage as environment_storage
-from environments import tasks as environment_tasks
+from policies import engine as policy_engine
+from policies import selectors as policy_selectors
+from policies import services as policy_services
 from recordings.recorder import SessionRecorder
 
 from . import metering, services
+from . import tasks as session_tasks
 from .cdp import CdpRelay, cdp_acquire
 from .commands import stream_key
 from .events import aevent_emit, atask_notify
@@ -204,7 +206,7 @@ class SessionRunner:
             self.browser.context.on("page", self._watch_downloads)
             self._watch_downloads(self.browser.page)
             if session.config.get("policyId"):
-                self.policy_rules = await db(environment_selectors.policy_rules)(
+                self.policy_rules = await db(policy_selectors.policy_rules)(
                     policy_id=session.config["policyId"])
                 if self.policy_rules and (self.policy_rules.get("defaultAction") == "block" or any(
                         r.get("category") == "navigation" for r in self.policy_rules.get("actionRules", []))):
@@ -579,7 +581,7 @@ class SessionRunner:
         self.policy.avoid_domains = sorted(set(self.session.config.get("avoidDomains", []))
                                            | set(config.get("avoidDomains", [])))
         if self.session.config.get("policyId"):  # edits to the policy apply from the next task
-            self.policy_rules = await db(environment_selectors.policy_rules)(
+            self.policy_rules = await db(policy_selectors.policy_rules)(
                 policy_id=self.session.config["policyId"]) or self.policy_rules
             self.runtime.bind_policy_rules(self)  # changed rules cut the gate's open connections
         await self.emit("message", {"type": "task_started", "taskId": task.pk, "data": {"taskId": task.pk}},
@@ -594,7 +596,7 @@ class SessionRunner:
                           for s in self.secrets.pop(task.pk, [])),
             files=tuple(await db(environment_selectors.file_paths)(
                 team=self.session.team_id, file_ids=list(config.get("files") or []))),
-            role=await db(environment_selectors.policy_role)(policy_id=self.session.config["policyId"])
+            role=await db(policy_selectors.policy_role)(policy_id=self.session.config["policyId"])
             if self.session.config.get("policyId") else "",
         )
         outcome: dict[str, Any]
@@ -640,7 +642,7 @@ class SessionRunner:
                      response: str = "") -> None:
         assert self.session is not None
         task_id = self.current_task.pk if self.current_task else ""
-        await db(environment_services.policy_audit_record)(
+        await db(policy_services.policy_audit_record)(
             team_id=self.session.team_id, session_id=self.session_id, task_id=task_id,
             policy_id=self.session.config.get("policyId") or "", source=source, action=name,
             category=",".join(policy_engine.categories_for(name, {})) or "", target=self.vault.scrub(target),
@@ -832,7 +834,7 @@ class SessionRunner:
                                         "details": task.error_details, "usage": usage}, task_id=task.pk)
         await atask_notify(task.pk, state)
         await self.checkpoint_browser()
-        await db(environment_tasks.task_finished.delay)(task.pk)  # webhooks, trigger runs
+        await db(session_tasks.task_finished.delay)(task.pk)  # webhooks, trigger runs
 
     async def raise_guardrail(self, task: Task, question: str) -> str:
         loop = asyncio.get_running_loop()

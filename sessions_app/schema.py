@@ -231,7 +231,8 @@ def _parse_output(data: dict[str, Any], prefix: str, task: TaskInput) -> None:
         task.output_schema = [c.strip() for c in schema]
 
 
-def _parse_webhook(value: Any, name: str) -> dict[str, Any] | None:
+def parse_webhook(value: Any, name: str) -> dict[str, Any] | None:
+    """A task's `webhook` (also a trigger's): {name, url, auth, submittedData}, or None."""
     if value is None:
         return None
     if not isinstance(value, dict):
@@ -293,7 +294,7 @@ def parse_task(data: dict[str, Any], prefix: str = "", *, text_key_hint: str = "
         if not isinstance(files, list) or not all(isinstance(f, str) and f for f in files):
             raise InvalidParameter(f"{prefix}files", f"Invalid parameter '{prefix}files': an array of fileIds")
         task.files = list(files)
-    task.webhook = _parse_webhook(data.get("webhook"), f"{prefix}webhook")
+    task.webhook = parse_webhook(data.get("webhook"), f"{prefix}webhook")
     return task
 
 
