@@ -26,7 +26,7 @@ def _apps() -> set[str]:
 
 def _imported(tree: ast.AST) -> set[str]:
     """Top-level package names of the absolute imports in `tree`."""
-    names = set()
+    names: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             names.update(alias.name.split(".")[0] for alias in node.names)
