@@ -7,6 +7,7 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
+from django.conf import settings
 from django.db.models import QuerySet
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -14,7 +15,7 @@ from rest_framework.views import APIView
 
 from accounts.authentication import ApiPrincipal
 
-from .errors import InvalidParameter
+from .errors import ApiError, InvalidParameter
 from .ratelimit import RateDecision, RateLimited, rate_limit_hit
 
 MAX_PAGE = 1_000_000
@@ -89,3 +90,14 @@ def paginate(request: Request, query: QuerySet[Any], *, max_limit: int) -> tuple
 def timestamp(value: datetime | None) -> str | None:
     """A time as the API writes it: ISO 8601 in UTC with `Z` (`2024-01-15T10:30:00.123456Z`)."""
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z") if value else None
+
+def object_body(data: Any) -> dict[str, Any]:
+    """The request body, which must be a JSON object (else 400 INVALID_JSON)."""
+    if not isinstance(data, dict):
+        raise ApiError("Request body must be a JSON object", code="INVALID_JSON")
+    return data
+
+
+def public_base_url(request: Any) -> str:
+    """Where clients reach us: ENIGMA_PUBLIC_URL, else the request's own scheme and host."""
+    return settings.ENIGMA_PUBLIC_URL or f"{request.scheme}://{request.get_host()}"

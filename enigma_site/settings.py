@@ -77,6 +77,9 @@ INSTALLED_APPS = [
     "integrations",
     "dashboard",
     "environments",
+    "policies",
+    "webhooks",
+    "triggers",
     "video",
     "recordings",
 ]
@@ -320,6 +323,44 @@ ENIGMA_RECORDINGS = env_bool("ENIGMA_RECORDINGS", True)
 ENIGMA_RECORDING_MAX_FPS = env_float("ENIGMA_RECORDING_MAX_FPS", 5)
 ENIGMA_RECORDING_QUALITY = env_int("ENIGMA_RECORDING_QUALITY", 50)
 ENIGMA_RECORDING_RETENTION_DAYS = env_float("ENIGMA_RECORDING_RETENTION_DAYS", 30)
+
+# Environments and stored files (environments/). Sizes in MB.
+ENIGMA_MAX_UPLOAD_MB = env_float("ENIGMA_MAX_UPLOAD_MB", 50)  # per file of POST /files/upload
+ENIGMA_MAX_PROFILE_MB = env_float("ENIGMA_MAX_PROFILE_MB", 500)  # a profile archive
+# How far a profile archive may decompress before it is refused (a gzip bomb stops here).
+ENIGMA_MAX_PROFILE_INFLATED_MB = env_float("ENIGMA_MAX_PROFILE_INFLATED_MB", 200)
+# Profile uploads per team and window (api.md §6.3: 100 per 15 minutes).
+ENIGMA_PROFILE_UPLOAD_RATE_LIMIT = env_int("ENIGMA_PROFILE_UPLOAD_RATE_LIMIT", 100)
+ENIGMA_PROFILE_UPLOAD_RATE_WINDOW_S = env_float("ENIGMA_PROFILE_UPLOAD_RATE_WINDOW_S", 900)
+ENIGMA_ORPHAN_FILE_TTL_S = env_float("ENIGMA_ORPHAN_FILE_TTL_S", 3600)
+ENIGMA_MAX_DOWNLOAD_MB = env_float("ENIGMA_MAX_DOWNLOAD_MB", 100)  # one file a page pushes to the browser
+ENIGMA_MAX_DOWNLOADS_PER_SESSION = env_int("ENIGMA_MAX_DOWNLOADS_PER_SESSION", 50)  # later ones are refused
+ENIGMA_DOWNLOAD_RETENTION_S = env_float("ENIGMA_DOWNLOAD_RETENTION_S", 7 * 86400)
+ENIGMA_TEAM_STORAGE_MB = env_float("ENIGMA_TEAM_STORAGE_MB", 5120)  # uploads and downloads of a team
+# A provider's proxy URL (http://user:pass@host:port) for session proxies of source "WebRun".
+ENIGMA_MANAGED_PROXY_URL = os.environ.get("ENIGMA_MANAGED_PROXY_URL", "").strip()
+# Where blobs live (environments/storage.py): "local" (MEDIA_ROOT) or "s3", an S3-compatible bucket.
+ENIGMA_STORAGE = os.environ.get("ENIGMA_STORAGE", "").strip().lower() or "local"
+if ENIGMA_STORAGE not in ("local", "s3"):
+    raise ImproperlyConfigured(f"ENIGMA_STORAGE must be one of local, s3, not {ENIGMA_STORAGE!r}")
+ENIGMA_S3_ENDPOINT_URL = os.environ.get("ENIGMA_S3_ENDPOINT_URL", "").strip()  # empty: AWS S3 itself
+ENIGMA_S3_BUCKET = os.environ.get("ENIGMA_S3_BUCKET", "").strip()
+# Empty keys: boto3's own credential chain (environment, instance role, ...).
+ENIGMA_S3_ACCESS_KEY_ID = os.environ.get("ENIGMA_S3_ACCESS_KEY_ID", "").strip()
+ENIGMA_S3_SECRET_ACCESS_KEY = os.environ.get("ENIGMA_S3_SECRET_ACCESS_KEY", "").strip()
+ENIGMA_S3_REGION = os.environ.get("ENIGMA_S3_REGION", "").strip() or "us-east-1"
+ENIGMA_S3_PREFIX = os.environ.get("ENIGMA_S3_PREFIX", "").strip()  # key prefix inside the bucket, e.g. "enigma/"
+
+# Webhooks (webhooks/): the first retry waits ENIGMA_WEBHOOK_RETRY_BASE_S, doubling per attempt.
+ENIGMA_WEBHOOK_RETRY_BASE_S = env_float("ENIGMA_WEBHOOK_RETRY_BASE_S", 10)
+ENIGMA_WEBHOOK_MAX_ATTEMPTS = env_int("ENIGMA_WEBHOOK_MAX_ATTEMPTS", 6)
+ENIGMA_WEBHOOK_TIMEOUT_S = env_float("ENIGMA_WEBHOOK_TIMEOUT_S", 30)
+# How old a signature timestamp a receiver should accept (the replay window).
+ENIGMA_WEBHOOK_TOLERANCE_S = env_int("ENIGMA_WEBHOOK_TOLERANCE_S", 300)
+
+# Triggers (triggers/, /cron-jobs).
+ENIGMA_TRIGGER_MIN_INTERVAL_S = env_int("ENIGMA_TRIGGER_MIN_INTERVAL_S", 60)
+ENIGMA_MAX_TRIGGERS = env_int("ENIGMA_MAX_TRIGGERS", 50)
 
 # Billing.
 ENIGMA_METER_INTERVAL_S = env_float("ENIGMA_METER_INTERVAL_S", 10)

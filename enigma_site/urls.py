@@ -12,6 +12,9 @@ urlpatterns = [
     path("", include("integrations.urls")),
     path("", include("dashboard.urls")),
     path("", include("environments.urls")),
+    path("", include("policies.urls")),
+    path("", include("webhooks.urls")),
+    path("", include("triggers.urls")),
     path("", include("video.urls")),
     path("", include("recordings.urls")),
 ]

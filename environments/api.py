@@ -4,17 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.core import signing
 from django.http import FileResponse, HttpResponse
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from enigma_site.api import ApiView, ok, page_params
+from enigma_site.api import ApiView, ok, public_base_url
 from enigma_site.errors import ApiError, InvalidParameter
 from enigma_site.ratelimit import RateLimited, rate_limit_hit
-from sessions_app.streaming import public_base_url
 
-from . import conf, selectors, services, storage
+from . import selectors, services, storage
 from .archive import build_profile_archive
 from .errors import EnvironmentNotFound, FileNotFound, NoProfileData
 from .models import Environment
@@ -97,9 +97,9 @@ class EnvironmentUploadApi(ApiView):
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         super().initial(request, *args, **kwargs)
-        limit, window = conf.profile_upload_rate()
-        self._rate = rate_limit_hit(team_id=self.principal.team.pk, scope="profiles-upload", limit=limit,
-                                    window_s=window)
+        self._rate = rate_limit_hit(team_id=self.principal.team.pk, scope="profiles-upload",
+                                    limit=settings.ENIGMA_PROFILE_UPLOAD_RATE_LIMIT,
+                                    window_s=settings.ENIGMA_PROFILE_UPLOAD_RATE_WINDOW_S)
         if self._rate is not None and not self._rate.allowed:
             raise RateLimited()
 
@@ -201,162 +201,3 @@ class FileDownloadApi(ApiView):
         if not storage.file_exists(stored.path):
             raise FileNotFound()
         return FileResponse(storage.file_open(stored.path), as_attachment=True, filename=stored.original_name)
-
-
-class WebhookSecretApi(ApiView):
-    """The team's webhook signing secret and how the signature is made."""
-
-    def get(self, request: Request) -> Response:
-        return ok(secret=services.webhook_secret_get(team_id=self.principal.team.pk), **_signature_doc())
-
-
-class WebhookSecretRotateApi(ApiView):
-    def post(self, request: Request) -> Response:
-        return ok(secret=services.webhook_secret_rotate(team_id=self.principal.team.pk), **_signature_doc())
-
-
-class TaskWebhooksApi(ApiView):
-    def get(self, request: Request, session_id: str, task_id: str) -> Response:
-        from sessions_app.selectors import task_get
-
-        task = task_get(team=self.principal.team, session_id=session_id, task_id=task_id)
-        deliveries = selectors.task_webhook_deliveries(team=self.principal.team, task_id=task.pk)
-        return ok(deliveries=[selectors.delivery_body(d) for d in deliveries])
-
-
-def _signature_doc() -> dict[str, Any]:
-    return {
-        "header": "Enigma-Signature",
-        "format": "t=<unix seconds>,v1=<hex HMAC-SHA256(secret, '<t>.<raw body>')>",
-        "toleranceSeconds": conf.webhook_tolerance_s(),
-    }
-
-
-def _object_body(data: Any) -> dict[str, Any]:
-    if not isinstance(data, dict):
-        raise ApiError("Request body must be a JSON object", code="INVALID_JSON")
-    return data
-
-
-POLICY_FIELDS = {"name", "description", "llmRole", "status", "defaultAction", "domainRules", "actionRules"}
-
-
-def _policy_input(data: Any) -> dict[str, Any]:
-    body = _object_body(data)
-    for key in body:
-        if key not in POLICY_FIELDS:
-            raise InvalidParameter(key, f"Unknown field '{key}'")
-    return body
-
-
-class PolicyListCreateApi(ApiView):
-    def get(self, request: Request) -> Response:
-        return ok(policies=[selectors.policy_body(p) for p in selectors.policy_list(team=self.principal.team)])
-
-    def post(self, request: Request) -> Response:
-        policy = services.policy_create(team=self.principal.team, data=_policy_input(request.data))
-        return ok(message="Policy created", policy=selectors.policy_body(policy), status=201)
-
-
-class PolicyDetailApi(ApiView):
-    def get(self, request: Request, policy_id: str) -> Response:
-        policy = selectors.policy_get(team=self.principal.team, policy_id=policy_id)
-        return ok(policy=selectors.policy_body(policy))
-
-    def put(self, request: Request, policy_id: str) -> Response:
-        policy = selectors.policy_get(team=self.principal.team, policy_id=policy_id)
-        policy = services.policy_update(policy=policy, data=_policy_input(request.data))
-        return ok(policy=selectors.policy_body(policy))
-
-    def delete(self, request: Request, policy_id: str) -> Response:
-        policy = selectors.policy_get(team=self.principal.team, policy_id=policy_id)
-        services.policy_delete(policy=policy)
-        return ok(message="Policy deleted")
-
-
-class SessionPolicyAuditApi(ApiView):
-    def get(self, request: Request, session_id: str) -> Response:
-        from sessions_app.selectors import session_get
-
-        session = session_get(team=self.principal.team, session_id=session_id)
-        entries = selectors.session_policy_audit(team=self.principal.team, session_id=session.pk)
-        return ok(
-            sessionId=session.pk,
-            policyId=session.config.get("policyId"),
-            entries=[selectors.audit_body(e) for e in entries],
-        )
-
-
-class TriggerListCreateApi(ApiView):
-    def get(self, request: Request) -> Response:
-        return ok(cronJobs=[selectors.trigger_body(t) for t in selectors.trigger_list(team=self.principal.team)])
-
-    def post(self, request: Request) -> Response:
-        trigger = services.trigger_create(team=self.principal.team, data=_object_body(request.data))
-        return ok(cronJob=selectors.trigger_body(trigger), status=201)
-
-
-class TriggerDetailApi(ApiView):
-    def get(self, request: Request, trigger_id: str) -> Response:
-        trigger = selectors.trigger_get(team=self.principal.team, trigger_id=trigger_id)
-        runs = selectors.trigger_runs(trigger=trigger)[:10]
-        return ok(cronJob=selectors.trigger_body(trigger), recentRuns=[selectors.run_body(r) for r in runs])
-
-    def put(self, request: Request, trigger_id: str) -> Response:
-        trigger = selectors.trigger_get(team=self.principal.team, trigger_id=trigger_id)
-        trigger = services.trigger_update(trigger=trigger, data=_object_body(request.data))
-        return ok(cronJob=selectors.trigger_body(trigger))
-
-    def delete(self, request: Request, trigger_id: str) -> Response:
-        trigger = selectors.trigger_get(team=self.principal.team, trigger_id=trigger_id)
-        services.trigger_delete(trigger=trigger)
-        return ok(message="Cron job deleted")
-
-
-class TriggerPauseApi(ApiView):
-    def post(self, request: Request, trigger_id: str) -> Response:
-        trigger = services.trigger_pause(trigger=selectors.trigger_get(team=self.principal.team, trigger_id=trigger_id))
-        return ok(cronJob={"_id": trigger.pk, "status": trigger.status})
-
-
-class TriggerResumeApi(ApiView):
-    def post(self, request: Request, trigger_id: str) -> Response:
-        trigger = services.trigger_resume(
-            trigger=selectors.trigger_get(team=self.principal.team, trigger_id=trigger_id)
-        )
-        return ok(
-            cronJob={
-                "_id": trigger.pk,
-                "status": trigger.status,
-                "consecutiveFailures": 0,
-                "nextRunAt": selectors.iso(trigger.next_run_at),
-            }
-        )
-
-
-class TriggerRunNowApi(ApiView):
-    def post(self, request: Request, trigger_id: str) -> Response:
-        from .tasks import run_trigger
-
-        trigger = selectors.trigger_get(team=self.principal.team, trigger_id=trigger_id)
-        run_trigger.delay(trigger.pk)
-        return ok(message="Job triggered. Check runs endpoint for results.")
-
-
-class TriggerRunsApi(ApiView):
-    def get(self, request: Request, trigger_id: str) -> Response:
-        trigger = selectors.trigger_get(team=self.principal.team, trigger_id=trigger_id)
-        page, limit = page_params(request, max_limit=50)
-        runs = selectors.trigger_runs(trigger=trigger)
-        total = runs.count()
-        rows = runs[(page - 1) * limit : page * limit]
-        return ok(
-            runs=[selectors.run_body(r) for r in rows],
-            pagination={"page": page, "limit": limit, "total": total, "totalPages": -(-total // limit)},
-        )
-
-
-class TriggerRunDetailApi(ApiView):
-    def get(self, request: Request, trigger_id: str, run_id: str) -> Response:
-        trigger = selectors.trigger_get(team=self.principal.team, trigger_id=trigger_id)
-        return ok(run=selectors.run_body(selectors.trigger_run_get(trigger=trigger, run_id=run_id)))

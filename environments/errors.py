@@ -50,21 +50,3 @@ class InvalidArchive(ApiError):
 class NoProfileData(ApiError):
     code = "NO_PROFILE_DATA"
     default_message = "Profile has no data to download"
-
-
-class PolicyNotFound(ApiError):
-    status_code = 404
-    code = "POLICY_NOT_FOUND"
-    default_message = "Policy not found"
-
-
-class TriggerNotFound(ApiError):
-    status_code = 404
-    code = "CRON_JOB_NOT_FOUND"
-    default_message = "Cron job not found"
-
-
-class TriggerRunNotFound(ApiError):
-    status_code = 404
-    code = "RUN_NOT_FOUND"
-    default_message = "Run not found"

@@ -25,8 +25,6 @@ from agents.egress.rules import allow_list, as_ip, own_services, parse_host, spl
 from enigma_site.errors import ApiError, InvalidParameter
 from enigma_site.redis import get_async_redis, get_redis
 
-from . import conf
-
 FIELDS = {"source", "type", "host", "port", "username", "password", "level", "country"}
 MANAGED_SOURCES = ("webrun", "enigma")
 
@@ -127,12 +125,12 @@ def proxy_address_reason(host: str, port: int, *, resolve: bool = True) -> str |
         if own_port and own_port.isdigit():
             own.append((own_host, int(own_port), _addresses(own_host, resolve=True)))
     return target_block_reason(
-        name, port, addresses, allowed=allow_list(conf.allowed_private_hosts()), own=own_services(own)
+        name, port, addresses, allowed=allow_list(settings.ENIGMA_ALLOWED_PRIVATE_HOSTS), own=own_services(own)
     )
 
 
 def _managed(proxy: dict[str, Any], level: str | None) -> tuple[dict[str, Any], dict[str, str]]:
-    url = conf.managed_proxy_url()
+    url = settings.ENIGMA_MANAGED_PROXY_URL
     if not url:
         raise ProxyUnavailable(
             'Managed proxies (source "WebRun") are not available on this installation; '

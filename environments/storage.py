@@ -1,5 +1,5 @@
 """Where profiles and files live: on local disk under MEDIA_ROOT (the default) or in an
-S3-compatible bucket (ENIGMA_STORAGE=s3, see conf.py). Every read and write of blob data goes
+S3-compatible bucket (ENIGMA_STORAGE=s3, the ENIGMA_S3_* settings). Every read and write of blob data goes
 through this module; the backend is chosen per call from the settings.
 
 Blob names are "relative" paths such as ``files/<id>/<name>``; on S3 the key is
@@ -22,9 +22,8 @@ import tempfile
 from pathlib import Path
 from typing import IO, Any
 
+from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
-
-from . import conf
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._ -]+")
 _CACHE_DIR = ".s3-cache"
@@ -42,12 +41,33 @@ def safe_filename(name: str) -> str:
 # ----- backend selection and S3 plumbing -------------------------------------------------------
 
 
+STORAGE_BACKENDS = ("local", "s3")
+
+
+def storage_backend() -> str:
+    """Where blobs live: "local" (MEDIA_ROOT, the default) or "s3" (ENIGMA_STORAGE)."""
+    value = str(settings.ENIGMA_STORAGE).strip().lower() or "local"
+    if value not in STORAGE_BACKENDS:
+        raise ImproperlyConfigured(f"ENIGMA_STORAGE must be one of {', '.join(STORAGE_BACKENDS)}, not {value!r}")
+    return value
+
+
+def _media_root() -> Path:
+    return Path(settings.MEDIA_ROOT)
+
+
+def _s3_prefix() -> str:
+    """ENIGMA_S3_PREFIX as a key prefix: "enigma", "/enigma/" and "enigma/" all give "enigma/"."""
+    prefix = str(settings.ENIGMA_S3_PREFIX).strip().strip("/")
+    return f"{prefix}/" if prefix else ""
+
+
 def _on_s3() -> bool:
-    return conf.storage_backend() == "s3"
+    return storage_backend() == "s3"
 
 
 def _local(relative: str) -> Path:
-    root = conf.media_root().resolve()
+    root = _media_root().resolve()
     path = (root / relative).resolve()
     if root not in path.parents:
         raise ValueError(f"{relative!r} is outside MEDIA_ROOT")
@@ -56,8 +76,8 @@ def _local(relative: str) -> Path:
 
 def _key(relative: str) -> str:
     """The object key of `relative` (validated exactly as a local path would be)."""
-    root = conf.media_root().resolve()
-    return conf.s3_prefix() + _local(relative).relative_to(root).as_posix()
+    root = _media_root().resolve()
+    return _s3_prefix() + _local(relative).relative_to(root).as_posix()
 
 
 @functools.lru_cache(maxsize=8)
@@ -78,10 +98,11 @@ def _client_for(endpoint_url: str, access_key_id: str, secret_access_key: str, r
 
 def _s3() -> tuple[Any, str]:
     """(client, bucket) for the current settings."""
-    bucket = conf.s3_bucket()
+    bucket = settings.ENIGMA_S3_BUCKET
     if not bucket:
         raise ImproperlyConfigured("ENIGMA_STORAGE=s3 needs ENIGMA_S3_BUCKET")
-    client = _client_for(conf.s3_endpoint_url(), conf.s3_access_key_id(), conf.s3_secret_access_key(), conf.s3_region())
+    client = _client_for(settings.ENIGMA_S3_ENDPOINT_URL, settings.ENIGMA_S3_ACCESS_KEY_ID,
+                         settings.ENIGMA_S3_SECRET_ACCESS_KEY, settings.ENIGMA_S3_REGION)
     return client, bucket
 
 
@@ -233,7 +254,7 @@ def file_remove(relative: str) -> None:
         client.delete_object(Bucket=bucket, Key=_key(relative))  # no error when already gone
         _remove_local(_local(f"{_CACHE_DIR}/{relative}"), _local(_CACHE_DIR))
         return
-    _remove_local(_local(relative), conf.media_root().resolve())
+    _remove_local(_local(relative), _media_root().resolve())
 
 
 def file_exists(relative: str) -> bool:
@@ -267,6 +288,6 @@ def file_open(relative: str) -> IO[bytes]:
 
 
 def temp_dir() -> Path:
-    path = conf.media_root() / "tmp"
+    path = _media_root() / "tmp"
     path.mkdir(parents=True, exist_ok=True)
     return path

@@ -10,6 +10,8 @@ from rest_framework.response import Response
 from enigma_site.api import ApiView, ok
 from enigma_site.errors import ApiError
 from enigma_site.serializers import validated
+from environments.models import StoredFile
+from environments.selectors import file_body
 
 from . import selectors
 from . import serializers as shapes
@@ -57,9 +59,6 @@ class SessionFilesApi(ApiView):
 
     @extend_schema(responses={200: shapes.SessionFilesSerializer})
     def get(self, request: Request, session_id: str) -> Response:
-        from environments.models import StoredFile
-        from environments.selectors import file_body
-
         session = selectors.session_get(team=self.principal.team, session_id=session_id)
         base = public_base_url(request)
         rows = StoredFile.objects.filter(team_id=session.team_id, session_id=session.pk,

@@ -26,7 +26,10 @@ from django.db import DatabaseError, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from environments import services as environment_services
+
 from . import metering
+from . import tasks as session_tasks
 from .commands import commands_delete
 from .events import event_emit, task_notify
 from .models import BrowserSession, Task
@@ -111,9 +114,7 @@ def task_finish(*, session_id: str, task_id: str, state: str, result_message: st
                    "details": task.error_details, "usage": usage}
     event_emit(session_id=session_id, name="message", task_id=task_id, payload=payload)
     _notify_after_commit(task_id, state)
-    from environments import tasks as environment_tasks
-
-    transaction.on_commit(lambda: environment_tasks.task_finished.delay(task_id))  # webhooks, trigger runs
+    transaction.on_commit(lambda: session_tasks.task_finished.delay(task_id))  # webhooks, trigger runs
     return True
 
 
@@ -243,8 +244,6 @@ def session_end(*, session_id: str, state: str, reason: str, generation: int | N
             state=Task.State.TERMINATED, completed_at=now,
             error=f"Session ended ({reason}) before the task finished", code="SESSION_ENDED")
     if snapshot and snapshot["config"].get("environmentId"):
-        from environments import services as environment_services
-
         # Also after an orphan takeover or a lost worker: the last checkpoint is the state.
         # Saving releases the environment for the next session (none: released unsaved).
         try:

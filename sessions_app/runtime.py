@@ -27,8 +27,7 @@ from agents.cdp import CdpPool
 from agents.config import AgentSettings
 from agents.providers import get_provider
 from enigma_site.redis import get_async_redis
-from environments import conf as environment_conf
-from environments import policy_engine
+from policies import engine as policy_engine
 
 from . import cdp, lifecycle, metering, registry, services, sweep
 from .commands import stream_key
@@ -48,7 +47,7 @@ def egress_settings() -> EgressSettings:
         host, _, port = settings.ENIGMA_EGRESS_RESOLVER.rpartition(":")
         resolver = (host.strip("[]"), int(port))
     trusted: tuple[str, ...] = ()
-    managed = environment_conf.managed_proxy_url()
+    managed = settings.ENIGMA_MANAGED_PROXY_URL
     if managed:
         parts = urlsplit(managed)
         trusted = (f"{parts.hostname}:{parts.port}",)

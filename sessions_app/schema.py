@@ -112,7 +112,6 @@ def parse_webhook(value: Any, name: str) -> dict[str, Any] | None:
     return validated(serializers.WebhookSerializer(data=value), name)
 
 
-_parse_webhook = parse_webhook  # the name environments/ imports until its split (issue 14) lands
 
 
 def _text_check(task: dict[str, Any], prefix: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from django.db.models import QuerySet
@@ -36,6 +37,22 @@ def task_get(*, team: Team | int, session_id: str, task_id: str) -> Task:
     if task is None:
         raise TaskNotFound(f"Task {task_id} not found in session {session_id}")
     return task
+
+
+# A session that ended this recently still holds its environment until its state is saved.
+_SAVE_GRACE_S = 30
+
+
+def session_holds_environment(session_id: str) -> bool:
+    """Whether the session holding an environment still needs it: it is live, or it has just
+    ended and session_end has not saved its state yet (environments asks, see SessionsConfig)."""
+    row = BrowserSession.objects.filter(pk=session_id).values("state", "ended_at").first()
+    if row is None:
+        return False
+    if row["state"] in BrowserSession.LIVE_STATES:
+        return True
+    ended_at = row["ended_at"]
+    return ended_at is not None and ended_at > timezone.now() - timedelta(seconds=_SAVE_GRACE_S)
 
 
 def session_list(*, team: Team | int, state: str | None = None) -> QuerySet[BrowserSession]:

@@ -14,13 +14,19 @@ from accounts.models import ApiKey, Team
 from billing.services import balance_require_for_sessions, balance_require_positive
 from enigma_site.errors import ApiError, InvalidParameter, ServiceUnavailable
 from enigma_site.redis import get_redis
+from environments import selectors as environment_selectors
+from environments import services as environment_services
+from environments.proxies import proxy_parse, proxy_store
+from policies import selectors as policy_selectors
 
-from . import registry
+from . import registry, signals
 from .commands import command_push, commands_delete
 from .config import SessionConfig, TaskConfig, webhook_redacted
 from .lifecycle import session_end
 from .models import BrowserSession, Task
 from .schema import Message, SessionInput, TaskInput
+from .tasks import session_dispatch
+from .webhook_address import url_block_reason
 
 logger = logging.getLogger(__name__)
 
@@ -72,34 +78,30 @@ class NoGuardrailPending(ApiError):
     default_message = "No task in this session is waiting for human input"
 
 
-def _unsupported(team: Team, session_input: SessionInput, task: TaskInput) -> None:
-    """Reject unknown ids and unavailable features (400 naming the field) instead of ignoring them."""
-    from environments import selectors as environment_selectors
-
+def _unsupported(team: Team, session_input: SessionInput,
+                 task: TaskInput) -> tuple[dict[str, Any] | None, dict[str, str] | None]:
+    """Reject unknown ids and unavailable features (400 naming the field) instead of ignoring them.
+    Returns the session proxy parsed (public config, browser settings), or (None, None)."""
     if session_input.environment_id and not environment_selectors.environment_exists(
             team=team, environment_id=session_input.environment_id):
         raise InvalidParameter("environmentId", f"Environment {session_input.environment_id} not found",
                                value=session_input.environment_id)
-    if session_input.policy_id and not environment_selectors.policy_active_exists(
+    if session_input.policy_id and not policy_selectors.policy_active_exists(
             team=team, policy_id=session_input.policy_id):
         raise InvalidParameter("policyId", f"Policy {session_input.policy_id} not found (or not active)",
                                value=session_input.policy_id)
+    proxy: tuple[dict[str, Any] | None, dict[str, str] | None] = (None, None)
     if session_input.proxy is not None:
-        from environments.proxies import proxy_parse
-
-        proxy_parse(session_input.proxy)
+        proxy = proxy_parse(session_input.proxy)
     _unsupported_task(team, task, session_input.task_prefix)
+    return proxy
 
 
 def _unsupported_task(team: Team | int, task: TaskInput, prefix: str) -> None:
-    from environments import selectors as environment_selectors
-
     missing = environment_selectors.files_missing(team=team, file_ids=task.files) if task.files else []
     if missing:
         raise InvalidParameter(f"{prefix}files", f"File {missing[0]} not found", value=missing[0])
     if task.webhook is not None:
-        from environments.webhooks import url_block_reason
-
         reason = url_block_reason(task.webhook["url"], allowed_hosts=settings.ENIGMA_ALLOWED_PRIVATE_HOSTS,
                                   resolve=False)
         if reason is not None:
@@ -112,8 +114,6 @@ def _environment_attach(session: BrowserSession, task_input: TaskInput, *, first
     environment_id = SessionConfig.from_json(session.config).environment_id
     if not environment_id:
         return
-    from environments import services as environment_services
-
     if first:
         environment_services.environment_mark_used(environment_id=environment_id)
     if task_input.files:
@@ -169,11 +169,7 @@ def _create_task(session: BrowserSession, task_input: TaskInput) -> Task:
     seq = (session.tasks.aggregate(m=Max("seq"))["m"] or 0) + 1
     task = Task.objects.create(session=session, seq=seq, prompt=task_input.prompt,
                                config=_task_config(task_input).to_json())
-    if task_input.webhook is not None:
-        from environments.services import webhook_schedule
-
-        webhook_schedule(team_id=session.team_id, session_id=session.pk, task_id=task.pk,
-                         webhook=task_input.webhook)
+    signals.task_created.send(sender=Task, task=task, webhook=task_input.webhook)  # webhooks record it
     return task
 
 
@@ -185,15 +181,8 @@ def session_start(*, team: Team, api_key: ApiKey | None, spec: SessionInput,
     Raises 429 above the team's limit of live sessions, 402 before any work when the balance
     does not cover them (see _admit) and 503 when no browser slot is free.
     """
-    _unsupported(team, spec, spec.task)
-    from .tasks import session_dispatch
-
+    proxy_public, proxy_browser = _unsupported(team, spec, spec.task)
     task_input = spec.task
-    proxy_public, proxy_browser = None, None
-    if spec.proxy is not None:
-        from environments.proxies import proxy_parse, proxy_store
-
-        proxy_public, proxy_browser = proxy_parse(spec.proxy, resolve=False)
     config = SessionConfig(
         mode=spec.mode, reach_out_mode=spec.reach_out_mode, max_duration_ms=task_input.max_duration_ms,
         max_input_tokens=task_input.max_input_tokens, max_output_tokens=task_input.max_output_tokens,
@@ -210,9 +199,7 @@ def session_start(*, team: Team, api_key: ApiKey | None, spec: SessionInput,
                                                 base_url=base_url[:300])
         task = _create_task(session, task_input) if task_input.prompt else None
         if spec.environment_id:  # one live session per environment, else 409 ENVIRONMENT_IN_USE
-            from environments.services import environment_claim
-
-            environment_claim(environment_id=spec.environment_id, session_id=session.pk)
+            environment_services.environment_claim(environment_id=spec.environment_id, session_id=session.pk)
         registry.host_reserve(host, session.pk)  # the next start's placement counts it
     _environment_attach(session, task_input, first=True)
     if proxy_browser is not None:

@@ -12,10 +12,8 @@ import json
 import secrets
 import time
 from dataclasses import dataclass
-from typing import Any
 
-from django.conf import settings
-
+from enigma_site.api import public_base_url as public_base_url  # its callers here import it from this module
 from enigma_site.redis import get_redis
 
 VIEWER_TOKEN_MAX_AGE_S = 6 * 3600
@@ -54,11 +52,6 @@ def viewer_token_read(token: str) -> ViewerGrant | None:
     if float(data["e"]) <= time.time():
         return None
     return ViewerGrant(session_id=str(data["s"]), control=bool(data["c"]), expires_at=float(data["e"]))
-
-
-def public_base_url(request: Any) -> str:
-    """Where clients reach us: ENIGMA_PUBLIC_URL, else the request's own scheme and host."""
-    return settings.ENIGMA_PUBLIC_URL or f"{request.scheme}://{request.get_host()}"
 
 
 def viewer_url(*, base_url: str, session_id: str, control: bool) -> str:

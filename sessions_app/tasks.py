@@ -9,7 +9,7 @@ from typing import Any
 from celery import shared_task
 from celery.signals import worker_ready, worker_shutting_down
 
-from . import registry
+from . import registry, signals
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +47,14 @@ def session_dispatch(*, session_id: str, host: str | None = None, warm_usable: b
     queue = registry.host_queue(host) if host is not None else registry.SHARED_QUEUE
     host_session.apply_async((session_id,), queue=queue)
     return host
+
+
+# The name predates the sessions app publishing this: queued messages carry it.
+@shared_task(name="environments.task_finished", acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+def task_finished(task_id: str) -> None:
+    """A task reached its end: tell the subscribers (webhooks, trigger runs) here, in an ops
+    worker, not in the runner that finished it. Safe to run twice."""
+    signals.task_finished.send(sender=None, task_id=task_id)
 
 
 @shared_task(name="sessions.sweep", ignore_result=True, expires=30)

@@ -1,6 +1,6 @@
 from django.urls import path
 
-from . import api, cdp_api, metrics
+from . import api, cdp_api, metrics, policy_audit_api
 
 urlpatterns = [
     path("start/start-session", api.start_session, name="start-session"),
@@ -15,4 +15,6 @@ urlpatterns = [
     path("sessions/<str:session_id>/events", api.session_events, name="session-events"),
     path("sessions/<str:session_id>/cdp-tokens", cdp_api.cdp_tokens, name="session-cdp-tokens"),
     path("sessions/<str:session_id>/files", cdp_api.session_files, name="session-files"),
+    path("sessions/<str:session_id>/policy-audit", policy_audit_api.SessionPolicyAuditApi.as_view(),
+         name="session-policy-audit"),
 ]

@@ -1,4 +1,4 @@
-"""The automation policy of one session (environments.policy_engine): every agent action, every
+"""The automation policy of one session (policies.engine): every agent action, every
 navigation the page makes and every manual action is judged, audited, and allowed, refused or
 held for a human's approval. Domain rules are applied by the egress gate
 (WorkerRuntime.bind_policy_rules), which reads `rules` here at each judgement."""
@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING, Any
 
 from playwright.async_api import Error as PlaywrightError
 
-from environments import policy_engine
-from environments import selectors as environment_selectors
-from environments import services as environment_services
+from policies import engine as policy_engine
+from policies import selectors as policy_selectors
+from policies import services as policy_services
 
 from ..models import Task
 from ..schema import CHROME_HEIGHT
@@ -38,7 +38,7 @@ class PolicyGate:
             return
         runner = self.runner
         assert runner.browser is not None
-        self.rules = await db(environment_selectors.policy_rules)(policy_id=self.policy_id)
+        self.rules = await db(policy_selectors.policy_rules)(policy_id=self.policy_id)
         if self.rules and (self.rules.get("defaultAction") == "block" or any(
                 r.get("category") == "navigation" for r in self.rules.get("actionRules", []))):
             await runner.browser.context.route("**/*", self.route)
@@ -49,14 +49,14 @@ class PolicyGate:
         connections (WorkerRuntime.bind_policy_rules)."""
         if not self.policy_id:
             return
-        self.rules = await db(environment_selectors.policy_rules)(policy_id=self.policy_id) or self.rules
+        self.rules = await db(policy_selectors.policy_rules)(policy_id=self.policy_id) or self.rules
         self.runner.runtime.bind_policy_rules(self.runner)
 
     async def role(self) -> str:
         """The role the policy gives the agent (part of its system prompt)."""
         if not self.policy_id:
             return ""
-        return str(await db(environment_selectors.policy_role)(policy_id=self.policy_id))
+        return str(await db(policy_selectors.policy_role)(policy_id=self.policy_id))
 
     async def audit(self, *, source: str, name: str, target: str, url: str, decision: policy_engine.Decision,
                     response: str = "") -> None:
@@ -64,7 +64,7 @@ class PolicyGate:
         assert runner.session is not None
         vault = runner.vault
         task_id = runner.current_task.pk if runner.current_task else ""
-        await db(environment_services.policy_audit_record)(
+        await db(policy_services.policy_audit_record)(
             team_id=runner.session.team_id, session_id=runner.session_id, task_id=task_id,
             policy_id=self.policy_id or "", source=source, action=name,
             category=",".join(policy_engine.categories_for(name, {})) or "", target=vault.scrub(target),

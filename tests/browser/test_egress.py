@@ -16,7 +16,7 @@ import pytest_asyncio
 import websockets
 
 from agents.browser import BlockedNavigation, BrowserHost, NetworkPolicy
-from environments.policy_engine import evaluate_domain, validate_rules
+from policies.engine import evaluate_domain, validate_rules
 
 from .conftest import Blocked, LocalSite
 

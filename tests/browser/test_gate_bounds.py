@@ -292,7 +292,7 @@ async def test_a_rule_change_cuts_the_tunnels_opened_under_the_old_rules(make_ga
 async def test_the_gate_reads_the_sessions_current_policy_rules_and_a_reload_cuts_tunnels(
     make_gate: Callable[..., Any],
 ) -> None:
-    from environments.policy_engine import validate_rules
+    from policies.engine import validate_rules
     from sessions_app.runtime import WorkerRuntime
 
     gate, slot, policy = await make_gate()

@@ -69,7 +69,7 @@ def test_a_profile_upload_while_a_session_runs_is_refused_and_kept_after(api: Ap
 
 
 def test_a_trigger_run_on_an_environment_in_use_fails_with_the_code(api: Api) -> None:
-    from environments.services import trigger_run_start
+    from triggers.services import trigger_run_start
 
     environment_id = create_environment(api)
     created = api.post("/cron-jobs", {

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from environments.policy_engine import PolicyInvalid, Target, action_target, evaluate, evaluate_action, validate_rules
+from policies.engine import PolicyInvalid, Target, action_target, evaluate, evaluate_action, validate_rules
 from tests.conftest import Api
 from tests.environments.helpers import new_task, start
 

@@ -134,9 +134,7 @@ def test_paths_outside_the_storage_are_refused(s3: dict[str, Any]) -> None:
 
 def test_local_disk_stays_the_default(tmp_path: Path) -> None:
     with override_settings(MEDIA_ROOT=tmp_path):
-        from environments import conf
-
-        assert conf.storage_backend() == "local"
+        assert storage.storage_backend() == "local"
         relative = storage.file_relative("f3", "a.txt")
         storage.file_write(relative, [b"local"])
         assert (tmp_path / "files" / "f3" / "a.txt").read_bytes() == b"local"

@@ -9,12 +9,12 @@ from typing import Any
 
 from django.utils import timezone
 
-from environments.schedule import next_run
-from environments.services import triggers_run_due
-from environments.webhooks import verify
 from tests.conftest import Api
 from tests.environments.helpers import create_environment
 from tests.environments.test_webhooks import Receiver
+from triggers.schedule import next_run
+from triggers.services import triggers_run_due
+from webhooks.signing import verify
 
 
 def wait_run(api: Api, trigger_id: str, count: int, timeout: float = 30) -> list[dict[str, Any]]:

@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from environments.webhooks import verify
 from tests.conftest import Api
 from tests.environments.helpers import new_task, start
+from webhooks.signing import verify
 
 
 class Receiver:

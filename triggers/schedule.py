@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import CroniterBadDateError, croniter
+from django.utils.dateparse import parse_datetime
 
 _INTERVAL_RE = re.compile(r"^\s*(\d+)\s*([smhd])\s*$", re.IGNORECASE)
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -46,8 +47,6 @@ def interval_seconds(value: str, *, minimum: int) -> int:
 
 def at_time(value: object, tz: str) -> datetime:
     """An ISO 8601 `scheduleAt` as an aware UTC time (a naive one is read in `tz`)."""
-    from django.utils.dateparse import parse_datetime
-
     message = "Invalid parameter 'scheduleAt': an ISO 8601 time such as \"2026-03-01T09:00:00Z\""
     try:
         parsed = parse_datetime(str(value or ""))
