@@ -15,7 +15,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from accounts.models import ApiKey
-from enigma_site.api import ApiView, ok
+from enigma_site.api import ApiView, ok, timestamp
 from enigma_site.errors import InvalidParameter
 
 from . import selectors, serializers, services
@@ -68,7 +68,7 @@ class AccountApi(ApiView):
             balance=micros_to_usd(balance),
             balanceMicros=balance,
             currency="usd",
-            usage={"from": start.isoformat(), "to": end.isoformat(),
+            usage={"from": timestamp(start), "to": timestamp(end),
                    **usage_body(selectors.usage_totals(team=team, start=start, end=end))},
             prices={"inputPerMillionTokens": micros_to_usd(price.input_per_million_micros),
                     "outputPerMillionTokens": micros_to_usd(price.output_per_million_micros),

@@ -7,6 +7,7 @@ from typing import Any
 from django.db.models import QuerySet
 
 from accounts.models import Team
+from enigma_site.api import timestamp
 
 from . import storage
 from .errors import EnvironmentNotFound, FileNotFound
@@ -73,10 +74,6 @@ def file_paths(*, team: Team | int, file_ids: list[str]) -> list[str]:
     return paths
 
 
-def iso(value: Any) -> str | None:
-    return value.isoformat().replace("+00:00", "Z") if value else None
-
-
 def environment_body(environment: Environment) -> dict[str, Any]:
     return {
         "_id": environment.pk,
@@ -85,11 +82,11 @@ def environment_body(environment: Environment) -> dict[str, Any]:
         "description": environment.description,
         "status": environment.status,
         "blobSize": environment.blob_size,
-        "blobUploadedAt": iso(environment.blob_uploaded_at),
-        "lastUsedAt": iso(environment.last_used_at),
+        "blobUploadedAt": timestamp(environment.blob_uploaded_at),
+        "lastUsedAt": timestamp(environment.last_used_at),
         "usageCount": environment.usage_count,
-        "createdAt": iso(environment.created_at),
-        "updatedAt": iso(environment.updated_at),
+        "createdAt": timestamp(environment.created_at),
+        "updatedAt": timestamp(environment.updated_at),
     }
 
 
@@ -99,7 +96,7 @@ def upload_body(environment: Environment) -> dict[str, Any]:
         "name": environment.name,
         "status": environment.status,
         "blobSize": environment.blob_size,
-        "blobUploadedAt": iso(environment.blob_uploaded_at),
+        "blobUploadedAt": timestamp(environment.blob_uploaded_at),
     }
 
 
@@ -108,5 +105,5 @@ def file_body(stored: StoredFile) -> dict[str, Any]:
         "fileId": stored.pk,
         "originalName": stored.original_name,
         "size": stored.size,
-        "createdAt": iso(stored.created_at),
+        "createdAt": timestamp(stored.created_at),
     }

@@ -7,7 +7,7 @@ from typing import Any
 from django.db.models import QuerySet
 
 from accounts.models import Team
-from environments.selectors import iso
+from enigma_site.api import timestamp
 
 from .errors import PolicyNotFound
 from .models import Policy, PolicyAuditEntry
@@ -55,15 +55,15 @@ def policy_body(policy: Policy) -> dict[str, Any]:
         "llmRole": policy.llm_role,
         "status": policy.status,
         **policy.rules,
-        "createdAt": iso(policy.created_at),
-        "updatedAt": iso(policy.updated_at),
+        "createdAt": timestamp(policy.created_at),
+        "updatedAt": timestamp(policy.updated_at),
     }
 
 
 def audit_body(entry: PolicyAuditEntry) -> dict[str, Any]:
     return {
         "id": entry.pk,
-        "timestamp": iso(entry.created_at),
+        "timestamp": timestamp(entry.created_at),
         "sessionId": entry.session_id,
         "taskId": entry.task_id or None,
         "policyId": entry.policy_id,

@@ -9,6 +9,7 @@ from django.core import signing
 from django.urls import reverse
 
 from accounts.models import Team
+from enigma_site.api import timestamp
 from enigma_site.errors import ApiError
 from sessions_app.events import events_after
 from sessions_app.models import BrowserSession
@@ -94,7 +95,7 @@ def recording_steps(*, recording: Recording) -> list[dict[str, Any]]:
 def recording_body(recording: Recording, *, base_url: str) -> dict[str, Any]:
     body: dict[str, Any] = {"state": recording.state, "durationMs": recording.duration_ms,
                             "sizeBytes": recording.size_bytes, "frames": recording.frames,
-                            "startedAt": recording.started_at.isoformat(), "url": None}
+                            "startedAt": timestamp(recording.started_at), "url": None}
     if recording.state == Recording.State.READY:
         body["url"] = (f"{base_url}/sessions/{recording.session_id}/recording"
                        f"?token={recording_link_token(recording.session_id)}")

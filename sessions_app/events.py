@@ -19,6 +19,7 @@ from django.db import transaction
 from redis.exceptions import RedisError
 
 from agents.types import clean_obj
+from enigma_site.api import timestamp
 from enigma_site.redis import get_async_redis, get_redis
 
 from .models import SessionEvent, Task
@@ -73,7 +74,7 @@ def task_notify(task_id: str, state: str) -> None:
 
 def events_after(*, session_id: str, after: int, limit: int = 500) -> list[dict[str, Any]]:
     rows = SessionEvent.objects.filter(session_id=session_id, id__gt=after).order_by("id")[:limit]
-    return [{"id": e.pk, "name": e.name, "data": e.payload, "createdAt": e.created_at.isoformat()}
+    return [{"id": e.pk, "name": e.name, "data": e.payload, "createdAt": timestamp(e.created_at)}
             for e in rows]
 
 

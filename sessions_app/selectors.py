@@ -12,6 +12,7 @@ from accounts.models import Team
 from billing.models import Price
 from billing.money import micros_to_usd
 from billing.selectors import price_at
+from enigma_site.api import timestamp
 
 from .cdp import cdp_status
 from .metering import session_compute_ms
@@ -133,7 +134,7 @@ def task_response(task: Task, *, poll_url: str, inline: bool = False) -> dict[st
             "data": data,
             "usage": usage,
             "result": {"type": "task_completed", "data": data, "usage": usage},
-            "completedAt": task.completed_at.isoformat() if task.completed_at else None,
+            "completedAt": timestamp(task.completed_at),
         })
         return base
     if task.state == Task.State.GUARDRAIL:
@@ -181,10 +182,10 @@ def session_detail(session: BrowserSession, *, base_url: str) -> dict[str, Any]:
         "humanControl": session.human_control,
         "currentUrl": session.current_url or None,
         "currentTitle": session.current_title or None,
-        "createdAt": session.created_at.isoformat(),
-        "startedAt": session.started_at.isoformat() if session.started_at else None,
-        "lastActivityAt": session.last_activity_at.isoformat(),
-        "endedAt": session.ended_at.isoformat() if session.ended_at else None,
+        "createdAt": timestamp(session.created_at),
+        "startedAt": timestamp(session.started_at),
+        "lastActivityAt": timestamp(session.last_activity_at),
+        "endedAt": timestamp(session.ended_at),
         "config": session.config,
         "cdp": cdp_status(session),  # raw CDP access: enabled, clients connected now
         "usage": session_usage(session),
@@ -193,9 +194,9 @@ def session_detail(session: BrowserSession, *, base_url: str) -> dict[str, Any]:
                 "taskId": t.pk,
                 "status": t.state,
                 "prompt": t.prompt,
-                "createdAt": t.created_at.isoformat(),
-                "startedAt": t.started_at.isoformat() if t.started_at else None,
-                "completedAt": t.completed_at.isoformat() if t.completed_at else None,
+                "createdAt": timestamp(t.created_at),
+                "startedAt": timestamp(t.started_at),
+                "completedAt": timestamp(t.completed_at),
                 "pollUrl": f"{base_url}/task/{session.pk}/{t.pk}",
                 "usage": task_usage(t, price),
             }
@@ -209,8 +210,8 @@ def session_summary(session: BrowserSession) -> dict[str, Any]:
         "sessionId": session.pk,
         "state": session.state,
         "endReason": session.end_reason or None,
-        "createdAt": session.created_at.isoformat(),
-        "endedAt": session.ended_at.isoformat() if session.ended_at else None,
+        "createdAt": timestamp(session.created_at),
+        "endedAt": timestamp(session.ended_at),
         "currentUrl": session.current_url or None,
         "usage": session_usage(session),
     }

@@ -5,7 +5,7 @@ from __future__ import annotations
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from enigma_site.api import ApiView, object_body, ok, page_params
+from enigma_site.api import ApiView, object_body, ok, page_params, timestamp
 
 from . import selectors, services
 from .tasks import run_trigger
@@ -53,7 +53,7 @@ class TriggerResumeApi(ApiView):
                 "_id": trigger.pk,
                 "status": trigger.status,
                 "consecutiveFailures": 0,
-                "nextRunAt": selectors.iso(trigger.next_run_at),
+                "nextRunAt": timestamp(trigger.next_run_at),
             }
         )
 

@@ -7,7 +7,7 @@ from typing import Any
 from django.db.models import QuerySet
 
 from accounts.models import Team
-from environments.selectors import iso
+from enigma_site.api import timestamp
 
 from .errors import TriggerNotFound, TriggerRunNotFound
 from .models import Trigger, TriggerRun
@@ -49,7 +49,7 @@ def trigger_body(trigger: Trigger) -> dict[str, Any]:
         "name": trigger.name,
         "description": trigger.description,
         "scheduleType": trigger.schedule_type,
-        "scheduleAt": iso(trigger.schedule_at),
+        "scheduleAt": timestamp(trigger.schedule_at),
         "scheduleInterval": trigger.schedule_interval or None,
         "scheduleCron": trigger.schedule_cron or None,
         "timezone": trigger.timezone,
@@ -62,9 +62,9 @@ def trigger_body(trigger: Trigger) -> dict[str, Any]:
         "retryPolicy": trigger.retry_policy,
         "maxConsecutiveFailures": trigger.max_consecutive_failures,
         "status": trigger.status,
-        "nextRunAt": iso(trigger.next_run_at),
+        "nextRunAt": timestamp(trigger.next_run_at),
         "consecutiveFailures": trigger.consecutive_failures,
-        "createdAt": iso(trigger.created_at),
+        "createdAt": timestamp(trigger.created_at),
     }
 
 
@@ -79,6 +79,6 @@ def run_body(run: TriggerRun) -> dict[str, Any]:
         "result": run.result or None,
         "error": run.error or None,
         "code": run.code or None,
-        "createdAt": iso(run.created_at),
-        "completedAt": iso(run.completed_at),
+        "createdAt": timestamp(run.created_at),
+        "completedAt": timestamp(run.completed_at),
     }

@@ -7,7 +7,7 @@ from typing import Any
 from django.db.models import QuerySet
 
 from accounts.models import Team
-from environments.selectors import iso
+from enigma_site.api import timestamp
 
 from .models import WebhookDelivery
 
@@ -29,6 +29,6 @@ def delivery_body(delivery: WebhookDelivery) -> dict[str, Any]:
         "status": delivery.status,
         "attempts": delivery.attempts,
         "log": delivery.attempt_log,
-        "createdAt": iso(delivery.created_at),
-        "deliveredAt": iso(delivery.delivered_at),
+        "createdAt": timestamp(delivery.created_at),
+        "deliveredAt": timestamp(delivery.delivered_at),
     }

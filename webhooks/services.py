@@ -12,6 +12,7 @@ from django.conf import settings
 from django.db.models import F
 from django.utils import timezone
 
+from enigma_site import api
 from sessions_app.models import Task
 from sessions_app.selectors import task_data, task_usage
 from sessions_app.webhook_address import url_block_reason
@@ -47,7 +48,7 @@ def webhook_schedule(*, team_id: int, session_id: str, task_id: str, webhook: di
 
 def webhook_payload(*, submitted_data: str, task: Any) -> Any:
     """The body for one of the three documented kinds (api.md §5.7)."""
-    completed_at = task.completed_at.isoformat().replace("+00:00", "Z") if task.completed_at else None
+    completed_at = api.timestamp(task.completed_at)
     if submitted_data == "just_ping":
         return {"event": "task_completed", "sessionId": task.session_id, "taskId": task.pk, "completedAt": completed_at}
     if submitted_data == "ai_response":
@@ -135,7 +136,7 @@ def webhook_attempt(*, delivery_id: str, final: bool) -> None:
             error = type(exc).__name__
     ok = status_code is not None and 200 <= status_code < 300
     entry = {
-        "at": timezone.now().isoformat(),
+        "at": api.timestamp(timezone.now()),
         "statusCode": status_code,
         "error": error,
         "ms": int((time.monotonic() - started) * 1000),

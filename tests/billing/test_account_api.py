@@ -48,7 +48,7 @@ def test_account_shows_team_balance_and_this_months_usage(history: dict[str, Any
     assert body["balance"] == 9.989
     assert body["usage"]["costMicros"] == 4_000  # April's 7000 is not this month
     assert body["usage"]["cost"] == 0.004
-    assert body["usage"]["from"] == "2026-05-01T00:00:00+00:00"
+    assert body["usage"]["from"] == "2026-05-01T00:00:00Z"
     assert (body["usage"]["inputTokens"], body["usage"]["outputTokens"]) == (1_000, 100)
     assert body["usage"]["computeTime"] == 4.5
     assert body["prices"] == {"inputPerMillionTokens": 0.6, "outputPerMillionTokens": 2.7,
