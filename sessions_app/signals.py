@@ -15,3 +15,8 @@ task_created = Signal()
 # A task reached its end (task_id=str); sent by the Celery task sessions_app.tasks.task_finished
 # in an ops worker. It may be sent twice for one task: receivers must be safe to run twice.
 task_finished = Signal()
+
+# The sweep ended a session whose runner never saw the end (its host died or lost it); sent after
+# the end is committed, with session_id=str and host=the host that last held it (its local files,
+# e.g. a recording's frames, are there).
+session_swept = Signal()

@@ -11,12 +11,12 @@ from django.db.models import Q
 from django.utils import timezone
 
 from enigma_site.redis import get_redis
-from recordings.tasks import recording_settle_dispatch
 
 from .lifecycle import session_end, session_orphan
 from .metering import sessions_meter_ended
 from .models import BrowserSession
 from .registry import host_of
+from .signals import session_swept
 from .tasks import session_dispatch
 
 logger = logging.getLogger(__name__)
@@ -51,8 +51,8 @@ def sessions_sweep() -> dict[str, int]:
                                                  orphaned_at__lt=now - grace):
         if session_end(session_id=session.pk, state=BrowserSession.State.FAILED, reason="instance_lost"):
             counts["failed"] += 1
-            if session.worker_id:  # no runner saw this end: the host with its frames encodes them
-                recording_settle_dispatch(session_id=session.pk, host=host_of(session.worker_id))
+            if session.worker_id:  # no runner saw this end: the host it was on settles its files
+                session_swept.send(sender=BrowserSession, session_id=session.pk, host=host_of(session.worker_id))
     # A start whose message was lost before any worker claimed it (a broker restart without
     # persistence, a worker killed between taking the message and claiming) is sent again.
     retry_before = now - timedelta(seconds=DISPATCH_RETRY_S)

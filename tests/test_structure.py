@@ -11,15 +11,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# Edges of cycles issue 14 has not broken yet (each closes a cycle with an edge the other way);
-# remove an entry when its cycle is gone. Nothing else may be added here.
-NOT_YET_BROKEN = {
-    ("accounts", "billing"),  # accounts/management/commands grant credit with billing.services
-    ("billing", "sessions_app"),  # billing.tasks.meter_ended_sessions calls sessions_app.metering
-    ("sessions_app", "recordings"),  # the runner's SessionRecorder, the sweep's recording settle
-}
-
-
 def _apps() -> set[str]:
     return {path.parent.name for path in ROOT.glob("*/apps.py")}
 
@@ -42,10 +33,6 @@ def app_graph() -> dict[str, set[str]]:
         for path in (ROOT / app).rglob("*.py"):
             graph[app] |= (_imported(ast.parse(path.read_text(), str(path))) & apps) - {app}
     return graph
-
-
-def _without_known(graph: dict[str, set[str]]) -> dict[str, set[str]]:
-    return {app: {dep for dep in deps if (app, dep) not in NOT_YET_BROKEN} for app, deps in graph.items()}
 
 
 def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
@@ -79,6 +66,5 @@ def test_find_cycle_sees_a_cycle() -> None:
 def test_no_import_cycle_between_apps() -> None:
     graph = app_graph()
     assert {"sessions_app", "environments", "billing"} <= set(graph)
-    assert all(dep in graph[app] for app, dep in NOT_YET_BROKEN), "a known edge is gone: drop it from the list"
-    cycle = find_cycle(_without_known(graph))
+    cycle = find_cycle(graph)
     assert cycle is None, f"import cycle between apps: {' -> '.join(cycle)}"

@@ -3,28 +3,61 @@
 Viewers on any web process hold leases in Redis (sessions_app.realtime.viewers); a
 "screencast" command is a nudge and the leases decide, so a late "off" from one web process
 cannot stop frames that a viewer on another one watches. While nobody watches, a recorded
-session keeps a slower screencast for its recording."""
+session keeps a slower screencast for its recording.
+
+The recording is another app's (recordings/): it installs its recorder factory here
+(`recorder_factory_set`, in its AppConfig.ready()); the sessions app imports none of it."""
 
 from __future__ import annotations
 
 import asyncio
 import base64
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Protocol
 
 from channels.layers import get_channel_layer
 from django.conf import settings
 from playwright.async_api import Error as PlaywrightError
 from redis.exceptions import RedisError
 
-from recordings.recorder import SessionRecorder
-
+from ..models import BrowserSession
 from ..realtime.viewers import viewer_count
 
 if TYPE_CHECKING:
     from .session import SessionRunner
 
 SCREENCAST_CHECK_S = 2.0
+
+
+class FrameRecorder(Protocol):
+    """The recording of one session: it is handed every frame, and closed when the runner stops."""
+
+    @property
+    def screencast(self) -> dict[str, Any]:
+        """start_screencast options for when nobody watches and only the recording needs frames."""
+        ...
+
+    def frame(self, jpeg: bytes, url: str, title: str) -> None: ...
+
+    async def close(self, *, ended: bool) -> None: ...
+
+
+# Opens the recorder of a session, or returns None when the session is not recorded.
+RecorderFactory = Callable[[BrowserSession], Awaitable[FrameRecorder | None]]
+
+
+async def _no_recorder(session: BrowserSession) -> FrameRecorder | None:
+    return None
+
+
+# No recording app installed: no session is recorded.
+_recorder_factory: RecorderFactory = _no_recorder
+
+
+def recorder_factory_set(factory: RecorderFactory) -> None:
+    global _recorder_factory
+    _recorder_factory = factory
 
 
 def frames_group(session_id: str) -> str:
@@ -34,7 +67,7 @@ def frames_group(session_id: str) -> str:
 class ScreencastFeed:
     def __init__(self, runner: SessionRunner) -> None:
         self.runner = runner
-        self.recorder: SessionRecorder | None = None
+        self.recorder: FrameRecorder | None = None
         self._watch: asyncio.Task[None] | None = None
         self._live = False  # frames for viewers (else only for the recording)
         self._url = ""
@@ -43,7 +76,7 @@ class ScreencastFeed:
     async def open_recording(self) -> None:
         """Start the session's recording (unless it is off): it needs frames while nobody watches."""
         assert self.runner.session is not None
-        self.recorder = await SessionRecorder.open(self.runner.session)
+        self.recorder = await _recorder_factory(self.runner.session)
         if self.recorder is not None:
             await self.apply(False)
 
