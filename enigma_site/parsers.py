@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 from django.conf import settings
 from rest_framework import parsers
@@ -109,7 +109,13 @@ def json_loads(raw: bytes) -> Any:
     return data
 
 
-def read_limited(stream: IO[bytes]) -> bytes:
+class Readable(Protocol):
+    """What read_limited reads: a file, DRF's stream, or a Django HttpRequest."""
+
+    def read(self, n: int = -1, /) -> bytes: ...
+
+
+def read_limited(stream: Readable) -> bytes:
     """Read a body stream, raising 413 past the limit (chunked bodies have no Content-Length)."""
     raw = stream.read(body_limit() + 1)
     if len(raw) > body_limit():

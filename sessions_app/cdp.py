@@ -32,7 +32,7 @@ import secrets
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from django.conf import settings
 from redis.exceptions import RedisError
@@ -125,7 +125,8 @@ def cdp_tokens_revoke(session_id: str) -> int:
     """Revoke every token of the session; clients connected with one are closed. Returns how
     many tokens were live."""
     redis = get_redis()
-    digests = list(redis.smembers(_tokens_key(session_id)))
+    # decode_responses=True: members come back as str (the stubs say bytes | str).
+    digests = cast("set[str]", redis.smembers(_tokens_key(session_id)))
     pipe = redis.pipeline()
     for digest in digests:
         pipe.delete(token_key(digest))
@@ -200,7 +201,9 @@ class ListWriter:
 
 async def list_pop(key: str, timeout: float = 1.0) -> list[str]:
     """Up to BATCH entries of `key`, waiting up to `timeout` seconds for the first."""
-    result = await get_async_redis().blmpop(timeout, 1, key, direction="LEFT", count=BATCH)
+    # [key, [entries]] or None; decode_responses=True makes every entry a str.
+    result = cast("tuple[str, list[str]] | None",
+                  await get_async_redis().blmpop(timeout, 1, key, direction="LEFT", count=BATCH))
     return list(result[1]) if result else []
 
 
@@ -257,9 +260,9 @@ class CdpRelay:
         if op == "o":
             if client_id not in self.clients:
                 devtools = await self.browser.open_devtools()
-                client = _Client(client_id, devtools, ListWriter(down_key(client_id)))
-                client.pump = asyncio.ensure_future(self._pump(client))
-                self.clients[client_id] = client
+                opened = _Client(client_id, devtools, ListWriter(down_key(client_id)))
+                opened.pump = asyncio.ensure_future(self._pump(opened))
+                self.clients[client_id] = opened
             return
         client = self.clients.get(client_id)
         if op == "c":

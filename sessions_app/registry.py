@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import cast
 
 from django.conf import settings
 
@@ -127,7 +128,8 @@ def live_workers() -> list[WorkerInfo]:
     """Workers whose heartbeat is fresh; stale entries are pruned."""
     r = get_redis()
     r.zremrangebyscore(WORKERS_KEY, "-inf", time.time() - settings.ENIGMA_HEARTBEAT_STALE_S)
-    ids = r.zrange(WORKERS_KEY, 0, -1)
+    # decode_responses=True: members and values come back as str (the stubs say bytes | str).
+    ids = cast("list[str]", r.zrange(WORKERS_KEY, 0, -1))
     if not ids:
         return []
     out = []

@@ -17,7 +17,7 @@ import asyncio
 import json
 import logging
 import time
-from typing import Any
+from typing import Any, cast
 
 import redis.exceptions
 import socketio
@@ -54,7 +54,8 @@ def active_sockets_key(team_id: int) -> str:
 
 def active_sockets(*, team_id: int) -> list[str]:
     """The ids of the team's Socket.IO connections open now, on every web process."""
-    return sorted(get_redis().smembers(active_sockets_key(team_id)))
+    # decode_responses=True: members come back as str (the stubs say bytes | str).
+    return sorted(cast("set[str]", get_redis().smembers(active_sockets_key(team_id))))
 
 
 class _Manager(socketio.AsyncManager):

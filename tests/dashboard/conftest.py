@@ -9,15 +9,18 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pytest
 import requests
 
+if TYPE_CHECKING:
+    from playwright.sync_api import ViewportSize
+
 SCREENSHOTS = Path(__file__).resolve().parent.parent / "screenshots"
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/lib/chromium/chromium")
-DESKTOP = {"width": 1280, "height": 800}
-PHONE = {"width": 390, "height": 844}
+DESKTOP: ViewportSize = {"width": 1280, "height": 800}
+PHONE: ViewportSize = {"width": 390, "height": 844}
 PASSWORD = "correct-horse-battery-9"
 
 T = TypeVar("T")

@@ -47,7 +47,8 @@ def _recorded_session(team: Any) -> str:
         event = SessionEvent.objects.create(session=session, name="message", type="action", payload={
             "type": "action", "data": {"name": name, "target": target}})
         SessionEvent.objects.filter(pk=event.pk).update(created_at=started + timedelta(seconds=t))
-    assert recording_encode(session_id=session.pk).state == Recording.State.READY
+    recording = recording_encode(session_id=session.pk)
+    assert recording is not None and recording.state == Recording.State.READY
     return session.pk
 
 

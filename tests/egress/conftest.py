@@ -33,7 +33,7 @@ def _answer(resolver: DnsResolver, name: str, qtype: int) -> str | None:
         return resolver.records.get(name)
     family = socket.AF_INET6 if qtype == 28 else socket.AF_INET
     try:
-        return socket.getaddrinfo(name, None, family, socket.SOCK_STREAM)[0][4][0]
+        return str(socket.getaddrinfo(name, None, family, socket.SOCK_STREAM)[0][4][0])
     except (OSError, UnicodeError):
         return None
 

@@ -156,7 +156,7 @@ class _HttpServer(ThreadingHTTPServer):
         self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         self.log, self.secret, self.serve_pages = log, secret, serve_pages
         super().__init__(address, _Handler)
-        self.label = _name(self.server_address)
+        self.label = _name(self.socket.getsockname())  # what server_address holds, typed as an inet address
 
     def server_bind(self) -> None:
         if self.address_family == socket.AF_INET6:

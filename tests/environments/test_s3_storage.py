@@ -12,6 +12,7 @@ from typing import Any
 import boto3
 import pytest
 from django.core.files.uploadedfile import SimpleUploadedFile
+from django.http import StreamingHttpResponse
 from django.test import Client, override_settings
 
 from environments import storage
@@ -169,7 +170,8 @@ def test_upload_and_download_through_the_api(s3: dict[str, Any], account: dict[s
     assert anonymous.status_code in (401, 403)
     download = client.get(f"/files/{entry['fileId']}/download")
     assert download.status_code == 200
-    assert b"".join(download.streaming_content) == payload
+    assert isinstance(download, StreamingHttpResponse)
+    assert b"".join(download) == payload
     assert "invoice.txt" in download["Content-Disposition"]
 
     # Deleted from the bucket behind the API's back: a 404, not a stale local copy.

@@ -179,14 +179,18 @@ def test_sessions_spread_survive_a_killed_host_and_move_off_a_drained_one(
         totals = entries.aggregate(amount=Sum("amount_micros"), compute=Sum("compute_ms"))
         assert -(totals["amount"] or 0) == session.cost_micros
         assert (totals["compute"] or 0) == session.charged_compute_ms
+        assert session.ended_at is not None and session.started_at is not None
         wall_ms = (session.ended_at - session.started_at).total_seconds() * 1000
         assert session.charged_compute_ms <= wall_ms + 1
     for sid in on_c:
         session = BrowserSession.objects.get(pk=sid)
         moved_at = SessionEvent.objects.get(session_id=sid, name="instance:disconnected",
                                             payload__reason="migrating").created_at
-        back_at = SessionEvent.objects.filter(session_id=sid, type="session_active",
-                                              created_at__gt=moved_at).first().created_at
+        back = SessionEvent.objects.filter(session_id=sid, type="session_active",
+                                           created_at__gt=moved_at).first()
+        assert back is not None
+        back_at = back.created_at
+        assert session.ended_at is not None and session.started_at is not None
         wall_ms = (session.ended_at - session.started_at).total_seconds() * 1000
         gap_ms = (back_at - moved_at).total_seconds() * 1000
         assert session.charged_compute_ms <= wall_ms - gap_ms + 1

@@ -11,6 +11,7 @@ import requests
 from mcp import Client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
+from mcp.types import CallToolResult, TextContent
 
 TOOLS = {"browser_task", "create_session", "send_task_to_session", "get_task_status", "control_session",
          "take_over_session"}
@@ -25,9 +26,16 @@ def with_client(url: str, scenario: Callable[[Client], Awaitable[Any]], headers:
     return asyncio.run(run())
 
 
+def _text(result: CallToolResult) -> str:
+    """The text of the result's first content block (Enigma answers with one JSON text block)."""
+    content = result.content[0]
+    assert isinstance(content, TextContent), content
+    return content.text
+
+
 async def call(client: Client, tool: str, arguments: dict[str, Any]) -> dict[str, Any]:
     result = await client.call_tool(tool, arguments)
-    body = json.loads(result.content[0].text)  # type: ignore[union-attr]
+    body = json.loads(_text(result))
     assert result.is_error == (not body["success"]), body
     return body
 
@@ -89,7 +97,8 @@ def test_mcp_tool_errors_are_the_rest_error_bodies(api: Any, account: dict[str, 
 
 
 def test_mcp_without_a_valid_key_is_401(server: str, transactional_db: Any) -> None:
-    for url, headers in ((f"{server}/mcp", {}), (f"{server}/mcp/enig_wrong", {})):
+    no_headers: dict[str, str] = {}
+    for url, headers in ((f"{server}/mcp", no_headers), (f"{server}/mcp/enig_wrong", no_headers)):
         response = requests.post(url, json={"jsonrpc": "2.0", "id": 1, "method": "tools/list"}, headers=headers,
                                  timeout=10)
         assert response.status_code == 401
@@ -108,12 +117,12 @@ def test_mcp_tool_arguments_no_database_takes_are_refused_naming_the_argument(
 ) -> None:
     from sessions_app.models import BrowserSession
 
-    async def scenario(client: Client) -> Any:
+    async def scenario(client: Client) -> CallToolResult:
         return await client.call_tool("browser_task", {"prompt": "extract the title\x00",
                                                        "startingUrl": "https://example.com"})
 
     result = with_client(f"{api.base}/mcp", scenario, headers=account["headers"])
 
-    body = json.loads(result.content[0].text)  # type: ignore[union-attr]
+    body = json.loads(_text(result))
     assert result.is_error and (body["code"], body["details"]["parameter"]) == ("INVALID_PARAMETER", "prompt")
     assert not BrowserSession.objects.filter(team=account["team"]).exists()

@@ -55,7 +55,8 @@ def test_streamed_completion_sends_progress_then_the_answer_then_stop(
     assert len([d for d in deltas if d]) > 2  # progress lines before the answer
     assert "Hello heading" in deltas[-2]
     assert [c.choices[0].finish_reason for c in finals] == ["stop"]
-    assert finals[0].model_extra["enigma"]["sessionId"]
+    extra = finals[0].model_extra
+    assert extra is not None and extra["enigma"]["sessionId"]
     assert chunks[-1].choices == [] and chunks[-1].usage is not None
     assert len({c.id for c in chunks}) == 1
 

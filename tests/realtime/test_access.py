@@ -100,9 +100,11 @@ async def test_read_only_viewer_token_cannot_click_type_or_create_tasks_by_any_p
         for message in attempts:
             assert (await _ws_error(ws, message))["code"] == "VIEWER_READ_ONLY", message
 
-    for path, body in (("/start/send-message", {"sessionId": session_id, "message": _new_task(pages)}),
-                       ("/start/send-message", {"sessionId": session_id, "message": CLICK}),
-                       ("/start/run-task", {"taskDetails": task_details(pages)})):
+    writes: list[tuple[str, dict[str, Any]]] = [
+        ("/start/send-message", {"sessionId": session_id, "message": _new_task(pages)}),
+        ("/start/send-message", {"sessionId": session_id, "message": CLICK}),
+        ("/start/run-task", {"taskDetails": task_details(pages)})]
+    for path, body in writes:
         as_bearer = await asyncio.to_thread(requests.post, api.base + path, json=body, timeout=10,
                                             headers={"Authorization": f"Bearer {read_only}"})
         as_query = await asyncio.to_thread(requests.post, f"{api.base}{path}?token={read_only}", json=body,

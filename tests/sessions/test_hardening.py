@@ -128,6 +128,7 @@ def test_secrets_in_any_encoding_stay_out_of_results_events_urls_titles_and_stor
     assert detail["currentTitle"] == "Welcome {{secret:password}}"
     # The checkpoint keeps what the site stored, minus every entry holding the secret.
     state = BrowserSession.objects.get(pk=sid).storage_state
+    assert state is not None
     assert {c["name"] for c in state["cookies"]} == {"theme"}
     origin = next(o for o in state["origins"] if o["origin"] == pages)
     assert [e["name"] for e in origin["localStorage"]] == ["theme"]

@@ -72,6 +72,7 @@ def test_new_task_while_one_runs_is_queued_and_runs_after(api: Api, pages: str) 
     assert queued["type"] == "task_completed"
     tasks = list(Task.objects.filter(session_id=sid).order_by("seq"))
     assert [t.state for t in tasks] == ["task_completed", "task_completed"]
+    assert tasks[0].completed_at is not None and tasks[1].started_at is not None
     assert tasks[0].completed_at <= tasks[1].started_at
 
 

@@ -131,6 +131,7 @@ def test_old_recordings_are_deleted_with_their_files(account: dict[str, Any], tm
         source = tmp_path / f"{session.pk}.mp4"
         source.write_bytes(b"mp4")
         storage.file_move_in(relative, str(source))
+        assert session.ended_at is not None
         Recording.objects.create(session=session, team=account["team"], state="ready", blob=relative,
                                  started_at=session.ended_at, ended_at=session.ended_at, ready_at=session.ended_at)
     assert recordings_delete_expired(now=now) == 1
@@ -183,6 +184,7 @@ def test_a_session_the_sweep_ends_after_its_worker_died_is_encoded_on_its_host(
     body, _ = _ready(api, session.pk, timeout=45)
     session.refresh_from_db()
     assert (session.state, session.end_reason) == ("failed", "instance_lost")
+    assert session.ended_at is not None
     length = (session.ended_at - started).total_seconds()
     assert abs(body["recording"]["durationMs"] / 1000 - length) < 2
     assert body["recording"]["frames"] >= 3
@@ -199,6 +201,7 @@ def test_a_recording_whose_host_never_settled_it_fails_and_is_then_deleted(accou
     lost, recent = (BrowserSession.objects.create(team=account["team"], state="failed", ended_at=now - age)
                     for age in (timedelta(hours=2), timedelta(minutes=1)))
     for session in (lost, recent):
+        assert session.ended_at is not None
         Recording.objects.create(session=session, team=account["team"], started_at=session.ended_at)
     recordings_delete_expired(now=now)
     states = dict(Recording.objects.values_list("session_id", "state"))

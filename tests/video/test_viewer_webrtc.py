@@ -4,6 +4,7 @@ token over the socket either way."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from typing import Any
 
@@ -32,6 +33,12 @@ def _viewer(browser: Browser, url: str, *, init_script: str = "") -> Page:
         page.add_init_script(init_script)
     page.goto(url)
     return page
+
+
+def _jpeg_frames_shown(page: Page) -> dict[str, Any] | None:
+    """The viewer's media state once it shows JPEG frames, else None."""
+    media = _media(page)
+    return media if media["img"].startswith("data:image/jpeg;base64,") else None
 
 
 def _media(page: Page) -> dict[str, Any]:
@@ -84,7 +91,7 @@ def test_viewer_falls_back_to_frames_without_webrtc_or_when_whep_fails(
     refused.route("**/whep/**", lambda route: route.fulfill(status=503, body="down"))
     refused.goto(_animated(api, pages)[1])
     for page in (no_rtc, refused):  # a session each: a click on one must not show on the other
-        state = _until(lambda p=page: (m := _media(p))["img"].startswith("data:image/jpeg;base64,") and m)
+        state = _until(functools.partial(_jpeg_frames_shown, page))
         assert state["imgShown"] and not state["videoShown"] and state["media"] != "webrtc"
         _click_the_button(page)
     assert _media(refused)["frames"] == 0

@@ -32,8 +32,9 @@ async def _offer(pc: RTCPeerConnection, video_codec: str | None = None) -> str:
     if video_codec:
         from aiortc import RTCRtpReceiver
 
-        video.setCodecPreferences([c for c in RTCRtpReceiver.getCapabilities("video").codecs
-                                   if c.mimeType == video_codec])
+        capabilities = RTCRtpReceiver.getCapabilities("video")
+        assert capabilities is not None
+        video.setCodecPreferences([c for c in capabilities.codecs if c.mimeType == video_codec])
     await pc.setLocalDescription(await pc.createOffer())
     return pc.localDescription.sdp
 
