@@ -40,7 +40,8 @@ def url_block_reason(url: str, *, allowed_hosts: frozenset[str], resolve: bool =
             infos = socket.getaddrinfo(host, parts.port or 443, type=socket.SOCK_STREAM)
         except (OSError, UnicodeError):
             return "dns_unresolvable"
-        addresses = [ipaddress.ip_address(info[4][0].split("%", 1)[0]) for info in infos]
+        # An inet sockaddr's host is a str (typeshed types sockaddr[0] as str | int).
+        addresses = [ipaddress.ip_address(str(info[4][0]).split("%", 1)[0]) for info in infos]
     for address in addresses:
         reason = address_block_reason(address)
         if reason is not None and str(address) not in allowed_hosts:
