@@ -13,7 +13,9 @@ from typing import Any
 
 from django.http import HttpRequest, JsonResponse
 from django.urls import URLPattern, URLResolver, get_resolver
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.generators import SchemaGenerator
+from drf_spectacular.openapi import AutoSchema as SpectacularAutoSchema
 from drf_spectacular.settings import patched_settings
 
 # Pages, not API: the dashboard, admin and the viewer page.
@@ -57,18 +59,68 @@ _SUMMARIES = {
     "task/{session_id}/{task_id}/webhooks": "Webhook deliveries of a task",
 }
 _PUBLIC = {"openapi.json", "start/health", "billing/stripe/webhook", "profiles/{environment_id}/archive"}
-_BODIES = {  # of views drf-spectacular cannot read
-    "v1/chat/completions": "OpenAI chat completion request: {model: 'enigma-browser-1', messages, stream?, max_tokens?}.",
+_CHAT_REQUEST = {  # integrations.chat.parse_chat_request
+    "type": "object", "required": ["model", "messages"],
+    "properties": {
+        "model": {"type": "string", "enum": ["enigma-browser-1"]},
+        "messages": {"type": "array", "minItems": 1, "items": {
+            "type": "object", "required": ["role", "content"],
+            "properties": {"role": {"type": "string", "enum": ["system", "developer", "user", "assistant"]},
+                           "content": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "object"}}]}}}},
+        "stream": {"type": "boolean"},
+        "stream_options": {"type": "object", "properties": {"include_usage": {"type": "boolean"}}},
+        "max_tokens": {"type": "integer", "minimum": 0, "description": "the task's maxOutputTokens (default 2000)"},
+        "max_completion_tokens": {"type": "integer", "minimum": 0},
+        "reach_out_mode": {"type": "string", "enum": ["off", "guardrail_only", "full"]},
+        "n": {"type": "integer", "const": 1},
+        "response_format": {"type": "object", "properties": {"type": {"const": "text"}}},
+    },
+}
+_BODIES = {  # of views drf-spectacular cannot read: (description, schema)
+    "v1/chat/completions": ("OpenAI chat completion request (the messages are the task); temperature, top_p, user, seed, stop and "
+                            "the like are accepted and ignored", _CHAT_REQUEST),
 }
 _SETTINGS = {
     "OAS_VERSION": "3.1.0", "TITLE": "Enigma API", "VERSION": "1.0",
     "DESCRIPTION": "AI-driven browser sessions. Contract: the Enigma/WebRun documentation.",
-    "DISABLE_ERRORS_AND_WARNINGS": True,  # views without serializers yet are listed without bodies
+    "ENUM_NAME_OVERRIDES": {  # choice sets that share a field name get their own names
+        "PolicyActionEnum": ["allow", "guardrail", "block"],
+        "DomainModeEnum": ["allow_all", "allowlist", "blocklist"],
+        "SessionModeEnum": ["default"],
+        "EnvironmentStatusEnum": ["empty", "uploading", "ready"],
+        "PolicyStatusEnum": ["active", "draft"],
+        "TriggerStatusEnum": ["active", "paused"],
+        "TaskStatusEnum": ["complete", "guardrail_trigger", "failed", "stopped", "terminated", "active", "pending"],
+        "HealthStatusEnum": ["healthy", "unhealthy"],
+    },
 }
+_BEARER = {"type": "http", "scheme": "bearer", "description": "enig_... API key"}
 _ERROR = {"type": "object", "required": ["success", "message", "error", "code"],
           "properties": {"success": {"const": False}, "message": {"type": "string"}, "error": {"type": "string"},
                          "code": {"type": "string", "description": "UPPER_SNAKE (api.md §1.12)"},
                          "details": {"type": "object", "description": "parameter: the field that was wrong"}}}
+
+
+class AutoSchema(SpectacularAutoSchema):
+    """drf-spectacular's, with an operationId per path and method (`get_cron_jobs_trigger_id`):
+    its own names one list and one detail view of a plain APIView alike."""
+
+    def get_operation_id(self) -> str:
+        return _operation_id(self.method, self.path)
+
+
+def _operation_id(method: str, path: str) -> str:
+    return f"{method.lower()}_{re.sub(r'[^0-9a-zA-Z]+', '_', path).strip('_')}"
+
+
+class ApiKeyScheme(OpenApiAuthenticationExtension):
+    """How drf-spectacular names accounts' key authentication: the bearer scheme."""
+
+    target_class = "accounts.authentication.ApiKeyAuthentication"
+    name = "bearer"
+
+    def get_security_definition(self, auto_schema: Any) -> dict[str, Any]:
+        return _BEARER
 
 
 def _walk(patterns: list[Any], prefix: str = "") -> list[tuple[str, Any]]:
@@ -112,8 +164,9 @@ def _operation(path: str, method: str, summary: str) -> dict[str, Any]:
         "responses": {"200": {"description": "Success: `{\"success\": true, ...}`"}},
     }
     if method in ("post", "put", "patch") and path in _BODIES:
-        op["requestBody"] = {"required": True, "description": _BODIES[path],
-                             "content": {"application/json": {"schema": {"type": "object"}}}}
+        description, schema = _BODIES[path]
+        op["requestBody"] = {"required": True, "description": description,
+                             "content": {"application/json": {"schema": schema}}}
     return op
 
 
@@ -132,7 +185,7 @@ def openapi_document() -> dict[str, Any]:
             body = op.get("requestBody", {}).get("content", {})
             if "application/json" in body:  # the serializers read JSON (forms reach them as no object)
                 op["requestBody"]["content"] = {"application/json": body["application/json"]}
-            op["operationId"] = op.get("operationId") or f"{method}_{re.sub(r'[^0-9a-zA-Z]+', '_', path)}"
+            op["operationId"] = op.get("operationId") or _operation_id(method, path)
             op.pop("security", None)
             if path in _PUBLIC:
                 op["security"] = []
@@ -141,7 +194,7 @@ def openapi_document() -> dict[str, Any]:
             item[method] = op
     components = generated.get("components", {})
     components.setdefault("schemas", {})["Error"] = _ERROR
-    components["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer", "description": "enig_... API key"}}
+    components["securitySchemes"] = {"bearer": _BEARER}
     return {**generated, "components": components, "security": [{"bearer": []}], "paths": paths}
 
 

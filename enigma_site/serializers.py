@@ -193,3 +193,10 @@ def validated(serializer: serializers.Serializer, prefix: str = "") -> Any:
     if not serializer.is_valid():
         raise validation_error(serializer.errors, prefix)
     return serializer.validated_data
+
+
+class SuccessMessageSerializer(serializers.Serializer):
+    """The answer of an endpoint that only says what it did: `{success: true, message}`."""
+
+    success = serializers.BooleanField()
+    message = serializers.CharField()

@@ -219,7 +219,7 @@ REST_FRAMEWORK = {
     ],
     "EXCEPTION_HANDLER": "enigma_site.errors.api_exception_handler",
     "UNAUTHENTICATED_USER": None,
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",  # /openapi.json (enigma_site/openapi.py)
+    "DEFAULT_SCHEMA_CLASS": "enigma_site.openapi.AutoSchema",  # /openapi.json (drf-spectacular)
 }
 
 # Celery: Redis is the broker; results are not needed (state lives in the database).

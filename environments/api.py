@@ -7,48 +7,24 @@ from typing import Any
 from django.conf import settings
 from django.core import signing
 from django.http import FileResponse, HttpResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from enigma_site.api import ApiView, ok, public_base_url
-from enigma_site.errors import ApiError, InvalidParameter
+from enigma_site.api import ApiView, object_body, ok, public_base_url
+from enigma_site.errors import ApiError
 from enigma_site.ratelimit import RateLimited, rate_limit_hit
+from enigma_site.serializers import SuccessMessageSerializer, validated
 
 from . import selectors, services, storage
+from . import serializers as shapes
 from .archive import build_profile_archive
 from .errors import EnvironmentNotFound, FileNotFound, NoProfileData
 from .models import Environment
 
 DOWNLOAD_SALT = "enigma.profile-download"
 DOWNLOAD_TTL_S = 3600
-MAX_FILES_PER_UPLOAD = 20
-
-
-def _environment_input(data: Any, noun: str) -> tuple[str, str]:
-    if not isinstance(data, dict):
-        raise ApiError("Request body must be a JSON object", code="INVALID_JSON")
-    for key in data:
-        if key not in ("name", "description"):
-            raise InvalidParameter(key, f"Unknown field '{key}'")
-    name = data.get("name")
-    if not isinstance(name, str) or not name.strip():
-        raise ApiError(
-            f"{noun} name is required", code="MISSING_REQUIRED_FIELD", details={"field": "name", "parameter": "name"}
-        )
-    description = data.get("description") or ""
-    if not isinstance(description, str):
-        raise InvalidParameter("description", "Invalid parameter 'description': must be a string")
-    if len(name.strip()) > Environment.NAME_MAX:
-        raise InvalidParameter(
-            "name", f"{noun} name must be at most {Environment.NAME_MAX} characters", max=Environment.NAME_MAX
-        )
-    if len(description) > Environment.DESCRIPTION_MAX:
-        raise InvalidParameter(
-            "description",
-            f"Description must be at most {Environment.DESCRIPTION_MAX} characters",
-            max=Environment.DESCRIPTION_MAX,
-        )
-    return name.strip(), description
 
 
 class EnvironmentListCreateApi(ApiView):
@@ -57,14 +33,16 @@ class EnvironmentListCreateApi(ApiView):
     noun = "Environment"
     key = "environment"
 
+    @extend_schema(responses={200: shapes.EnvironmentListSerializer})
     def get(self, request: Request) -> Response:
         rows = selectors.environment_list(team=self.principal.team)
         return ok({f"{self.key}s": [selectors.environment_body(e) for e in rows]})
 
+    @extend_schema(request=shapes.EnvironmentCreateSerializer, responses={201: shapes.EnvironmentCreatedSerializer})
     def post(self, request: Request) -> Response:
-        name, description = _environment_input(request.data, self.noun)
+        data = validated(shapes.EnvironmentCreateSerializer(data=object_body(request.data), noun=self.noun))
         environment = services.environment_create(
-            team=self.principal.team, name=name, description=description, noun=self.noun
+            team=self.principal.team, name=data["name"], description=data["description"], noun=self.noun
         )
         return ok({"message": f"{self.noun} created", self.key: selectors.environment_body(environment)},
                   status=201)
@@ -74,10 +52,19 @@ class ProfileListCreateApi(EnvironmentListCreateApi):
     noun = "Profile"
     key = "profile"
 
+    @extend_schema(responses={200: shapes.ProfileListSerializer})
+    def get(self, request: Request) -> Response:
+        return super().get(request)
+
+    @extend_schema(request=shapes.EnvironmentCreateSerializer, responses={201: shapes.ProfileCreatedSerializer})
+    def post(self, request: Request) -> Response:
+        return super().post(request)
+
 
 class EnvironmentDeleteApi(ApiView):
     noun = "Environment"
 
+    @extend_schema(responses={200: SuccessMessageSerializer})
     def delete(self, request: Request, environment_id: str) -> Response:
         environment = selectors.environment_get(team=self.principal.team, environment_id=environment_id, noun=self.noun)
         services.environment_delete(environment=environment)
@@ -103,20 +90,32 @@ class EnvironmentUploadApi(ApiView):
         if self._rate is not None and not self._rate.allowed:
             raise RateLimited()
 
+    @extend_schema(
+        request={"multipart/form-data": shapes.ProfileUploadSerializer},
+        responses={200: shapes.EnvironmentUploadedSerializer},
+    )
     def post(self, request: Request, environment_id: str) -> Response:
         environment = selectors.environment_get(team=self.principal.team, environment_id=environment_id, noun=self.noun)
         environment = services.environment_profile_upload(environment=environment, upload=request.FILES.get("file"))
-        return ok(message="Profile uploaded successfully", **{self.body_key: selectors.upload_body(environment)})
+        return ok({"message": "Profile uploaded successfully", self.body_key: selectors.upload_body(environment)})
 
 
 class ProfileUploadApi(EnvironmentUploadApi):
     noun = "Profile"
     body_key = "profile"
 
+    @extend_schema(
+        request={"multipart/form-data": shapes.ProfileUploadSerializer},
+        responses={200: shapes.ProfileUploadedSerializer},
+    )
+    def post(self, request: Request, environment_id: str) -> Response:
+        return super().post(request, environment_id)
+
 
 class ProfileDownloadApi(ApiView):
     """A link to the profile archive that works without the key for an hour."""
 
+    @extend_schema(responses={200: shapes.ProfileDownloadSerializer})
     def get(self, request: Request, environment_id: str) -> Response:
         environment = selectors.environment_get(team=self.principal.team, environment_id=environment_id, noun="Profile")
         if selectors.environment_storage_state(environment_id=environment.pk) is None:
@@ -132,6 +131,10 @@ class ProfileArchiveApi(ApiView):
     authentication_classes: list[Any] = []
     permission_classes: list[Any] = []
 
+    @extend_schema(
+        parameters=[OpenApiParameter("token", str, required=True, description="from /profiles/{id}/download")],
+        responses={(200, "application/gzip"): OpenApiResponse(OpenApiTypes.BINARY, description="the profile archive")},
+    )
     def get(self, request: Request, environment_id: str) -> HttpResponse:
         token = request.query_params.get("token", "")
         try:
@@ -149,6 +152,7 @@ class ProfileArchiveApi(ApiView):
 
 
 class EnvironmentFilesApi(ApiView):
+    @extend_schema(responses={200: shapes.EnvironmentFilesSerializer})
     def get(self, request: Request, environment_id: str) -> Response:
         environment = selectors.environment_get(team=self.principal.team, environment_id=environment_id)
         files = selectors.environment_files(environment=environment)
@@ -156,6 +160,7 @@ class EnvironmentFilesApi(ApiView):
 
 
 class EnvironmentFileDeleteApi(ApiView):
+    @extend_schema(responses={200: SuccessMessageSerializer})
     def delete(self, request: Request, environment_id: str, file_id: str) -> Response:
         environment = selectors.environment_get(team=self.principal.team, environment_id=environment_id)
         stored = selectors.file_get(team=self.principal.team, file_id=file_id)
@@ -168,27 +173,22 @@ class EnvironmentFileDeleteApi(ApiView):
 class FileUploadApi(ApiView):
     rate_scope = "files-upload"
 
+    @extend_schema(
+        request={"multipart/form-data": shapes.FileUploadSerializer}, responses={200: shapes.FilesUploadedSerializer}
+    )
     def post(self, request: Request) -> Response:
         uploads = request.FILES.getlist("files")
-        if not uploads:
-            raise ApiError(
-                "No files provided", code="MISSING_REQUIRED_FIELD", details={"field": "files", "parameter": "files"}
-            )
-        if len(uploads) > MAX_FILES_PER_UPLOAD:
-            raise InvalidParameter(
-                "files", f"At most {MAX_FILES_PER_UPLOAD} files per upload", max=MAX_FILES_PER_UPLOAD
-            )
-        environment = None
-        environment_id = request.data.get("environmentId")
-        if environment_id:
-            if not selectors.environment_exists(team=self.principal.team, environment_id=environment_id):
-                raise InvalidParameter("environmentId", f"Environment {environment_id} not found")
-            environment = selectors.environment_get(team=self.principal.team, environment_id=environment_id)
-        stored = [services.file_upload(team=self.principal.team, environment=environment, upload=u) for u in uploads]
+        body = {"files": uploads, "environmentId": request.POST.get("environmentId")} if uploads else {}
+        data = validated(shapes.FileUploadSerializer(data=body, context={"team": self.principal.team}))
+        stored = [
+            services.file_upload(team=self.principal.team, environment=data.get("environmentId"), upload=u)
+            for u in data["files"]
+        ]
         return ok(files=[{"fileId": f.pk, "originalName": f.original_name, "size": f.size} for f in stored])
 
 
 class FileDetailApi(ApiView):
+    @extend_schema(responses={200: SuccessMessageSerializer})
     def delete(self, request: Request, file_id: str) -> Response:
         """Delete an upload or a download of the team, row and blob (404 for another team's)."""
         services.file_delete(stored=selectors.file_get(team=self.principal.team, file_id=file_id))
@@ -196,7 +196,10 @@ class FileDetailApi(ApiView):
 
 
 class FileDownloadApi(ApiView):
-    def get(self, request: Request, file_id: str) -> HttpResponse:
+    """Download a file of the team (an upload, or a file the browser downloaded)."""
+
+    @extend_schema(responses={(200, "application/octet-stream"): OpenApiResponse(OpenApiTypes.BINARY)})
+    def get(self, request: Request, file_id: str) -> FileResponse:
         stored = selectors.file_get(team=self.principal.team, file_id=file_id)
         if not storage.file_exists(stored.path):
             raise FileNotFound()

@@ -6,7 +6,7 @@ import logging
 import os
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Any
+from typing import IO, Any, cast
 
 from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
@@ -126,7 +126,7 @@ def environment_profile_upload(*, environment: Environment, upload: UploadedFile
             details={"parameter": "file", "max": limit, "size": upload.size},
         )
     try:
-        state = read_profile_archive(upload.file, max_inflated=_mb(settings.ENIGMA_MAX_PROFILE_INFLATED_MB))
+        state = read_profile_archive(cast(IO[bytes], upload.file), max_inflated=_mb(settings.ENIGMA_MAX_PROFILE_INFLATED_MB))
     except ArchiveError as exc:
         raise InvalidArchive(str(exc), details={"parameter": "file"}) from exc
     holder = Environment.objects.filter(pk=environment.pk).values_list("session_id", flat=True).first() or ""

@@ -12,6 +12,8 @@ from typing import Any
 
 from django.http import HttpResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework.exceptions import NotAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -23,6 +25,7 @@ from sessions_app.streaming import public_base_url
 
 from . import selectors
 from .models import Recording
+from .serializers import RecordingStepsSerializer
 
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 _CHUNK = 256 * 1024
@@ -71,6 +74,7 @@ def _byte_range(header: str, size: int) -> tuple[int, int] | None:
 class RecordingFileApi(ApiView):
     permission_classes: list[Any] = []  # the key, or the signed link (checked in _recording)
 
+    @extend_schema(responses={(200, "video/mp4"): OpenApiResponse(OpenApiTypes.BINARY, description="the video")})
     def get(self, request: Request, session_id: str) -> HttpResponseBase:
         recording = _recording(self, request, session_id)
         if recording.state != Recording.State.READY:
@@ -101,6 +105,7 @@ class RecordingFileApi(ApiView):
 class RecordingStepsApi(ApiView):
     permission_classes: list[Any] = []
 
+    @extend_schema(responses={200: RecordingStepsSerializer})
     def get(self, request: Request, session_id: str) -> Response:
         recording = _recording(self, request, session_id)
         return ok(sessionId=recording.session_id,

@@ -90,7 +90,7 @@ class SendMessageApi(ApiView):
     rate_scope = "send-message"
 
     @extend_schema(request=shapes.SendMessageSerializer, responses={200: PolymorphicProxySerializer(
-        component_name="SendMessageResponse", resource_type_field_name=None,
+        component_name="SendMessageAnswer", resource_type_field_name=None,
         serializers=[shapes.SendMessageResponseSerializer, shapes.TaskResponseSerializer])})
     def post(self, request: Request) -> Response:
         data = validated(shapes.SendMessageSerializer(data=request.data))

@@ -10,112 +10,43 @@ from django.db import transaction
 from django.utils import timezone
 
 from accounts.models import Team
-from enigma_site.errors import ApiError, InvalidParameter, MissingField
-from environments.errors import EnvironmentNotFound
-from environments.models import Environment
-from policies.models import Policy
+from enigma_site.errors import ApiError, InvalidParameter
+from enigma_site.serializers import validated
 from sessions_app.models import Task
-from sessions_app.schema import normalize_url, parse_session_body, parse_webhook
+from sessions_app.schema import parse_session_body
 from sessions_app.services import session_start
-from sessions_app.webhook_address import url_block_reason
 
 from . import schedule
 from .models import Trigger, TriggerRun
+from .serializers import SCHEDULE_KEYS, TriggerInputSerializer
 
 logger = logging.getLogger(__name__)
 
-TRIGGER_FIELDS = {
-    "name",
-    "description",
-    "environmentId",
-    "policyId",
-    "scheduleType",
-    "scheduleAt",
-    "scheduleInterval",
-    "scheduleCron",
-    "timezone",
-    "prompt",
-    "taskDetails",
-    "startingUrl",
-    "outputType",
-    "outputSchema",
-    "deliveryMode",
-    "webhook",
-    "retryPolicy",
-    "maxConsecutiveFailures",
+# TriggerInputSerializer's fields and the attributes they set (the schedule's: _trigger_schedule).
+_ATTRIBUTES = {
+    "name": "name",
+    "prompt": "prompt",
+    "environmentId": "environment",
+    "policyId": "policy_id",
+    "description": "description",
+    "startingUrl": "starting_url",
+    "outputType": "output_type",
+    "outputSchema": "output_schema",
+    "deliveryMode": "delivery_mode",
+    "webhook": "webhook",
+    "retryPolicy": "retry_policy",
+    "maxConsecutiveFailures": "max_consecutive_failures",
 }
 
 
-def _trigger_apply(trigger: Trigger, data: dict[str, Any], *, creating: bool) -> None:
-    """Validate `data` onto `trigger` (all fields on create, the given ones on update)."""
-    for key in data:
-        if key not in TRIGGER_FIELDS:
-            raise InvalidParameter(key, f"Unknown field '{key}'")
-    if "taskDetails" in data and "prompt" not in data:
-        data = {**data, "prompt": data["taskDetails"]}
-    for key, message in (("name", "name is required"), ("prompt", "prompt is required")):
-        if creating or key in data:
-            value = data.get(key)
-            if not isinstance(value, str) or not value.strip():
-                raise MissingField(key, message)
-            setattr(trigger, key, value.strip())
-    if creating or "environmentId" in data:
-        environment_id = data.get("environmentId")
-        if not isinstance(environment_id, str) or not environment_id:
-            raise InvalidParameter("environmentId", "Valid environmentId is required")
-        environment = Environment.objects.filter(pk=environment_id[:64], team_id=trigger.team_id).first()
-        if environment is None:
-            raise EnvironmentNotFound()
-        trigger.environment = environment
-    if "policyId" in data:
-        policy_id = data["policyId"] or ""
-        if (
-            policy_id
-            and not Policy.objects.filter(
-                pk=str(policy_id)[:64], team_id=trigger.team_id, status=Policy.Status.ACTIVE
-            ).exists()
-        ):
-            raise InvalidParameter("policyId", f"Policy {policy_id} not found (or not active)")
-        trigger.policy_id = policy_id
-    if "description" in data:
-        trigger.description = str(data["description"] or "")[:1000]
-    if "startingUrl" in data:
-        trigger.starting_url = normalize_url(data["startingUrl"], "startingUrl") if data["startingUrl"] else ""
-    if "outputType" in data:
-        if data["outputType"] not in ("text", "structured", "structured_json", "structured_csv"):
-            raise InvalidParameter("outputType", "Invalid parameter 'outputType': must be text or structured")
-        trigger.output_type = "structured_json" if data["outputType"] == "structured" else data["outputType"]
-    if "outputSchema" in data:
-        trigger.output_schema = data["outputSchema"]
-    if "deliveryMode" in data:
-        if data["deliveryMode"] not in ("webhook", "bot", "both"):
-            raise InvalidParameter("deliveryMode", "Invalid parameter 'deliveryMode': must be webhook, bot or both")
-        if data["deliveryMode"] != "webhook":
-            raise InvalidParameter("deliveryMode", "Chat-bot delivery is not available on this installation")
-        trigger.delivery_mode = data["deliveryMode"]
-    if "webhook" in data:
-        trigger.webhook = parse_webhook(data["webhook"], "webhook")
-    if trigger.delivery_mode in ("webhook", "both") and not trigger.webhook:
-        raise InvalidParameter("webhook", "webhook config is required when deliveryMode includes webhook")
-    if trigger.webhook:
-        reason = url_block_reason(
-            trigger.webhook["url"], allowed_hosts=frozenset(settings.ENIGMA_ALLOWED_PRIVATE_HOSTS), resolve=False
-        )
-        if reason is not None:
-            raise InvalidParameter(
-                "webhook.url", f"Invalid parameter 'webhook.url': this address may not receive webhooks ({reason})"
-            )
-    if "retryPolicy" in data:
-        trigger.retry_policy = data["retryPolicy"]
-    if "maxConsecutiveFailures" in data:
-        value = data["maxConsecutiveFailures"]
-        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 100:
-            raise InvalidParameter(
-                "maxConsecutiveFailures", "Invalid parameter 'maxConsecutiveFailures': an integer from 1 to 100"
-            )
-        trigger.max_consecutive_failures = value
-    schedule_keys = {"scheduleType", "scheduleAt", "scheduleInterval", "scheduleCron", "timezone"}
-    if creating or schedule_keys & set(data):
+def _trigger_apply(trigger: Trigger, body: dict[str, Any], *, creating: bool) -> None:
+    """Validate `body` (TriggerInputSerializer) onto `trigger`: all fields on create, the given
+    ones on update; the schedule last, with its next run."""
+    data = validated(TriggerInputSerializer(instance=trigger, data=body, creating=creating))
+    for key, attr in _ATTRIBUTES.items():
+        if key in data:
+            setattr(trigger, attr, data[key])
+    if creating or SCHEDULE_KEYS & set(data):
         _trigger_schedule(trigger, data)
 
 

@@ -16,7 +16,7 @@ from . import services
     ignore_result=True,
     max_retries=None,
 )
-def deliver_webhook(self, delivery_id: str) -> None:  # type: ignore[no-untyped-def]
+def deliver_webhook(self, delivery_id: str) -> None:
     """One attempt; a failure is retried with exponential backoff up to the attempt limit."""
     attempts = settings.ENIGMA_WEBHOOK_MAX_ATTEMPTS
     final = self.request.retries + 1 >= attempts

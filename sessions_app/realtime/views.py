@@ -9,6 +9,7 @@ from django.shortcuts import render
 from django.utils import timezone
 from django.views.decorators.clickjacking import xframe_options_exempt
 from django.views.decorators.http import require_GET
+from drf_spectacular.utils import extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
 
@@ -19,6 +20,7 @@ from .. import selectors
 from ..schema import CHROME_HEIGHT, VIEW_HEIGHT, VIEW_WIDTH
 from ..streaming import VIEWER_TOKEN_MAX_AGE_S, public_base_url, viewer_token_create
 from .access import viewer_grant_read, without_session_id
+from .serializers import ViewerLinkRequestSerializer, ViewerLinkSerializer
 
 
 @xframe_options_exempt  # made to be embedded in the customer's page (an iframe)
@@ -42,6 +44,7 @@ def viewer_page(request: HttpRequest, token: str) -> HttpResponse:
 class ViewerLinkApi(ApiView):
     """Mint a viewer link of a session: read-only unless `control` (body: {control?, ttlSeconds?})."""
 
+    @extend_schema(request=ViewerLinkRequestSerializer, responses={200: ViewerLinkSerializer})
     def post(self, request: Request, session_id: str) -> Response:
         session = selectors.session_get(team=self.principal.team, session_id=session_id)
         body = request.data if isinstance(request.data, dict) else {}
