@@ -32,7 +32,6 @@ from playwright.async_api import (
     Browser,
     BrowserContext,
     CDPSession,
-    Download,
     Page,
     Playwright,
     async_playwright,
@@ -159,7 +158,6 @@ class SessionBrowser:
         self,
         slot: _Slot,
         *,
-        downloads_dir: str | None,
         on_close: Callable[[SessionBrowser], None],
     ) -> None:
         self._slot = slot
@@ -167,7 +165,6 @@ class SessionBrowser:
         self.context = slot.context
         self.page = slot.page
         self._guard = slot.guard
-        self._downloads_dir = downloads_dir
         self._on_close = on_close
         self._closed = False
         self._blocked_navigations: dict[str, str] = {}
@@ -337,7 +334,6 @@ class SessionBrowser:
         return task
 
     def _watch_page(self, page: Page) -> None:
-        page.on("download", lambda download: self._spawn(self._save_download(download)))
         page.on("close", self._on_page_closed)
 
     def _on_new_page(self, page: Page) -> None:
@@ -355,15 +351,6 @@ class SessionBrowser:
         self.page = page
         if self._screencast is not None:
             self._spawn(self._screencast.start(self.context, page))
-
-    async def _save_download(self, download: Download) -> None:
-        if self._downloads_dir is None:
-            return
-        name = os.path.basename(download.suggested_filename) or "download"
-        try:
-            await download.save_as(os.path.join(self._downloads_dir, name))
-        except PlaywrightError:
-            logger.warning("download of %s failed", download.url, exc_info=True)
 
 
 class _Screencast:
@@ -512,7 +499,6 @@ class BrowserHost:
         policy: NetworkPolicy,
         storage_state: dict[str, Any] | None = None,
         proxy: dict[str, str] | None = None,
-        downloads_dir: str | None = None,
     ) -> SessionBrowser:
         """Return a session browser on a blank page, guarded by `policy`; `proxy` (Playwright
         style: {"server": "http://h:p" | "socks5://h:p", "username", "password"}) is the upstream
@@ -532,7 +518,7 @@ class BrowserHost:
         upstream = Upstream.from_playwright(proxy) if proxy else None
         self.gate.bind(slot.egress.token, policy=policy, upstream=upstream)
         slot.guard.policy = policy
-        session = SessionBrowser(slot, downloads_dir=downloads_dir, on_close=self._session_closed)
+        session = SessionBrowser(slot, on_close=self._session_closed)
         self._sessions.add(session)
         return session
 

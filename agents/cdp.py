@@ -363,7 +363,7 @@ class CdpPool:
             if on_close is not None:
                 on_close(browser)
 
-        session = DedicatedSessionBrowser(slot, downloads_dir=None, on_close=closed)
+        session = DedicatedSessionBrowser(slot, on_close=closed)
         browser.session = session
         return session, browser
 

@@ -48,11 +48,6 @@ class Price(models.Model):
     def __str__(self) -> str:
         return f"prices from {self.effective_from:%Y-%m-%d %H:%M}"
 
-    @property
-    def compute_per_second_micros(self) -> float:
-        """For display only: the per-minute price spread over 60 seconds."""
-        return self.compute_per_minute_micros / 60
-
     def token_cost_micros(self, *, input_tokens: int, output_tokens: int) -> int:
         """Cost of tokens, rounded down to the micro-dollar."""
         return (

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from decimal import ROUND_FLOOR, ROUND_HALF_EVEN, Decimal
+from decimal import ROUND_HALF_EVEN, Decimal
 
 MICROS_PER_USD = 1_000_000
 
@@ -14,10 +14,6 @@ def micros_to_usd(micros: int) -> float:
 
 def usd_to_micros(usd: float | str | Decimal) -> int:
     return int((Decimal(str(usd)) * MICROS_PER_USD).to_integral_value(rounding=ROUND_HALF_EVEN))
-
-
-def micros_to_cents_floor(micros: int) -> int:
-    return int((Decimal(micros) / 10_000).to_integral_value(rounding=ROUND_FLOOR))
 
 
 def cents_to_micros(cents: int) -> int:

@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from accounts.models import Membership, Team, User
 
-from .models import LedgerEntry, Price, StripeEvent, TopUp
+from .models import LedgerEntry, Price, TopUp
 
 USAGE_GROUPS = ("day", "key", "session")
 
@@ -139,12 +139,6 @@ def usage_grouped(*, team: Team | int, start: datetime, end: datetime, group: st
             query.values(bucket=F(field)).annotate(**_usage_aggregates()).order_by(F("charged"), "bucket")
         )  # most expensive first (usage is negative)
     return [(row["bucket"], _totals(row)) for row in rows]
-
-
-def stripe_event_list(*, status: str | None = None) -> QuerySet[StripeEvent]:
-    """Stored Stripe events, newest first (operators only: events are not team-scoped)."""
-    query = StripeEvent.objects.order_by("-id")
-    return query.filter(status=status) if status else query
 
 
 @dataclass(frozen=True)

@@ -66,8 +66,3 @@ class PlaygroundForm(forms.Form):
 class TaskForm(forms.Form):
     task = forms.CharField(max_length=20_000, widget=forms.Textarea(
         attrs={"rows": 2, "placeholder": "What should the agent do next?"}))
-
-
-class GuardrailForm(forms.Form):
-    answer = forms.CharField(max_length=20_000, required=False, widget=forms.Textarea(attrs={"rows": 2}))
-    decision = forms.ChoiceField(choices=[("resume", "Answer and continue"), ("stop", "Stop the task")])

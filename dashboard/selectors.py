@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, timedelta
-from typing import Any
 
 from django.db.models import Count, QuerySet
 from django.utils import timezone
@@ -24,10 +23,6 @@ def membership_list(*, team: Team) -> QuerySet[Membership]:
 
 def membership_get(*, team: Team, membership_id: int) -> Membership | None:
     return Membership.objects.filter(team=team, pk=membership_id).select_related("team", "user").first()
-
-
-def team_choices(*, user: Any) -> list[Team]:
-    return list(Team.objects.filter(memberships__user=user, is_active=True).order_by("-is_personal", "name"))
 
 
 def api_key_list(*, team: Team) -> QuerySet[ApiKey]:

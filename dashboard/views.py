@@ -30,11 +30,12 @@ from billing.money import micros_to_usd
 from billing.services import topup_bounds_usd, topup_create
 from enigma_site.errors import ApiError
 from recordings.selectors import recording_player_links
+from sessions_app.cdp import cdp_token_create, connect_url
 from sessions_app.events import events_after
 from sessions_app.models import BrowserSession, Task
 from sessions_app.schema import parse_message, parse_session_body
-from sessions_app.selectors import session_get
-from sessions_app.services import SessionNotFound, session_message, session_start
+from sessions_app.selectors import SessionNotFound, session_get
+from sessions_app.services import session_message, session_start
 from sessions_app.streaming import public_base_url, viewer_url
 
 from . import charts, forms, selectors
@@ -293,8 +294,6 @@ def session_page(request: HttpRequest, ctx: Context, session_id: str) -> HttpRes
 
 def _cdp_url(request: HttpRequest, session: BrowserSession) -> str:
     """A fresh connectUrl of a live CDP session (issue 16), else ""."""
-    from sessions_app.cdp import cdp_token_create, connect_url
-
     if not (session.is_live and session.config.get("cdp")):
         return ""
     return connect_url(base_url=public_base_url(request), token=cdp_token_create(session_id=session.pk)[0])

@@ -38,10 +38,6 @@ MAX_ATTRIBUTE_BYTES = 1024
 MAX_LOCAL_STORAGE_CHARS = 5_000_000  # Chromium's quota is 10 MB of UTF-16 per origin
 MAX_IDB_VERSION = 2**53 - 1
 SAME_SITE = ("Strict", "Lax", "None")
-COOKIE_FIELDS = (
-    "name", "value", "url", "domain", "path", "expires", "httpOnly", "secure", "sameSite", "partitionKey",
-    "_crHasCrossSiteAncestor",
-)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _BAD_DOMAIN = re.compile(r"[\x00-\x20\x7f/\\?#@:;,%*]")
 _IDENTIFIER = r"[A-Za-z_$][A-Za-z0-9_$]*"

@@ -30,6 +30,7 @@ from . import serializers as shapes
 from .cdp import cdp_token_create, connect_url
 from .events import events_after, wait_task_settled
 from .models import BrowserSession, Task
+from .realtime import sio
 from .schema import parse_message, parse_session_body
 from .streaming import public_base_url, viewer_url, whep_url
 
@@ -218,9 +219,7 @@ class ActiveSocketsApi(ApiView):
 
     @extend_schema(responses={200: shapes.ActiveSocketsSerializer})
     def get(self, request: Request) -> Response:
-        from .realtime.sio import active_sockets
-
-        sockets = active_sockets(team_id=self.principal.team.pk)
+        sockets = sio.active_sockets(team_id=self.principal.team.pk)
         return ok(sockets=sockets, count=len(sockets),
                   timestamp=timestamp(timezone.now()))
 

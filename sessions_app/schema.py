@@ -11,9 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from rest_framework.exceptions import ValidationError
-
-from enigma_site.errors import ApiError, InvalidParameter, validation_error
+from enigma_site.errors import ApiError, InvalidParameter
 from enigma_site.parsers import check_value
 from enigma_site.serializers import validated
 
@@ -21,7 +19,6 @@ from . import serializers
 from .serializers import (  # noqa: F401 (the edge's limits, used by the runner and the viewer)
     CHROME_HEIGHT,
     MAX_DURATION_MAX,
-    MAX_DURATION_MIN,
     TOKENS_MAX,
     VIEW_HEIGHT,
     VIEW_WIDTH,
@@ -60,22 +57,6 @@ class TaskInput:
             webhook=data["webhook"], given=data["given"],
         )
 
-    def public_config(self) -> dict[str, Any]:
-        """What is stored on the task row: everything but the secret values."""
-        return {
-            "startingUrl": self.starting_url,
-            "maxDuration": self.max_duration_ms,
-            "maxInputTokens": self.max_input_tokens,
-            "maxOutputTokens": self.max_output_tokens,
-            "avoidDomains": self.avoid_domains,
-            "terminateOnCompletion": self.terminate_on_completion,
-            "outputType": self.output_type,
-            "outputSchema": self.output_schema,
-            "files": self.files,
-            "webhook": _redact_webhook(self.webhook),
-            "secretMatches": [s["match"] for s in self.secrets],
-        }
-
 
 @dataclass
 class SessionInput:
@@ -88,30 +69,6 @@ class SessionInput:
     cdp: bool = False  # true: its own browser, reachable over raw CDP at connectUrl (sessions_app.cdp)
     task: TaskInput = field(default_factory=TaskInput)
     task_prefix: str = ""  # "", "initialTask." or "task." for error messages
-
-
-def _redact_webhook(webhook: dict[str, Any] | None) -> dict[str, Any] | None:
-    if webhook is None:
-        return None
-    return {k: ("***" if k == "auth" else v) for k, v in webhook.items()}
-
-
-def normalize_url(value: str, name: str) -> str:
-    """Return an http(s) URL (a bare host like `amazon.com` gets `https://`), or raise
-    InvalidParameter naming `name`."""
-    try:
-        return serializers.normalize_url(value)
-    except ValidationError as exc:
-        raise validation_error({name: exc.detail}) from None
-
-
-def parse_webhook(value: Any, name: str) -> dict[str, Any] | None:
-    """Validate a webhook object (`{url, name?, auth?, submittedData?}`) found at `name`."""
-    if value is None:
-        return None
-    return validated(serializers.WebhookSerializer(data=value), name)
-
-
 
 
 def _text_check(task: dict[str, Any], prefix: str) -> None:

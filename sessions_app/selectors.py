@@ -13,16 +13,25 @@ from billing.models import Price
 from billing.money import micros_to_usd
 from billing.selectors import price_at
 from enigma_site.api import timestamp
+from enigma_site.errors import ApiError
 
 from .cdp import cdp_status
 from .metering import session_compute_ms
 from .models import BrowserSession, Task
 
 
+class SessionNotFound(ApiError):
+    status_code = 404
+    code = "SESSION_NOT_FOUND"
+
+
+class TaskNotFound(ApiError):
+    status_code = 404
+    code = "TASK_NOT_FOUND"
+
+
 def session_get(*, team: Team | int, session_id: str) -> BrowserSession:
     """Return the team's session, or raise SessionNotFound (also for another team's id)."""
-    from .services import SessionNotFound
-
     team_id = team if isinstance(team, int) else team.pk
     session = BrowserSession.objects.filter(pk=str(session_id)[:64], team_id=team_id).first()
     if session is None:
@@ -31,8 +40,6 @@ def session_get(*, team: Team | int, session_id: str) -> BrowserSession:
 
 
 def task_get(*, team: Team | int, session_id: str, task_id: str) -> Task:
-    from .services import TaskNotFound
-
     session = session_get(team=team, session_id=session_id)
     task = Task.objects.filter(pk=str(task_id)[:64], session=session).select_related("session").first()
     if task is None:

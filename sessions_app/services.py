@@ -31,16 +31,6 @@ from .webhook_address import url_block_reason
 logger = logging.getLogger(__name__)
 
 
-class SessionNotFound(ApiError):
-    status_code = 404
-    code = "SESSION_NOT_FOUND"
-
-
-class TaskNotFound(ApiError):
-    status_code = 404
-    code = "TASK_NOT_FOUND"
-
-
 class SessionNotActive(ApiError):
     """A message for a session that has ended, with the codes of api.md §1.12 (see
     `session_ended_error`)."""

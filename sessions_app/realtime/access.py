@@ -20,7 +20,8 @@ from enigma_site.ratelimit import RateLimited, rate_limit_hit
 
 from ..models import BrowserSession, SessionEvent
 from ..schema import parse_message
-from ..services import SessionNotFound, session_ended_error, session_message
+from ..selectors import SessionNotFound
+from ..services import session_ended_error, session_message
 from ..streaming import viewer_token_read
 
 

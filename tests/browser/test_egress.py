@@ -150,9 +150,9 @@ async def echo_ws() -> AsyncIterator[int]:
 
 
 async def test_an_allowed_site_loads_with_sub_resources_websockets_and_downloads(
-    host: BrowserHost, site: LocalSite, echo_ws: int, tmp_path: Any, make_policy: Callable[..., NetworkPolicy]
+    host: BrowserHost, site: LocalSite, echo_ws: int, make_policy: Callable[..., NetworkPolicy]
 ) -> None:
-    session = await host.acquire(policy=make_policy(), downloads_dir=str(tmp_path))
+    session = await host.acquire(policy=make_policy())
     site.hits.clear()
     try:
         await session.goto(site.url(f"/tracked?port={site.port}"))
