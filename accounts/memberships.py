@@ -21,7 +21,6 @@ from .services import PermissionDenied
 
 INVITE_SALT = "enigma.invite"
 INVITE_MAX_AGE_S = 7 * 24 * 3600
-MANAGERS = (Membership.Role.OWNER, Membership.Role.ADMIN)
 
 
 class InviteInvalid(ApiError):
@@ -36,9 +35,15 @@ def _role_of(*, team: Team, user: User) -> str | None:
     return Membership.objects.filter(team=team, user=user).values_list("role", flat=True).first()
 
 
+def is_team_manager(*, team: Team | int, user: User) -> bool:
+    """Whether `user` is an owner or admin of the team (Membership.MANAGER_ROLES)."""
+    team_id = team if isinstance(team, int) else team.pk
+    return Membership.objects.filter(team_id=team_id, user=user, role__in=Membership.MANAGER_ROLES).exists()
+
+
 def _require_manager(*, team: Team, user: User) -> str:
     role = _role_of(team=team, user=user)
-    if role not in MANAGERS:
+    if role not in Membership.MANAGER_ROLES:
         raise PermissionDenied("Only owners and admins of the team can manage members")
     return role
 
@@ -119,9 +124,9 @@ def membership_role_change(*, membership: Membership, user: User, role: str) -> 
     A team always keeps at least one owner."""
     acting_role = _require_manager(team=membership.team, user=user)
     _check_assignable(acting_role=acting_role, role=role)
-    if membership.role == Membership.Role.OWNER and acting_role != Membership.Role.OWNER:
+    if membership.is_owner and acting_role != Membership.Role.OWNER:
         raise PermissionDenied("Only owners can change an owner's role")
-    if membership.role == Membership.Role.OWNER and role != Membership.Role.OWNER and _owners(membership.team) == 1:
+    if membership.is_owner and role != Membership.Role.OWNER and _owners(membership.team) == 1:
         raise InvalidParameter("role", "A team needs at least one owner: make someone else owner first")
     membership.role = role
     membership.save(update_fields=["role"])
@@ -134,7 +139,7 @@ def membership_remove(*, membership: Membership, user: User) -> None:
     acting_role = _require_manager(team=membership.team, user=user)
     if membership.user_id == user.pk:
         raise InvalidParameter("member", "Use “Leave team” to remove yourself")
-    if membership.role == Membership.Role.OWNER and acting_role != Membership.Role.OWNER:
+    if membership.is_owner and acting_role != Membership.Role.OWNER:
         raise PermissionDenied("Only owners can remove an owner")
     _invitations_close(team=membership.team_id, email=membership.user.email)
     membership.delete()
@@ -146,7 +151,7 @@ def team_leave(*, team: Team, user: User) -> None:
     membership = Membership.objects.select_for_update().filter(team=team, user=user).first()
     if membership is None:
         raise PermissionDenied("You are not a member of this team")
-    if membership.role == Membership.Role.OWNER and _owners(team) == 1:
+    if membership.is_owner and _owners(team) == 1:
         raise InvalidParameter("team", "You are the only owner: make someone else owner before leaving")
     _invitations_close(team=team, email=user.email)
     membership.delete()

@@ -67,6 +67,10 @@ class Membership(models.Model):
         ADMIN = "admin"
         MEMBER = "member"
 
+    # Owners and admins manage the team: invite, change roles, remove members, top up, revoke
+    # any key (members revoke the keys they created). Only owners make or unmake owners.
+    MANAGER_ROLES = (Role.OWNER, Role.ADMIN)
+
     team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="memberships")
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE,
                              related_name="memberships")
@@ -78,6 +82,14 @@ class Membership(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} in {self.team} ({self.role})"
+
+    @property
+    def is_manager(self) -> bool:
+        return self.role in self.MANAGER_ROLES
+
+    @property
+    def is_owner(self) -> bool:
+        return self.role == self.Role.OWNER
 
 
 class Invitation(models.Model):

@@ -98,9 +98,7 @@ def can_revoke(*, user: User, api_key: ApiKey) -> bool:
     membership = Membership.objects.filter(team_id=api_key.team_id, user=user).first()
     if membership is None:
         return False
-    if membership.role in (Membership.Role.OWNER, Membership.Role.ADMIN):
-        return True
-    return api_key.created_by_id == user.pk
+    return membership.is_manager or api_key.created_by_id == user.pk
 
 
 def api_key_revoke(*, api_key: ApiKey, user: User | None) -> ApiKey:

@@ -12,7 +12,8 @@ from django.db.models import Count, F, OuterRef, QuerySet, Subquery, Sum
 from django.db.models.functions import Coalesce, TruncDate
 from django.utils import timezone
 
-from accounts.models import Membership, Team, User
+from accounts.memberships import is_team_manager
+from accounts.models import Team, User
 
 from .models import LedgerEntry, Price, TopUp
 
@@ -47,9 +48,7 @@ def meter_interval_micros() -> int:
 
 def can_top_up(*, team: Team | int, user: User) -> bool:
     """Owners and admins of the team top up; members only see usage."""
-    return Membership.objects.filter(
-        team_id=_team_id(team), user=user, role__in=(Membership.Role.OWNER, Membership.Role.ADMIN)
-    ).exists()
+    return is_team_manager(team=team, user=user)
 
 
 def ledger_list(*, team: Team | int) -> QuerySet[LedgerEntry]:

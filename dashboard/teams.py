@@ -15,7 +15,6 @@ from django.shortcuts import redirect
 from accounts.models import Membership, Team, User
 
 SESSION_KEY = "dashboard_team_id"
-MANAGER_ROLES = (Membership.Role.OWNER, Membership.Role.ADMIN)
 
 
 @dataclass(frozen=True)
@@ -33,11 +32,11 @@ class Context:
     @property
     def is_manager(self) -> bool:
         """Owners and admins: invite, change roles, remove members, top up, revoke any key."""
-        return self.role in MANAGER_ROLES
+        return self.membership.is_manager
 
     @property
     def is_owner(self) -> bool:
-        return self.role == Membership.Role.OWNER
+        return self.membership.is_owner
 
 
 def current_membership(request: HttpRequest) -> Membership | None:

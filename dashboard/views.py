@@ -28,6 +28,7 @@ from billing import selectors as billing
 from billing.models import TopUp
 from billing.money import micros_to_usd
 from billing.services import topup_bounds_usd, topup_create
+from enigma_site.api import public_base_url
 from enigma_site.errors import ApiError
 from recordings.selectors import recording_player_links
 from sessions_app.cdp import cdp_token_create, connect_url
@@ -36,7 +37,7 @@ from sessions_app.models import BrowserSession, Task
 from sessions_app.schema import parse_message, parse_session_body
 from sessions_app.selectors import SessionNotFound, session_get
 from sessions_app.services import session_message, session_start
-from sessions_app.streaming import public_base_url, viewer_url
+from sessions_app.streaming import viewer_url
 
 from . import charts, forms, selectors
 from .teams import Context, current_membership, set_current_team, team_view

@@ -50,7 +50,7 @@ from sessions_app.models import BrowserSession, Task
 from sessions_app.schema import parse_message, parse_session_body
 from sessions_app.streaming import viewer_url
 
-from .services import task_is_settled, task_wait, task_wait_timeout
+from .services import task_wait, task_wait_timeout
 
 
 @dataclass(frozen=True)
@@ -124,7 +124,7 @@ async def _call(fn: Callable[[Caller], Any]) -> CallToolResult:
             task = await task_wait(team_id=caller.principal.team.pk, session_id=out.session_id,
                                    task_id=out.pk, timeout=task_wait_timeout(out))
             out = await database_sync_to_async(_task_body)(caller, task)
-            return _result(out, error=not out.get("success", True) and task_is_settled(task))
+            return _result(out, error=not out.get("success", True) and task.is_settled)
         return _result(out)
     except ApiError as exc:
         return _error(exc)

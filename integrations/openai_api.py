@@ -59,7 +59,7 @@ from sessions_app.events import events_after, group_name
 from sessions_app.models import Task
 
 from . import chat
-from .services import asession_abandon, task_is_settled, task_reload, task_wait, task_wait_timeout
+from .services import asession_abandon, task_reload, task_wait, task_wait_timeout
 
 logger = logging.getLogger(__name__)
 
@@ -143,7 +143,7 @@ def _authenticate(request: HttpRequest) -> ApiPrincipal:
 def task_error(task: Task) -> TaskError:
     """The error of a task that did not complete (failed, asks a human, or still not settled)."""
     extra = {"enigma": chat.extension(task.session_id, task)}  # its cost: reads prices
-    if not task_is_settled(task):
+    if not task.is_settled:
         return TaskWaitTimeout(extra=extra)
     if task.state == Task.State.GUARDRAIL:
         return GuardrailTriggered(f"Guardrail triggered: {task.guardrail_question}", extra=extra)
@@ -248,7 +248,7 @@ async def _stream(*, team_id: int, task: Task, created: int, include_usage: bool
             if check:
                 task = await task_reload(team_id=team_id, session_id=session_id, task_id=task_id)
                 check = False
-            if task_is_settled(task) or loop.time() >= deadline:
+            if task.is_settled or loop.time() >= deadline:
                 break
             try:
                 message = await asyncio.wait_for(layer.receive(channel),

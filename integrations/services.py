@@ -23,10 +23,6 @@ def task_wait_timeout(task: Task) -> float:
     return int(task.config.get("maxDuration", 300_000)) / 1000 + WAIT_GRACE_S
 
 
-def task_is_settled(task: Task) -> bool:
-    return task.state not in (Task.State.QUEUED, Task.State.RUNNING)
-
-
 @database_sync_to_async
 def task_reload(*, team_id: int, session_id: str, task_id: str) -> Task:
     return selectors.task_get(team=team_id, session_id=session_id, task_id=task_id)

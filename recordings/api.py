@@ -18,10 +18,9 @@ from rest_framework.exceptions import NotAuthenticated
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from enigma_site.api import ApiView, ok
+from enigma_site.api import ApiView, ok, public_base_url
 from enigma_site.errors import ApiError
 from environments import storage
-from sessions_app.streaming import public_base_url
 
 from . import selectors
 from .models import Recording

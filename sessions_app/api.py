@@ -21,7 +21,7 @@ from rest_framework.response import Response
 
 from billing.money import micros_to_usd
 from billing.selectors import team_balance_micros
-from enigma_site.api import BIGINT_MAX, ApiView, int_param, ok, paginate, timestamp
+from enigma_site.api import BIGINT_MAX, ApiView, int_param, ok, paginate, public_base_url, timestamp
 from enigma_site.errors import InvalidParameter
 from enigma_site.serializers import validated
 
@@ -32,7 +32,7 @@ from .events import events_after, wait_task_settled
 from .models import BrowserSession, Task
 from .realtime import sio
 from .schema import parse_message, parse_session_body
-from .streaming import public_base_url, viewer_url, whep_url
+from .streaming import viewer_url, whep_url
 
 
 def poll_url(request: HttpRequest | Request, task: Task) -> str:

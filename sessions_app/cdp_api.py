@@ -7,7 +7,7 @@ from drf_spectacular.utils import extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from enigma_site.api import ApiView, ok
+from enigma_site.api import ApiView, ok, public_base_url
 from enigma_site.errors import ApiError
 from enigma_site.serializers import validated
 from environments.models import StoredFile
@@ -18,7 +18,6 @@ from . import serializers as shapes
 from .cdp import cdp_token_create, cdp_tokens_revoke, connect_url, token_ttl_s
 from .models import BrowserSession
 from .services import session_ended_error
-from .streaming import public_base_url
 
 
 class CdpNotEnabled(ApiError):

@@ -85,6 +85,9 @@ class Task(models.Model):
         TERMINATED = "terminated"
 
     OPEN_STATES = (State.QUEUED, State.RUNNING, State.GUARDRAIL)
+    # A task is settled once it no longer works on its own: it ended, or it asks a human
+    # (guardrail). Whoever waits for a task (the inline wait, MCP, the OpenAI endpoint) stops then.
+    WORKING_STATES = (State.QUEUED, State.RUNNING)
 
     id = models.CharField(primary_key=True, max_length=32, default=new_id, editable=False)
     session = models.ForeignKey(BrowserSession, on_delete=models.CASCADE, related_name="tasks")
@@ -110,6 +113,10 @@ class Task(models.Model):
 
     def __str__(self) -> str:
         return f"task {self.id} ({self.state})"
+
+    @property
+    def is_settled(self) -> bool:
+        return self.state not in self.WORKING_STATES
 
 
 class SessionEvent(models.Model):

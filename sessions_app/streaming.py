@@ -13,7 +13,6 @@ import secrets
 import time
 from dataclasses import dataclass
 
-from enigma_site.api import public_base_url as public_base_url  # its callers here import it from this module
 from enigma_site.redis import get_redis
 
 VIEWER_TOKEN_MAX_AGE_S = 6 * 3600

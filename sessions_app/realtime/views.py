@@ -13,12 +13,12 @@ from drf_spectacular.utils import extend_schema
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from enigma_site.api import ApiView, ok
+from enigma_site.api import ApiView, ok, public_base_url
 from enigma_site.errors import ApiError, InvalidParameter
 
 from .. import selectors
 from ..schema import CHROME_HEIGHT, VIEW_HEIGHT, VIEW_WIDTH
-from ..streaming import VIEWER_TOKEN_MAX_AGE_S, public_base_url, viewer_token_create
+from ..streaming import VIEWER_TOKEN_MAX_AGE_S, viewer_token_create
 from .access import viewer_grant_read, without_session_id
 from .serializers import ViewerLinkRequestSerializer, ViewerLinkSerializer
 
