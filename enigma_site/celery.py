@@ -8,21 +8,15 @@ from typing import Any
 from celery import Celery
 from django.conf import settings
 
+from sessions_app.worker_steps import Consuming, Runtime
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "enigma_site.settings")
 
 app = Celery("enigma")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
-
-
-def _add_worker_steps() -> None:
-    from sessions_app.worker_steps import Consuming, Runtime
-
-    app.steps["consumer"].add(Consuming)
-    app.steps["worker"].add(Runtime)
-
-
-_add_worker_steps()
+app.steps["consumer"].add(Consuming)
+app.steps["worker"].add(Runtime)
 
 
 @app.on_after_configure.connect
