@@ -43,8 +43,9 @@ def login_blocked(request: HttpRequest | None, email: str) -> bool:
 class ThrottledModelBackend(ModelBackend):
     """ModelBackend that refuses a login attempt while its email or client address is throttled."""
 
-    def authenticate(self, request: HttpRequest | None, username: str | None = None,
-                     password: str | None = None, **kwargs: Any) -> Any:
+    def authenticate(
+        self, request: HttpRequest | None, username: str | None = None, password: str | None = None, **kwargs: Any
+    ) -> Any:
         email = username or kwargs.get("email") or ""
         if login_blocked(request, email):
             raise PermissionDenied("too many failed log-in attempts")
@@ -52,8 +53,7 @@ class ThrottledModelBackend(ModelBackend):
 
 
 @receiver(user_login_failed)
-def _count_failure(sender: Any, credentials: dict[str, Any], request: HttpRequest | None = None,
-                   **kwargs: Any) -> None:
+def _count_failure(sender: Any, credentials: dict[str, Any], request: HttpRequest | None = None, **kwargs: Any) -> None:
     email = credentials.get("username") or credentials.get("email") or ""
     window = int(settings.ENIGMA_LOGIN_WINDOW_S)
     pipe = get_redis().pipeline()

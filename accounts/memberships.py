@@ -58,8 +58,9 @@ def _check_assignable(*, acting_role: str, role: str) -> None:
 def _invitations_close(*, team: Team | int, email: str) -> None:
     """Withdraw the open invitations of `email` to the team."""
     team_id = team if isinstance(team, int) else team.pk
-    Invitation.objects.filter(team_id=team_id, email=email.lower(), accepted_at__isnull=True,
-                              revoked_at__isnull=True).update(revoked_at=timezone.now())
+    Invitation.objects.filter(
+        team_id=team_id, email=email.lower(), accepted_at__isnull=True, revoked_at__isnull=True
+    ).update(revoked_at=timezone.now())
 
 
 def invite_create(*, team: Team, user: User, email: str, role: str, accept_url: Any) -> str:
@@ -80,9 +81,13 @@ def invite_create(*, team: Team, user: User, email: str, role: str, accept_url: 
     link = str(accept_url(token))
     send_mail(
         subject=f"{user.email} invited you to {team.name} on Enigma",
-        message=(f"{user.email} invited you to join the team {team.name} on Enigma as {role}.\n\n"
-                 f"Accept the invitation: {link}\n\nThe link works once and expires in 7 days."),
-        from_email=None, recipient_list=[email], fail_silently=True,
+        message=(
+            f"{user.email} invited you to join the team {team.name} on Enigma as {role}.\n\n"
+            f"Accept the invitation: {link}\n\nThe link works once and expires in 7 days."
+        ),
+        from_email=None,
+        recipient_list=[email],
+        fail_silently=True,
     )
     return link
 
@@ -106,11 +111,16 @@ def invite_accept(*, token: str, user: User) -> Membership:
     invitation = invite_read(token)
     if invitation.email != user.email.lower():
         raise InviteInvalid(f"This invitation is for {invitation.email}. Log in with that address to accept it.")
-    if Invitation.objects.filter(pk=invitation.pk, accepted_at__isnull=True, revoked_at__isnull=True).update(
-            accepted_at=timezone.now(), accepted_by=user) != 1:
+    if (
+        Invitation.objects.filter(pk=invitation.pk, accepted_at__isnull=True, revoked_at__isnull=True).update(
+            accepted_at=timezone.now(), accepted_by=user
+        )
+        != 1
+    ):
         raise InviteInvalid(INVITE_CLOSED)
-    membership, _ = Membership.objects.get_or_create(team=invitation.team, user=user,
-                                                     defaults={"role": invitation.role})
+    membership, _ = Membership.objects.get_or_create(
+        team=invitation.team, user=user, defaults={"role": invitation.role}
+    )
     return membership
 
 

@@ -46,11 +46,13 @@ class Team(models.Model):
     # Cached sum of the team's ledger entries; moved only by billing.services under a row lock.
     balance_micros = models.BigIntegerField(default=0)
     session_limit = models.PositiveIntegerField(
-        null=True, blank=True, help_text="Live sessions the team may have at once; empty: "
-                                         "ENIGMA_TEAM_SESSION_LIMIT (default 5); 0 stops new sessions.")
+        null=True,
+        blank=True,
+        help_text="Live sessions the team may have at once; empty: "
+        "ENIGMA_TEAM_SESSION_LIMIT (default 5); 0 stops new sessions.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
-    members = models.ManyToManyField(settings.AUTH_USER_MODEL, through="Membership",
-                                     related_name="teams")
+    members = models.ManyToManyField(settings.AUTH_USER_MODEL, through="Membership", related_name="teams")
 
     def __str__(self) -> str:
         return self.name
@@ -72,8 +74,7 @@ class Membership(models.Model):
     MANAGER_ROLES = (Role.OWNER, Role.ADMIN)
 
     team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="memberships")
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE,
-                             related_name="memberships")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="memberships")
     role = models.CharField(max_length=10, choices=Role.choices, default=Role.MEMBER)
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -102,12 +103,14 @@ class Invitation(models.Model):
     team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="invitations")
     email = models.EmailField()
     role = models.CharField(max_length=10, choices=Membership.Role.choices)
-    invited_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True,
-                                   blank=True, related_name="+")
+    invited_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     accepted_at = models.DateTimeField(null=True, blank=True)
-    accepted_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True,
-                                    blank=True, related_name="+")
+    accepted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
     revoked_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
@@ -126,8 +129,9 @@ class ApiKey(models.Model):
     """An API key: `enig_<prefix><secret>`; we keep the prefix for lookup and an HMAC of the key."""
 
     team = models.ForeignKey(Team, on_delete=models.CASCADE, related_name="api_keys")
-    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.SET_NULL,
-                                   null=True, related_name="api_keys")
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="api_keys"
+    )
     name = models.CharField(max_length=100, blank=True)
     prefix = models.CharField(max_length=16, unique=True)
     digest = models.CharField(max_length=64, editable=False)

@@ -29,15 +29,14 @@ class PermissionDenied(ApiError):
 
 
 def key_digest(raw_key: str) -> str:
-    return hmac.new(settings.ENIGMA_KEY_HMAC_SECRET.encode(), raw_key.encode(),
-                    hashlib.sha256).hexdigest()
+    return hmac.new(settings.ENIGMA_KEY_HMAC_SECRET.encode(), raw_key.encode(), hashlib.sha256).hexdigest()
 
 
 def split_key(raw_key: str) -> str | None:
     """Return the lookup prefix of a well-formed key, or None."""
     if not raw_key.startswith(KEY_PREFIX):
         return None
-    body = raw_key[len(KEY_PREFIX):]
+    body = raw_key[len(KEY_PREFIX) :]
     if len(body) != _LOOKUP_LEN + _SECRET_LEN or not body.isalnum():
         return None
     return body[:_LOOKUP_LEN]
@@ -68,8 +67,12 @@ def team_create(*, owner: User, name: str) -> Team:
 
 
 def personal_team(user: User) -> Team:
-    membership = (Membership.objects.filter(user=user, role=Membership.Role.OWNER)
-                  .select_related("team").order_by("-team__is_personal", "id").first())
+    membership = (
+        Membership.objects.filter(user=user, role=Membership.Role.OWNER)
+        .select_related("team")
+        .order_by("-team__is_personal", "id")
+        .first()
+    )
     if membership is None:
         raise PermissionDenied("User has no team")
     return membership.team
@@ -88,8 +91,7 @@ def api_key_create(*, team: Team, user: User | None, name: str = "") -> CreatedK
     lookup = "".join(secrets.choice(_ALPHABET) for _ in range(_LOOKUP_LEN))
     secret = "".join(secrets.choice(_ALPHABET) for _ in range(_SECRET_LEN))
     raw = f"{KEY_PREFIX}{lookup}{secret}"
-    key = ApiKey.objects.create(team=team, created_by=user, name=name[:100], prefix=lookup,
-                                digest=key_digest(raw))
+    key = ApiKey.objects.create(team=team, created_by=user, name=name[:100], prefix=lookup, digest=key_digest(raw))
     return CreatedKey(api_key=key, raw=raw)
 
 

@@ -50,8 +50,9 @@ async def lifecycle(p, base: str, key: str, page_url: str) -> dict[str, float] |
     headers = {"Authorization": f"Bearer {key}"}
     times: dict[str, float] = {}
     t0 = time.perf_counter()
-    created = await asyncio.to_thread(requests.post, f"{base}/start/start-session", json={"cdp": True},
-                                      headers=headers, timeout=30)
+    created = await asyncio.to_thread(
+        requests.post, f"{base}/start/start-session", json={"cdp": True}, headers=headers, timeout=30
+    )
     times["create"] = (time.perf_counter() - t0) * 1000
     if created.status_code != 200:
         print("create failed", created.status_code, created.text[:200])
@@ -70,8 +71,12 @@ async def lifecycle(p, base: str, key: str, page_url: str) -> dict[str, float] |
         t = time.perf_counter()
         await browser.close()
         released = await asyncio.to_thread(
-            requests.post, f"{base}/start/send-message", headers=headers, timeout=30,
-            json={"sessionId": body["sessionId"], "message": {"actionType": "state", "newState": "terminate"}})
+            requests.post,
+            f"{base}/start/send-message",
+            headers=headers,
+            timeout=30,
+            json={"sessionId": body["sessionId"], "message": {"actionType": "state", "newState": "terminate"}},
+        )
         times["release"] = (time.perf_counter() - t) * 1000
         if released.status_code != 200:
             return None
@@ -122,9 +127,15 @@ def main() -> None:
     args = parser.parse_args()
     print("load average before: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
     page_url = serve_page()
-    with stack(capacity=max(20, args.concurrency * 2),
-               extra_env={"ENIGMA_CDP_WARM_POOL": str(args.warm), "ENIGMA_WARM_POOL": "0",
-                          "ENIGMA_RECORDINGS": "off", "ENIGMA_RATE_LIMITS": "start-session=100000,send-message=100000"}) as s:
+    with stack(
+        capacity=max(20, args.concurrency * 2),
+        extra_env={
+            "ENIGMA_CDP_WARM_POOL": str(args.warm),
+            "ENIGMA_WARM_POOL": "0",
+            "ENIGMA_RECORDINGS": "off",
+            "ENIGMA_RATE_LIMITS": "start-session=100000,send-message=100000",
+        },
+    ) as s:
         time.sleep(15)  # the worker fills its CDP warm pool
         asyncio.run(run(s.url, s.key, page_url, args.runs, args.concurrency))
     print("load average after: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))

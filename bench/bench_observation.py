@@ -126,8 +126,9 @@ def _bench_env() -> dict[str, str]:
 def _bench_venv_ready() -> bool:
     if not BENCH_PY.exists():
         return False
-    probe = subprocess.run([str(BENCH_PY), "-c", "import browser_use, tiktoken, bpe_openai"],
-                           capture_output=True, env=_bench_env())
+    probe = subprocess.run(
+        [str(BENCH_PY), "-c", "import browser_use, tiktoken, bpe_openai"], capture_output=True, env=_bench_env()
+    )
     return probe.returncode == 0
 
 
@@ -138,7 +139,10 @@ def _seed_tiktoken_cache() -> None:
         return
     found = subprocess.run(
         [str(BENCH_PY), "-c", "import bpe_openai, pathlib; print(pathlib.Path(bpe_openai.__file__).parent)"],
-        capture_output=True, text=True, env=_bench_env())
+        capture_output=True,
+        text=True,
+        env=_bench_env(),
+    )
     source = Path(found.stdout.strip()) / "data" / "cl100k_base.tiktoken.gz"
     if found.returncode != 0 or not source.exists():
         return
@@ -151,27 +155,38 @@ def _seed_tiktoken_cache() -> None:
 
 def ensure_bench_venv() -> None:
     if not _bench_venv_ready():
-        print(f"creating {BENCH_VENV.relative_to(ROOT)} with {' '.join(BENCH_PACKAGES)} (first run only)...",
-              file=sys.stderr)
+        print(
+            f"creating {BENCH_VENV.relative_to(ROOT)} with {' '.join(BENCH_PACKAGES)} (first run only)...",
+            file=sys.stderr,
+        )
         if BENCH_VENV.exists():
             shutil.rmtree(BENCH_VENV)
         base_python = getattr(sys, "_base_executable", sys.executable)
         subprocess.run([base_python, "-m", "venv", str(BENCH_VENV)], check=True)
-        subprocess.run([str(BENCH_PY), "-m", "pip", "install", "-q", *BENCH_PACKAGES], check=True,
-                       env=_bench_env())
+        subprocess.run([str(BENCH_PY), "-m", "pip", "install", "-q", *BENCH_PACKAGES], check=True, env=_bench_env())
     _seed_tiktoken_cache()
 
 
 def count_tokens(texts: list[str]) -> tuple[str, list[int]]:
-    result = subprocess.run([str(BENCH_PY), "-c", _TOKEN_COUNTER], input=json.dumps(texts), capture_output=True,
-                            text=True, check=True, env=_bench_env())
+    result = subprocess.run(
+        [str(BENCH_PY), "-c", _TOKEN_COUNTER],
+        input=json.dumps(texts),
+        capture_output=True,
+        text=True,
+        check=True,
+        env=_bench_env(),
+    )
     data = json.loads(result.stdout)
     return data["method"], data["counts"]
 
 
 def bench_venv_version(package: str) -> str:
-    result = subprocess.run([str(BENCH_PY), "-c", f"import importlib.metadata as m; print(m.version('{package}'))"],
-                            capture_output=True, text=True, env=_bench_env())
+    result = subprocess.run(
+        [str(BENCH_PY), "-c", f"import importlib.metadata as m; print(m.version('{package}'))"],
+        capture_output=True,
+        text=True,
+        env=_bench_env(),
+    )
     return result.stdout.strip() or "?"
 
 
@@ -181,7 +196,7 @@ def bench_venv_version(package: str) -> str:
 class _Handler(SimpleHTTPRequestHandler):
     def translate_path(self, path: str) -> str:
         if path.startswith(TEST_PREFIX):
-            return str(TEST_PAGES / Path(path[len(TEST_PREFIX):].split("?")[0]).name)
+            return str(TEST_PAGES / Path(path[len(TEST_PREFIX) :].split("?")[0]).name)
         return super().translate_path(path)
 
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002
@@ -231,7 +246,9 @@ async def measure_ours(urls: list[str], viewport: tuple[int, int]) -> list[tuple
             variants = []
             for text in (obs.render(), obs.render(max_elements=10**6)):
                 refs = set(re.findall(r"^  \[(e\d+)\] ", text, re.MULTILINE))
-                variants.append(Result(text=text, refs=len(refs), exposed={ref_to_gt[r] for r in refs if r in ref_to_gt}))
+                variants.append(
+                    Result(text=text, refs=len(refs), exposed={ref_to_gt[r] for r in refs if r in ref_to_gt})
+                )
             out.append((gt, variants[0], variants[1]))
             await page.close()
         await browser.close()
@@ -239,10 +256,22 @@ async def measure_ours(urls: list[str], viewport: tuple[int, int]) -> list[tuple
 
 
 def measure_browser_use(urls: list[str], viewport: tuple[int, int]) -> list[tuple[dict | None, Result]]:
-    request = {"urls": urls, "chromium": CHROMIUM, "args": CHROMIUM_ARGS, "viewport": list(viewport),
-               "ground_truth_js": GROUND_TRUTH_JS.strip()}
-    proc = subprocess.run([str(BENCH_PY), str(HELPER)], input=json.dumps(request), capture_output=True, text=True,
-                          timeout=600, env=_bench_env(), cwd=BENCH_DIR)
+    request = {
+        "urls": urls,
+        "chromium": CHROMIUM,
+        "args": CHROMIUM_ARGS,
+        "viewport": list(viewport),
+        "ground_truth_js": GROUND_TRUTH_JS.strip(),
+    }
+    proc = subprocess.run(
+        [str(BENCH_PY), str(HELPER)],
+        input=json.dumps(request),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=_bench_env(),
+        cwd=BENCH_DIR,
+    )
     rows = {}
     for line in proc.stdout.splitlines():
         if line.startswith('{"url"'):
@@ -257,8 +286,17 @@ def measure_browser_use(urls: list[str], viewport: tuple[int, int]) -> list[tupl
         elif row.get("error"):
             out.append((None, Result(error=row["error"])))
         else:
-            out.append((row["gt"], Result(text=row["text"], refs=row["interactive_count"],
-                                          exposed=set(row["exposed_gt"]), dom_chars=row["dom_chars"])))
+            out.append(
+                (
+                    row["gt"],
+                    Result(
+                        text=row["text"],
+                        refs=row["interactive_count"],
+                        exposed=set(row["exposed_gt"]),
+                        dom_chars=row["dom_chars"],
+                    ),
+                )
+            )
     return out
 
 
@@ -272,12 +310,17 @@ def _cov(exposed: set[int], truth: set[int]) -> str:
 
 
 def print_table(rows: list[PageRow], method: str, viewport: tuple[int, int], bu_version: str) -> None:
-    print(f"Observation size per page: viewport {viewport[0]}x{viewport[1]}, tokens = {method}, "
-          f"browser-use {bu_version}")
-    print("gt = ground-truth interactive elements (visible / in first viewport); cov vis|vp = of those, how many "
-          "the text exposes by ref/index; refs = refs/indexes in the text\n")
-    header = (f"{'page':<24} {'serializer':<12} {'chars':>7} {'tokens':>7} {'refs':>5} {'cov vis':>9} {'cov vp':>7} "
-              f"{'tok/vis-cov':>11}")
+    print(
+        f"Observation size per page: viewport {viewport[0]}x{viewport[1]}, tokens = {method}, browser-use {bu_version}"
+    )
+    print(
+        "gt = ground-truth interactive elements (visible / in first viewport); cov vis|vp = of those, how many "
+        "the text exposes by ref/index; refs = refs/indexes in the text\n"
+    )
+    header = (
+        f"{'page':<24} {'serializer':<12} {'chars':>7} {'tokens':>7} {'refs':>5} {'cov vis':>9} {'cov vp':>7} "
+        f"{'tok/vis-cov':>11}"
+    )
     print(header)
     print("-" * len(header))
     totals = {v: [0, 0, 0, 0, 0] for v in VARIANTS}  # chars, tokens, refs, covered vis, covered vp
@@ -285,8 +328,10 @@ def print_table(rows: list[PageRow], method: str, viewport: tuple[int, int], bu_
     for row in rows:
         gt_vis += len(row.gt_visible)
         gt_vp += len(row.gt_viewport)
-        print(f"{row.page:<24} gt: {row.gt_total} in DOM, {len(row.gt_visible)} visible, "
-              f"{len(row.gt_viewport)} in viewport")
+        print(
+            f"{row.page:<24} gt: {row.gt_total} in DOM, {len(row.gt_visible)} visible, "
+            f"{len(row.gt_viewport)} in viewport"
+        )
         for name in VARIANTS:
             res = row.results[name]
             if res.error:
@@ -295,8 +340,10 @@ def print_table(rows: list[PageRow], method: str, viewport: tuple[int, int], bu_
             vis = len(res.exposed & row.gt_visible)
             vp = len(res.exposed & row.gt_viewport)
             per = f"{res.tokens / vis:.1f}" if vis else "-"
-            print(f"{'':<24} {name:<12} {len(res.text):>7} {res.tokens:>7} {res.refs:>5} "
-                  f"{_cov(res.exposed, row.gt_visible):>9} {_cov(res.exposed, row.gt_viewport):>7} {per:>11}")
+            print(
+                f"{'':<24} {name:<12} {len(res.text):>7} {res.tokens:>7} {res.refs:>5} "
+                f"{_cov(res.exposed, row.gt_visible):>9} {_cov(res.exposed, row.gt_viewport):>7} {per:>11}"
+            )
             for i, value in enumerate((len(res.text), res.tokens, res.refs, vis, vp)):
                 totals[name][i] += value
         for note in row.notes:
@@ -305,20 +352,27 @@ def print_table(rows: list[PageRow], method: str, viewport: tuple[int, int], bu_
     for name in VARIANTS:
         chars, tokens, refs, vis, vp = totals[name]
         per = f"{tokens / vis:.1f}" if vis else "-"
-        print(f"{'TOTAL':<24} {name:<12} {chars:>7} {tokens:>7} {refs:>5} {f'{vis}/{gt_vis}':>9} "
-              f"{f'{vp}/{gt_vp}':>7} {per:>11}")
+        print(
+            f"{'TOTAL':<24} {name:<12} {chars:>7} {tokens:>7} {refs:>5} {f'{vis}/{gt_vis}':>9} "
+            f"{f'{vp}/{gt_vp}':>7} {per:>11}"
+        )
     ours, bu = totals["ours"], totals["browser-use"]
     list_chars = sum(row.results["browser-use"].dom_chars for row in rows)
-    print(f"\nbrowser-use's element list alone (llm_representation, without page stats/tabs/page info): "
-          f"{list_chars} chars in total")
+    print(
+        f"\nbrowser-use's element list alone (llm_representation, without page stats/tabs/page info): "
+        f"{list_chars} chars in total"
+    )
     if bu[1]:
         print(f"ours/browser-use tokens: {ours[1] / bu[1]:.2f}x (ours-all: {totals['ours-all'][1] / bu[1]:.2f}x)")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--viewport", default=f"{DEFAULT_VIEWPORT[0]}x{DEFAULT_VIEWPORT[1]}",
-                        help="WxH, both browsers (default: BrowserHost's, %(default)s)")
+    parser.add_argument(
+        "--viewport",
+        default=f"{DEFAULT_VIEWPORT[0]}x{DEFAULT_VIEWPORT[1]}",
+        help="WxH, both browsers (default: BrowserHost's, %(default)s)",
+    )
     parser.add_argument("--show-text", action="store_true", help="print every observation text too")
     args = parser.parse_args()
     width, height = (int(n) for n in args.viewport.lower().split("x"))
@@ -335,11 +389,18 @@ def main() -> None:
         server.shutdown()
     rows = []
     for page, (gt, mine, mine_all), (bu_gt, bu) in zip(PAGES, ours, theirs, strict=True):
-        row = PageRow(page=page.removeprefix(TEST_PREFIX), gt_total=gt["total"], gt_visible=set(gt["visible"]),
-                      gt_viewport=set(gt["viewport"]), results={"ours": mine, "ours-all": mine_all, "browser-use": bu})
+        row = PageRow(
+            page=page.removeprefix(TEST_PREFIX),
+            gt_total=gt["total"],
+            gt_visible=set(gt["visible"]),
+            gt_viewport=set(gt["viewport"]),
+            results={"ours": mine, "ours-all": mine_all, "browser-use": bu},
+        )
         if bu_gt is not None and (bu_gt["visible"], bu_gt["viewport"]) != (gt["visible"], gt["viewport"]):
-            row.notes.append(f"ground truth in browser-use's browser differs: {len(bu_gt['visible'])} visible, "
-                             f"{len(bu_gt['viewport'])} in viewport")
+            row.notes.append(
+                f"ground truth in browser-use's browser differs: {len(bu_gt['visible'])} visible, "
+                f"{len(bu_gt['viewport'])} in viewport"
+            )
         rows.append(row)
     texts = [row.results[name].text for row in rows for name in VARIANTS]
     method, counts = count_tokens(texts)

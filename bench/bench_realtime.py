@@ -72,8 +72,9 @@ class Api:
         raise RuntimeError(f"session {session_id} never became active")
 
     def message(self, session_id: str, message: dict[str, Any]) -> dict[str, Any]:
-        response = self.http.post(f"{self.url}/start/send-message",
-                                  json={"sessionId": session_id, "message": message}, timeout=60)
+        response = self.http.post(
+            f"{self.url}/start/send-message", json={"sessionId": session_id, "message": message}, timeout=60
+        )
         return response.json()
 
     def terminate(self, session_id: str) -> None:
@@ -127,14 +128,17 @@ async def event_latency(api: Api, session_id: str, pages: str, tasks: int) -> li
 
     await client.connect(api.url, auth={"sessionId": session_id, "apiKey": api.key}, transports=["websocket"])
     for _ in range(tasks):
-        ack = await client.call("message", {
-            "actionType": "newTask", "taskDetails": f"go to {pages}/hello.html then extract the headings"},
-            timeout=30)
+        ack = await client.call(
+            "message",
+            {"actionType": "newTask", "taskDetails": f"go to {pages}/hello.html then extract the headings"},
+            timeout=30,
+        )
         while await asyncio.wait_for(completed.get(), 60) != ack["taskId"]:
             pass
     await client.disconnect()
-    log = (await asyncio.to_thread(
-        api.http.get, f"{api.url}/sessions/{session_id}/events?after=0", timeout=30)).json()["events"]
+    log = (await asyncio.to_thread(api.http.get, f"{api.url}/sessions/{session_id}/events?after=0", timeout=30)).json()[
+        "events"
+    ]
     latencies = []
     for event in log:
         if event["id"] in received:
@@ -147,8 +151,7 @@ async def run(url: str, key: str, seconds: float, tasks: int) -> None:
     api = Api(url, key)
     with serve_pages() as pages:
         for count, target in ((1, 25), (5, 10)):
-            sessions = [await asyncio.to_thread(api.start, startingUrl=f"{pages}/animated.html")
-                        for _ in range(count)]
+            sessions = [await asyncio.to_thread(api.start, startingUrl=f"{pages}/animated.html") for _ in range(count)]
             try:
                 result = await watch(url, sessions, seconds)
             finally:
@@ -156,20 +159,26 @@ async def run(url: str, key: str, seconds: float, tasks: int) -> None:
                     await asyncio.to_thread(api.terminate, sid)
             fps, lat, pub = result["fps"], result["latencies"], result["published"]
             ok = min(fps) >= target and percentile(lat, 95) < 150
-            print(f"live view, {count} watched session(s): fps per session min {min(fps):.1f} "
-                  f"mean {sum(fps) / len(fps):.1f} (target >= {target}); paint-to-client latency "
-                  f"p50 {percentile(lat, 50):.1f} ms p95 {percentile(lat, 95):.1f} ms (target p95 < 150); "
-                  f"worker-publish-to-client p50 {percentile(pub, 50):.1f} ms p95 {percentile(pub, 95):.1f} ms; "
-                  f"{len(lat)} frames  [{'OK' if ok else 'MISS'}]", flush=True)
+            print(
+                f"live view, {count} watched session(s): fps per session min {min(fps):.1f} "
+                f"mean {sum(fps) / len(fps):.1f} (target >= {target}); paint-to-client latency "
+                f"p50 {percentile(lat, 50):.1f} ms p95 {percentile(lat, 95):.1f} ms (target p95 < 150); "
+                f"worker-publish-to-client p50 {percentile(pub, 50):.1f} ms p95 {percentile(pub, 95):.1f} ms; "
+                f"{len(lat)} frames  [{'OK' if ok else 'MISS'}]",
+                flush=True,
+            )
         sid = await asyncio.to_thread(api.start)
         try:
             lat = await event_latency(api, sid, pages, tasks)
         finally:
             await asyncio.to_thread(api.terminate, sid)
         ok = percentile(lat, 99) < 50
-        print(f"worker event -> Socket.IO client: p50 {percentile(lat, 50):.1f} ms "
-              f"p90 {percentile(lat, 90):.1f} ms p99 {percentile(lat, 99):.1f} ms max {max(lat):.1f} ms "
-              f"(target p99 < 50) over {len(lat)} events  [{'OK' if ok else 'MISS'}]", flush=True)
+        print(
+            f"worker event -> Socket.IO client: p50 {percentile(lat, 50):.1f} ms "
+            f"p90 {percentile(lat, 90):.1f} ms p99 {percentile(lat, 99):.1f} ms max {max(lat):.1f} ms "
+            f"(target p99 < 50) over {len(lat)} events  [{'OK' if ok else 'MISS'}]",
+            flush=True,
+        )
 
 
 def main() -> None:
@@ -178,8 +187,7 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=25)
     args = parser.parse_args()
     if os.environ.get("ENIGMA_URL"):
-        asyncio.run(run(os.environ["ENIGMA_URL"].rstrip("/"), os.environ["ENIGMA_API_KEY"], args.seconds,
-                        args.tasks))
+        asyncio.run(run(os.environ["ENIGMA_URL"].rstrip("/"), os.environ["ENIGMA_API_KEY"], args.seconds, args.tasks))
         return
     with stack(capacity=8, extra_env={"ENIGMA_RATE_LIMITS": "start-session=1000,send-message=1000"}) as s:
         asyncio.run(run(s.url, s.key, args.seconds, args.tasks))

@@ -38,8 +38,10 @@ def wait_active(http: requests.Session, url: str, sid: str, timeout: float = 30)
 
 
 def terminate(http: requests.Session, url: str, sid: str) -> None:
-    http.post(f"{url}/start/send-message", json={"sessionId": sid, "message": {"actionType": "state",
-                                                                                 "newState": "terminate"}})
+    http.post(
+        f"{url}/start/send-message",
+        json={"sessionId": sid, "message": {"actionType": "state", "newState": "terminate"}},
+    )
 
 
 def bench_start(url: str, key: str, n: int) -> None:
@@ -53,8 +55,10 @@ def bench_start(url: str, key: str, n: int) -> None:
         times.append((time.perf_counter() - t0) * 1000)
         terminate(http, url, sid)
         time.sleep(0.05)  # let the warm pool refill, as between real customers' requests
-    print(f"start-session -> active: n={n} p50={percentile(times, 50):.1f} ms "
-          f"p95={percentile(times, 95):.1f} ms mean={statistics.mean(times):.1f} ms")
+    print(
+        f"start-session -> active: n={n} p50={percentile(times, 50):.1f} ms "
+        f"p95={percentile(times, 95):.1f} ms mean={statistics.mean(times):.1f} ms"
+    )
 
 
 def bench_memory_and_leaks(url: str, key: str, n: int, worker_pid: int, redis_url: str) -> None:
@@ -73,8 +77,10 @@ def bench_memory_and_leaks(url: str, key: str, n: int, worker_pid: int, redis_ur
         wait_active(http, url, sid, timeout=120)
     time.sleep(3)
     live_pss = pss_mb(process_tree(worker_pid))
-    print(f"memory: {n} idle sessions, worker tree PSS {live_pss:.0f} MB (baseline {base_pss:.0f} MB) -> "
-          f"{(live_pss - base_pss) / n:.1f} MB per session")
+    print(
+        f"memory: {n} idle sessions, worker tree PSS {live_pss:.0f} MB (baseline {base_pss:.0f} MB) -> "
+        f"{(live_pss - base_pss) / n:.1f} MB per session"
+    )
     for sid in ids:
         terminate(http, url, sid)
     deadline = time.time() + 60
@@ -85,9 +91,11 @@ def bench_memory_and_leaks(url: str, key: str, n: int, worker_pid: int, redis_ur
     while time.time() < deadline and chromium_count(worker_pid) > base_chromium:
         time.sleep(1)
     health = http.get(f"{url}/start/health").json()
-    print(f"leaks after {n} sessions: chromium processes {chromium_count(worker_pid)} (baseline {base_chromium}), "
-          f"open contexts {health['openContexts']} (warm pool {base_contexts}), "
-          f"redis keys {r.dbsize()} (baseline {base_keys}), sessions in use {health['inUse']}")
+    print(
+        f"leaks after {n} sessions: chromium processes {chromium_count(worker_pid)} (baseline {base_chromium}), "
+        f"open contexts {health['openContexts']} (warm pool {base_contexts}), "
+        f"redis keys {r.dbsize()} (baseline {base_keys}), sessions in use {health['inUse']}"
+    )
 
 
 def bench_density(url: str, key: str, worker_pid: int, maximum: int, step: int) -> None:
@@ -106,13 +114,17 @@ def bench_density(url: str, key: str, worker_pid: int, maximum: int, step: int) 
             wait_active(http, url, sid, timeout=300)
         probe = ids[len(ids) // 2]
         t0 = time.perf_counter()
-        body = http.post(f"{url}/start/send-message", json={"sessionId": probe, "message": {
-            "actionType": "newTask", "taskDetails": "extract the title"}}).json()
+        body = http.post(
+            f"{url}/start/send-message",
+            json={"sessionId": probe, "message": {"actionType": "newTask", "taskDetails": "extract the title"}},
+        ).json()
         took = time.perf_counter() - t0
         pss = pss_mb(process_tree(worker_pid))
         ok = body.get("type") == "task_completed" and took < 5
-        print(f"density: {len(ids)} sessions, task answered in {took * 1000:.0f} ms, worker tree PSS {pss:.0f} MB"
-              f" -> {'ok' if ok else 'too slow'}")
+        print(
+            f"density: {len(ids)} sessions, task answered in {took * 1000:.0f} ms, worker tree PSS {pss:.0f} MB"
+            f" -> {'ok' if ok else 'too slow'}"
+        )
         if not ok:
             break
         best = len(ids)
@@ -143,8 +155,11 @@ def bench_inline_waits(url: str, key: str, waiters: int) -> None:
         s = requests.Session()
         s.headers["Authorization"] = f"Bearer {key}"
         # Queued behind a long task, each request sits in the inline wait.
-        return s.post(f"{url}/start/send-message", json={"sessionId": sids[i % 4], "message": {
-            "actionType": "newTask", "taskDetails": "wait 8 seconds"}}, timeout=120).status_code
+        return s.post(
+            f"{url}/start/send-message",
+            json={"sessionId": sids[i % 4], "message": {"actionType": "newTask", "taskDetails": "wait 8 seconds"}},
+            timeout=120,
+        ).status_code
 
     pool = concurrent.futures.ThreadPoolExecutor(waiters)
     futures = [pool.submit(wait_one, i) for i in range(waiters)]
@@ -154,9 +169,11 @@ def bench_inline_waits(url: str, key: str, waiters: int) -> None:
         terminate(http, url, sid)
     codes = [f.result() for f in futures]
     pool.shutdown()
-    print(f"inline waits: {waiters} requests waiting; GET /sessions p50 {percentile(before, 50):.1f} ms before, "
-          f"{percentile(during, 50):.1f} ms during (p95 {percentile(during, 95):.1f} ms); "
-          f"responses {sorted(set(codes))}")
+    print(
+        f"inline waits: {waiters} requests waiting; GET /sessions p50 {percentile(before, 50):.1f} ms before, "
+        f"{percentile(during, 50):.1f} ms during (p95 {percentile(during, 95):.1f} ms); "
+        f"responses {sorted(set(codes))}"
+    )
 
 
 def main() -> None:
@@ -167,8 +184,11 @@ def main() -> None:
     parser.add_argument("--skip-density", action="store_true")
     args = parser.parse_args()
     capacity = max(args.sessions, args.density_max) + 10
-    extra = {"ENIGMA_RATE_LIMITS": "start-session=100000,send-message=100000,run-task=100000",
-             "ENIGMA_INACTIVITY_TIMEOUT_S": "600", "ENIGMA_INLINE_WAIT_S": "60"}
+    extra = {
+        "ENIGMA_RATE_LIMITS": "start-session=100000,send-message=100000,run-task=100000",
+        "ENIGMA_INACTIVITY_TIMEOUT_S": "600",
+        "ENIGMA_INLINE_WAIT_S": "60",
+    }
     with stack(capacity=capacity, extra_env=extra) as s:
         print(f"stack up at {s.url}; worker capacity {capacity}")
         bench_start(s.url, s.key, args.sessions)

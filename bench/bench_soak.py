@@ -50,8 +50,7 @@ class Watcher:
             self.dropped.append(str(reason))
 
 
-async def _drive(api: Api, session_id: str, pages: str, until: float, max_gap: float,
-                 gaps: list[float]) -> int:
+async def _drive(api: Api, session_id: str, pages: str, until: float, max_gap: float, gaps: list[float]) -> int:
     """Send tasks to one session at random gaps until `until`; return how many were sent."""
     sent = 0
     while True:
@@ -60,8 +59,11 @@ async def _drive(api: Api, session_id: str, pages: str, until: float, max_gap: f
             return sent
         await asyncio.sleep(gap)
         gaps.append(gap)
-        body = await asyncio.to_thread(api.message, session_id, {
-            "actionType": "newTask", "taskDetails": f"go to {pages}/hello.html then extract the headings"})
+        body = await asyncio.to_thread(
+            api.message,
+            session_id,
+            {"actionType": "newTask", "taskDetails": f"go to {pages}/hello.html then extract the headings"},
+        )
         if body.get("taskId"):
             sent += 1
         else:
@@ -71,8 +73,9 @@ async def _drive(api: Api, session_id: str, pages: str, until: float, max_gap: f
 async def _log_ids(api: Api, session_id: str, after: int) -> list[int]:
     ids: list[int] = []
     while True:
-        body = (await asyncio.to_thread(
-            api.http.get, f"{api.url}/sessions/{session_id}/events?after={after}", timeout=30)).json()
+        body = (
+            await asyncio.to_thread(api.http.get, f"{api.url}/sessions/{session_id}/events?after={after}", timeout=30)
+        ).json()
         page = [int(e["id"]) for e in body["events"]]
         ids += page
         if len(page) < 500:  # events_after's page size
@@ -109,10 +112,13 @@ async def run(url: str, key: str, minutes: float, sessions: int, sockets: int, m
             await asyncio.to_thread(api.terminate, sid)
     elapsed = time.monotonic() - started
     ok = disconnects == 0 and lost == 0 and duplicates == 0
-    print(f"soak: {sockets} sockets on {sessions} sessions for {elapsed / 60:.1f} min, a task per session at "
-          f"random gaps of 0-{max_gap:.0f} s ({sum(tasks)} tasks, longest gap {max(gaps, default=0):.0f} s): "
-          f"disconnects {disconnects} (target 0), events lost {lost} of {deliveries} deliveries (target 0), "
-          f"duplicates {duplicates}  [{'OK' if ok else 'MISS'}]", flush=True)
+    print(
+        f"soak: {sockets} sockets on {sessions} sessions for {elapsed / 60:.1f} min, a task per session at "
+        f"random gaps of 0-{max_gap:.0f} s ({sum(tasks)} tasks, longest gap {max(gaps, default=0):.0f} s): "
+        f"disconnects {disconnects} (target 0), events lost {lost} of {deliveries} deliveries (target 0), "
+        f"duplicates {duplicates}  [{'OK' if ok else 'MISS'}]",
+        flush=True,
+    )
     for watcher in watchers:
         if watcher.dropped:
             print(f"  socket on session {watcher.session_id[:8]}... dropped: {watcher.dropped}", flush=True)
@@ -129,8 +135,10 @@ def main() -> None:
     if os.environ.get("ENIGMA_URL"):
         asyncio.run(run(os.environ["ENIGMA_URL"].rstrip("/"), os.environ["ENIGMA_API_KEY"], *options))
         return
-    limits = {"ENIGMA_RATE_LIMITS": "start-session=1000,send-message=1000",
-              "ENIGMA_TEAM_SESSION_LIMIT": str(args.sessions + 2)}
+    limits = {
+        "ENIGMA_RATE_LIMITS": "start-session=1000,send-message=1000",
+        "ENIGMA_TEAM_SESSION_LIMIT": str(args.sessions + 2),
+    }
     with stack(capacity=args.sessions + 2, extra_env=limits) as s:
         asyncio.run(run(s.url, s.key, *options))
 

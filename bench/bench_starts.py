@@ -75,19 +75,24 @@ def end(base: str, key: str, sessions: list[str]) -> None:
     http = requests.Session()
     http.headers["Authorization"] = f"Bearer {key}"
     for sid in sessions:
-        http.post(f"{base}/start/send-message", json={"sessionId": sid,
-                                                       "message": {"actionType": "state", "newState": "terminate"}})
+        http.post(
+            f"{base}/start/send-message",
+            json={"sessionId": sid, "message": {"actionType": "state", "newState": "terminate"}},
+        )
     deadline = time.time() + 30
     while time.time() < deadline and any(
-            http.get(f"{base}/sessions/{sid}").json().get("state") == "active" for sid in sessions):
+        http.get(f"{base}/sessions/{sid}").json().get("state") == "active" for sid in sessions
+    ):
         time.sleep(0.1)
 
 
 def summary(label: str, values: list[float], target_p50: float, target_p95: float) -> str:
     p50, p95 = percentile(values, 50), percentile(values, 95)
     ok = p50 <= target_p50 and p95 <= target_p95
-    return (f"{label:<34} n={len(values):<3} p50 {p50:7.1f} ms  p95 {p95:7.1f} ms  "
-            f"(target p50 <= {target_p50:g}, p95 <= {target_p95:g})  [{'OK' if ok else 'MISS'}]")
+    return (
+        f"{label:<34} n={len(values):<3} p50 {p50:7.1f} ms  p95 {p95:7.1f} ms  "
+        f"(target p50 <= {target_p50:g}, p95 <= {target_p95:g})  [{'OK' if ok else 'MISS'}]"
+    )
 
 
 def step_medians(log: Path, sessions: set[str]) -> str:
@@ -113,11 +118,17 @@ def main() -> None:
     args = parser.parse_args()
     page = serve_page()
     capacity = args.burst + 5
-    extra = {"ENIGMA_WARM_POOL": str(args.warm_pool), "CHROMIUM_PATH": args.chromium,
-             "ENIGMA_LOG_LEVEL": "INFO", "ENIGMA_RECORDINGS": os.environ.get("ENIGMA_RECORDINGS", "on"),
-             "ENIGMA_RATE_LIMITS": "start-session=100000,send-message=100000"}
-    print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}; warm pool {args.warm_pool}; "
-          f"{args.chromium}")
+    extra = {
+        "ENIGMA_WARM_POOL": str(args.warm_pool),
+        "CHROMIUM_PATH": args.chromium,
+        "ENIGMA_LOG_LEVEL": "INFO",
+        "ENIGMA_RECORDINGS": os.environ.get("ENIGMA_RECORDINGS", "on"),
+        "ENIGMA_RATE_LIMITS": "start-session=100000,send-message=100000",
+    }
+    print(
+        f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}; warm pool {args.warm_pool}; "
+        f"{args.chromium}"
+    )
     with stack(capacity=capacity, extra_env=extra) as s:
         time.sleep(3)  # the warm pool fills
         log = s.tmp / "worker.log"
@@ -139,8 +150,14 @@ def main() -> None:
                     futures.append(pool.submit(start_once, s.url, s.key, target))
                     time.sleep(gap)
                 burst = [f.result() for f in futures]
-            print(summary(f"burst {args.burst} in {args.burst_window:g} s, {label}", [ms for ms, _ in burst],
-                          float("inf"), 300))
+            print(
+                summary(
+                    f"burst {args.burst} in {args.burst_window:g} s, {label}",
+                    [ms for ms, _ in burst],
+                    float("inf"),
+                    300,
+                )
+            )
             print(f"  worker steps p50 (ms): {step_medians(log, {sid for _, sid in burst})}")
             end(s.url, s.key, [sid for _, sid in burst])
             time.sleep(3)

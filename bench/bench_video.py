@@ -29,8 +29,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.harness import percentile, process_tree, stack  # noqa: E402
 
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/lib/chromium/chromium")
-ARGS = ["--no-sandbox", "--disable-gpu", "--allow-loopback-in-peer-connection",
-        "--disable-features=WebRtcHideLocalIpsWithMdns", "--autoplay-policy=no-user-gesture-required"]
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--allow-loopback-in-peer-connection",
+    "--disable-features=WebRtcHideLocalIpsWithMdns",
+    "--autoplay-policy=no-user-gesture-required",
+]
 TICKS = os.sysconf("SC_CLK_TCK")
 
 FLIP_PAGE = """<!doctype html><html><head><title>Flip</title><style>
@@ -108,8 +113,9 @@ def _daphne_pid(url: str) -> int:
 
 
 def _start(base: str, headers: dict[str, str], page: str, **body: Any) -> tuple[str, str]:
-    response = requests.post(f"{base}/start/start-session", json={"startingUrl": page, **body}, headers=headers,
-                             timeout=60)
+    response = requests.post(
+        f"{base}/start/start-session", json={"startingUrl": page, **body}, headers=headers, timeout=60
+    )
     response.raise_for_status()
     session_id = response.json()["sessionId"]
     deadline = time.time() + 60
@@ -121,8 +127,12 @@ def _start(base: str, headers: dict[str, str], page: str, **body: Any) -> tuple[
 
 
 def _terminate(base: str, headers: dict[str, str], session_id: str) -> None:
-    requests.post(f"{base}/start/send-message", headers=headers, timeout=30, json={
-        "sessionId": session_id, "message": {"actionType": "state", "newState": "terminate"}})
+    requests.post(
+        f"{base}/start/send-message",
+        headers=headers,
+        timeout=30,
+        json={"sessionId": session_id, "message": {"actionType": "state", "newState": "terminate"}},
+    )
 
 
 def _probe_frames(redis_url: str, session_id: str, seconds: float) -> str:
@@ -151,9 +161,11 @@ def _probe_frames(redis_url: str, session_id: str, seconds: float) -> str:
                 hop.append(1000 * (now - message["sentAt"]))
         finally:
             await layer.group_discard(f"frames.{session_id}", channel)
-        return (f"worker publishes {count / seconds:.1f} frames/s; capture to publish p50 "
-                f"{percentile(capture, 50):.0f} ms p95 {percentile(capture, 95):.0f} ms; channel layer hop p50 "
-                f"{percentile(hop, 50):.0f} ms p95 {percentile(hop, 95):.0f} ms")
+        return (
+            f"worker publishes {count / seconds:.1f} frames/s; capture to publish p50 "
+            f"{percentile(capture, 50):.0f} ms p95 {percentile(capture, 95):.0f} ms; channel layer hop p50 "
+            f"{percentile(hop, 50):.0f} ms p95 {percentile(hop, 95):.0f} ms"
+        )
 
     with concurrent.futures.ThreadPoolExecutor(1) as thread:  # Playwright's loop holds this thread
         return thread.submit(asyncio.run, probe()).result()
@@ -186,11 +198,14 @@ def bench_whep(st: Any, pages: str, headers: dict[str, str]) -> None:
             latencies = [x for page in clients for x in page.evaluate("take()")]
             p95 = percentile(latencies, 95)
             ok = min(fps) >= target and p95 < 150
-            print(f"WHEP, {count} watched session(s): fps per stream min {min(fps):.1f} mean {sum(fps) / count:.1f} "
-                  f"(target >= {target}); paint-to-decoded latency p50 {percentile(latencies, 50):.0f} ms "
-                  f"p95 {p95:.0f} ms over {len(latencies)} flips (target p95 < 150); web-process CPU per stream "
-                  f"{100 * web_cpu / elapsed / count:.0f}% of a core (worker + Chromium tree "
-                  f"{100 * worker_cpu / elapsed / count:.0f}% per session)  [{'OK' if ok else 'MISS'}]", flush=True)
+            print(
+                f"WHEP, {count} watched session(s): fps per stream min {min(fps):.1f} mean {sum(fps) / count:.1f} "
+                f"(target >= {target}); paint-to-decoded latency p50 {percentile(latencies, 50):.0f} ms "
+                f"p95 {p95:.0f} ms over {len(latencies)} flips (target p95 < 150); web-process CPU per stream "
+                f"{100 * web_cpu / elapsed / count:.0f}% of a core (worker + Chromium tree "
+                f"{100 * worker_cpu / elapsed / count:.0f}% per session)  [{'OK' if ok else 'MISS'}]",
+                flush=True,
+            )
             print(f"  frames of one of them: {_probe_frames(st.env['REDIS_URL'], sessions[0][0], 4)}", flush=True)
             for page in clients:
                 page.close()
@@ -220,9 +235,12 @@ def bench_recording(st: Any, pages: str, headers: dict[str, str]) -> None:
         time.sleep(20)
         cpu = (_cpu_s(process_tree(st.worker.pid)) - before) / (time.monotonic() - started)
         if recording:
-            print(f"recording, {count} idle recorded sessions: worker + Chromium tree {100 * cpu / count:.1f}% of a "
-                  f"core per session, {100 * (cpu - idle) / count:.1f}% above unrecorded ones (target <= 5%)  "
-                  f"[{'OK' if (cpu - idle) / count <= 0.05 else 'MISS'}]", flush=True)
+            print(
+                f"recording, {count} idle recorded sessions: worker + Chromium tree {100 * cpu / count:.1f}% of a "
+                f"core per session, {100 * (cpu - idle) / count:.1f}% above unrecorded ones (target <= 5%)  "
+                f"[{'OK' if (cpu - idle) / count <= 0.05 else 'MISS'}]",
+                flush=True,
+            )
         idle = cpu
         for session_id in sessions:
             _terminate(st.url, headers, session_id)
@@ -233,9 +251,12 @@ def bench_recording(st: Any, pages: str, headers: dict[str, str]) -> None:
     _terminate(st.url, headers, session_id)
     body, waited = _wait_ready(st.url, headers, session_id)
     minutes = body["durationMs"] / 60000
-    print(f"recording of a {body['durationMs'] / 1000:.0f} s session painting all the time: {body['frames']} frames, "
-          f"{body['sizeBytes'] / 1e6 / minutes:.2f} MB per minute, playable {waited:.1f} s after the session ended "
-          f"(target 30 s for a 5-minute session)", flush=True)
+    print(
+        f"recording of a {body['durationMs'] / 1000:.0f} s session painting all the time: {body['frames']} frames, "
+        f"{body['sizeBytes'] / 1e6 / minutes:.2f} MB per minute, playable {waited:.1f} s after the session ended "
+        f"(target 30 s for a 5-minute session)",
+        flush=True,
+    )
 
 
 def bench_encode_worst_case() -> None:
@@ -260,9 +281,12 @@ def bench_encode_worst_case() -> None:
         started, cpu = time.monotonic(), time.process_time()
         result = encode_mp4(spool.read(), end_ms=300_000, path=Path(tmp) / "out.mp4")
         wall, cpu = time.monotonic() - started, time.process_time() - cpu
-    print(f"encode of a 5-minute spool at {fps:g} fps ({frames} frames, every one different): {wall:.1f} s wall, "
-          f"{cpu:.1f} s CPU, {result.size_bytes / 1e6 / 5:.2f} MB per minute (target 30 s)  "
-          f"[{'OK' if wall < 30 else 'MISS'}]", flush=True)
+    print(
+        f"encode of a 5-minute spool at {fps:g} fps ({frames} frames, every one different): {wall:.1f} s wall, "
+        f"{cpu:.1f} s CPU, {result.size_bytes / 1e6 / 5:.2f} MB per minute (target 30 s)  "
+        f"[{'OK' if wall < 30 else 'MISS'}]",
+        flush=True,
+    )
 
 
 def main() -> int:

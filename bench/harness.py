@@ -37,8 +37,9 @@ class Stack:
 
 
 def _spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(args, cwd=ROOT, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    return subprocess.Popen(
+        args, cwd=ROOT, env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT, start_new_session=True
+    )
 
 
 @contextlib.contextmanager
@@ -46,33 +47,69 @@ def stack(*, capacity: int = 20, extra_env: dict[str, str] | None = None) -> Ite
     tmp = Path(tempfile.mkdtemp(prefix="enigma-bench-"))
     redis_port, web_port = free_port(), free_port()
     env = dict(os.environ)
-    env.update({
-        "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
-        "ENIGMA_VAR_DIR": str(tmp / "var"),
-        "ENIGMA_WORKER_CAPACITY": str(capacity),
-        # The bench is one tenant filling the worker: its team may use every slot.
-        "ENIGMA_TEAM_SESSION_LIMIT": str(capacity),
-        "ENIGMA_ALLOWED_PRIVATE_HOSTS": "127.0.0.1,localhost",
-        "ENIGMA_AGENT_PROVIDER": "offline",
-        "ENIGMA_LOG_LEVEL": "WARNING",
-        "PYTHONUNBUFFERED": "1",
-    })
+    env.update(
+        {
+            "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
+            "ENIGMA_VAR_DIR": str(tmp / "var"),
+            "ENIGMA_WORKER_CAPACITY": str(capacity),
+            # The bench is one tenant filling the worker: its team may use every slot.
+            "ENIGMA_TEAM_SESSION_LIMIT": str(capacity),
+            "ENIGMA_ALLOWED_PRIVATE_HOSTS": "127.0.0.1,localhost",
+            "ENIGMA_AGENT_PROVIDER": "offline",
+            "ENIGMA_LOG_LEVEL": "WARNING",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
     env.update(extra_env or {})
     procs: list[subprocess.Popen[bytes]] = []
     try:
-        procs.append(_spawn(["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "",
-                             "--appendonly", "no"], env, tmp / "redis.log"))
+        procs.append(
+            _spawn(
+                ["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+                env,
+                tmp / "redis.log",
+            )
+        )
         time.sleep(0.3)
         subprocess.run([str(BIN / "python"), "manage.py", "migrate", "-v0"], cwd=ROOT, env=env, check=True)
-        key = subprocess.run([str(BIN / "python"), "manage.py", "create_api_key", "--email", "bench@example.com",
-                              "--balance", "1000"], cwd=ROOT, env=env, check=True, capture_output=True,
-                             text=True).stdout.strip()
-        worker = _spawn([str(BIN / "celery"), "-A", "enigma_site", "worker", "-Q", "browsers,celery", "--pool",
-                         "threads", "--concurrency", str(capacity), "-n", "bench@%h", "--loglevel", "WARNING",
-                         "--without-gossip", "--without-mingle"], env, tmp / "worker.log")
+        key = subprocess.run(
+            [str(BIN / "python"), "manage.py", "create_api_key", "--email", "bench@example.com", "--balance", "1000"],
+            cwd=ROOT,
+            env=env,
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+        worker = _spawn(
+            [
+                str(BIN / "celery"),
+                "-A",
+                "enigma_site",
+                "worker",
+                "-Q",
+                "browsers,celery",
+                "--pool",
+                "threads",
+                "--concurrency",
+                str(capacity),
+                "-n",
+                "bench@%h",
+                "--loglevel",
+                "WARNING",
+                "--without-gossip",
+                "--without-mingle",
+            ],
+            env,
+            tmp / "worker.log",
+        )
         procs.append(worker)
-        procs.append(_spawn([str(BIN / "daphne"), "-b", "127.0.0.1", "-p", str(web_port),
-                             "enigma_site.asgi:application"], env, tmp / "daphne.log"))
+        procs.append(
+            _spawn(
+                [str(BIN / "daphne"), "-b", "127.0.0.1", "-p", str(web_port), "enigma_site.asgi:application"],
+                env,
+                tmp / "daphne.log",
+            )
+        )
         url = f"http://127.0.0.1:{web_port}"
         deadline = time.time() + 60
         while time.time() < deadline:

@@ -7,8 +7,14 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SCRIPTS = ["bench_browser.py", "bench_sessions.py", "bench_realtime.py", "bench_observation.py", "bench_soak.py",
-           "bench_video.py"]
+SCRIPTS = [
+    "bench_browser.py",
+    "bench_sessions.py",
+    "bench_realtime.py",
+    "bench_observation.py",
+    "bench_soak.py",
+    "bench_video.py",
+]
 
 
 def main() -> int:

@@ -46,8 +46,7 @@ def _date_param(request: Request, name: str, default: date) -> date:
     try:
         day = date.fromisoformat(raw)
     except ValueError:
-        raise InvalidParameter(name, f"Invalid parameter '{name}': must be a date YYYY-MM-DD",
-                               value=raw) from None
+        raise InvalidParameter(name, f"Invalid parameter '{name}': must be a date YYYY-MM-DD", value=raw) from None
     if day == date.max:  # a range ends at the start of the day after, which is no date
         raise InvalidParameter(name, f"Invalid parameter '{name}': must be before {date.max}", value=raw)
     return day
@@ -68,11 +67,16 @@ class AccountApi(ApiView):
             balance=micros_to_usd(balance),
             balanceMicros=balance,
             currency="usd",
-            usage={"from": timestamp(start), "to": timestamp(end),
-                   **usage_body(selectors.usage_totals(team=team, start=start, end=end))},
-            prices={"inputPerMillionTokens": micros_to_usd(price.input_per_million_micros),
-                    "outputPerMillionTokens": micros_to_usd(price.output_per_million_micros),
-                    "computePerMinute": micros_to_usd(price.compute_per_minute_micros)},
+            usage={
+                "from": timestamp(start),
+                "to": timestamp(end),
+                **usage_body(selectors.usage_totals(team=team, start=start, end=end)),
+            },
+            prices={
+                "inputPerMillionTokens": micros_to_usd(price.input_per_million_micros),
+                "outputPerMillionTokens": micros_to_usd(price.output_per_million_micros),
+                "computePerMinute": micros_to_usd(price.compute_per_minute_micros),
+            },
         )
 
 
@@ -90,12 +94,12 @@ class AccountUsageApi(ApiView):
         if end_day < start_day:
             raise InvalidParameter("to", "Invalid parameter 'to': must not be before 'from'")
         if (end_day - start_day) >= timedelta(days=MAX_USAGE_DAYS):
-            raise InvalidParameter("to", f"Invalid parameter 'to': at most {MAX_USAGE_DAYS} days "
-                                         "after 'from'")
+            raise InvalidParameter("to", f"Invalid parameter 'to': at most {MAX_USAGE_DAYS} days after 'from'")
         group = request.query_params.get("group") or "day"
         if group not in selectors.USAGE_GROUPS:
-            raise InvalidParameter("group", "Invalid parameter 'group': must be one of "
-                                   + ", ".join(selectors.USAGE_GROUPS), value=group)
+            raise InvalidParameter(
+                "group", "Invalid parameter 'group': must be one of " + ", ".join(selectors.USAGE_GROUPS), value=group
+            )
         team = self.principal.team
         start, end = selectors.day_bounds(start_day, end_day)
         rows = selectors.usage_grouped(team=team, start=start, end=end, group=group)
@@ -109,14 +113,19 @@ class AccountUsageApi(ApiView):
                 item = {"day": bucket.isoformat()}
             elif group == "key":
                 key = keys.get(bucket) if bucket else None
-                item = {"apiKey": {"id": key.pk, "name": key.name, "key": key.display}
-                        if key else None}
+                item = {"apiKey": {"id": key.pk, "name": key.name, "key": key.display} if key else None}
             else:
                 item = {"sessionId": bucket or None}
             items.append({**item, **usage_body(totals)})
-        return ok({"from": start_day.isoformat(), "to": end_day.isoformat(), "group": group,
-                   "usage": items,
-                   "total": usage_body(selectors.usage_totals(team=team, start=start, end=end))})
+        return ok(
+            {
+                "from": start_day.isoformat(),
+                "to": end_day.isoformat(),
+                "group": group,
+                "usage": items,
+                "total": usage_body(selectors.usage_totals(team=team, start=start, end=end)),
+            }
+        )
 
 
 @csrf_exempt
@@ -129,7 +138,8 @@ def stripe_webhook(request: HttpRequest) -> JsonResponse:
     """
     try:
         event = services.stripe_event_record(
-            payload=request.body, signature=request.headers.get("Stripe-Signature", ""))
+            payload=request.body, signature=request.headers.get("Stripe-Signature", "")
+        )
     except services.WebhookSignatureInvalid as exc:
         return JsonResponse({"success": False, "error": exc.message, "code": exc.code}, status=400)
     try:

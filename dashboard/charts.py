@@ -18,8 +18,9 @@ class Series:
     values: Sequence[float]
 
 
-def stacked_bars(*, labels: Sequence[str], series: Sequence[Series], fmt: Callable[[float], str],
-                 title: str) -> SafeString:
+def stacked_bars(
+    *, labels: Sequence[str], series: Sequence[Series], fmt: Callable[[float], str], title: str
+) -> SafeString:
     """A stacked bar chart, one bar per label, with a max gridline and a <title> per bar."""
     count = len(labels)
     totals = [sum(s.values[i] for s in series) for i in range(count)]
@@ -29,12 +30,24 @@ def stacked_bars(*, labels: Sequence[str], series: Sequence[Series], fmt: Callab
     bar_w = max(slot * 0.7, 1)
     parts: list[str] = []
     for y, value in ((PAD_TOP, top), (PAD_TOP + plot_h / 2, top / 2)):
-        parts.append(format_html(
-            '<line class="grid" x1="{}" x2="{}" y1="{}" y2="{}"/>'
-            '<text class="axis" x="{}" y="{}" text-anchor="end">{}</text>',
-            PAD_LEFT, WIDTH, round(y, 1), round(y, 1), PAD_LEFT - 6, round(y + 4, 1), fmt(value)))
-    parts.append(format_html('<line class="base" x1="{}" x2="{}" y1="{}" y2="{}"/>',
-                             PAD_LEFT, WIDTH, PAD_TOP + plot_h, PAD_TOP + plot_h))
+        parts.append(
+            format_html(
+                '<line class="grid" x1="{}" x2="{}" y1="{}" y2="{}"/>'
+                '<text class="axis" x="{}" y="{}" text-anchor="end">{}</text>',
+                PAD_LEFT,
+                WIDTH,
+                round(y, 1),
+                round(y, 1),
+                PAD_LEFT - 6,
+                round(y + 4, 1),
+                fmt(value),
+            )
+        )
+    parts.append(
+        format_html(
+            '<line class="base" x1="{}" x2="{}" y1="{}" y2="{}"/>', PAD_LEFT, WIDTH, PAD_TOP + plot_h, PAD_TOP + plot_h
+        )
+    )
     for i, label in enumerate(labels):
         x = PAD_LEFT + i * slot + (slot - bar_w) / 2
         y = PAD_TOP + plot_h
@@ -45,19 +58,47 @@ def stacked_bars(*, labels: Sequence[str], series: Sequence[Series], fmt: Callab
             if h <= 0:
                 continue
             y -= h
-            rects.append(format_html('<rect class="{}" x="{}" y="{}" width="{}" height="{}"/>',
-                                     s.css, round(x, 1), round(y, 1), round(bar_w, 1), round(h, 1)))
-        parts.append(format_html('<g><title>{}</title><rect class="hit" x="{}" y="{}" width="{}" '
-                                 'height="{}"/>{}</g>', tip, round(x, 1), PAD_TOP, round(bar_w, 1),
-                                 plot_h, mark_safe("".join(rects))))
+            rects.append(
+                format_html(
+                    '<rect class="{}" x="{}" y="{}" width="{}" height="{}"/>',
+                    s.css,
+                    round(x, 1),
+                    round(y, 1),
+                    round(bar_w, 1),
+                    round(h, 1),
+                )
+            )
+        parts.append(
+            format_html(
+                '<g><title>{}</title><rect class="hit" x="{}" y="{}" width="{}" height="{}"/>{}</g>',
+                tip,
+                round(x, 1),
+                PAD_TOP,
+                round(bar_w, 1),
+                plot_h,
+                mark_safe("".join(rects)),
+            )
+        )
         step = max(count // 6, 1)
         if (i % step == 0 and count - 1 - i >= step // 2) or i == count - 1:
             anchor = "end" if i == count - 1 else "middle"
-            parts.append(format_html('<text class="axis" x="{}" y="{}" text-anchor="{}">{}</text>',
-                                     round(x + bar_w / 2 if anchor == "middle" else x + bar_w, 1),
-                                     HEIGHT - 6, anchor, label))
-    legend = format_html_join("", '<span class="legend-item"><i class="swatch {}"></i>{}</span>',
-                              ((s.css, s.name) for s in series))
+            parts.append(
+                format_html(
+                    '<text class="axis" x="{}" y="{}" text-anchor="{}">{}</text>',
+                    round(x + bar_w / 2 if anchor == "middle" else x + bar_w, 1),
+                    HEIGHT - 6,
+                    anchor,
+                    label,
+                )
+            )
+    legend = format_html_join(
+        "", '<span class="legend-item"><i class="swatch {}"></i>{}</span>', ((s.css, s.name) for s in series)
+    )
     return format_html(
         '<figure class="chart"><svg viewBox="0 0 {} {}" role="img" aria-label="{}">{}</svg><figcaption class="legend">{}</figcaption></figure>',
-        WIDTH, HEIGHT, title, mark_safe("".join(parts)), legend)
+        WIDTH,
+        HEIGHT,
+        title,
+        mark_safe("".join(parts)),
+        legend,
+    )

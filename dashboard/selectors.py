@@ -26,16 +26,14 @@ def membership_get(*, team: Team, membership_id: int) -> Membership | None:
 
 
 def api_key_list(*, team: Team) -> QuerySet[ApiKey]:
-    return (ApiKey.objects.filter(team=team).select_related("created_by")
-            .order_by("revoked_at", "-created_at"))
+    return ApiKey.objects.filter(team=team).select_related("created_by").order_by("revoked_at", "-created_at")
 
 
 def api_key_get(*, team: Team, key_id: int) -> ApiKey | None:
     return ApiKey.objects.filter(team=team, pk=key_id).first()
 
 
-def dashboard_sessions(*, team: Team, state: str | None = None,
-                       limit: int = SESSIONS_PAGE) -> list[BrowserSession]:
+def dashboard_sessions(*, team: Team, state: str | None = None, limit: int = SESSIONS_PAGE) -> list[BrowserSession]:
     """The team's newest sessions with `task_count` annotated."""
     query = session_list(team=team, state=state or None).annotate(task_count=Count("tasks"))
     return list(query.select_related("api_key")[:limit])
@@ -66,8 +64,7 @@ def usage_by_day(*, team: Team, days: int = 30) -> list[DayUsage]:
     today = timezone.now().date()
     first = today - timedelta(days=days - 1)
     start, end = billing.day_bounds(first, today)
-    grouped = {bucket: totals for bucket, totals in
-               billing.usage_grouped(team=team, start=start, end=end, group="day")}
+    grouped = {bucket: totals for bucket, totals in billing.usage_grouped(team=team, start=start, end=end, group="day")}
     price = billing.current_price()
     rows = []
     for offset in range(days):
@@ -76,10 +73,21 @@ def usage_by_day(*, team: Team, days: int = 30) -> list[DayUsage]:
         if totals is None:
             rows.append(DayUsage(day, 0, 0, 0, 0, 0, 0))
             continue
-        tokens = min(totals.cost_micros, price.token_cost_micros(
-            input_tokens=totals.input_tokens, output_tokens=totals.output_tokens))
-        rows.append(DayUsage(day, totals.cost_micros, tokens, max(totals.cost_micros - tokens, 0),
-                             totals.input_tokens, totals.output_tokens, totals.compute_ms))
+        tokens = min(
+            totals.cost_micros,
+            price.token_cost_micros(input_tokens=totals.input_tokens, output_tokens=totals.output_tokens),
+        )
+        rows.append(
+            DayUsage(
+                day,
+                totals.cost_micros,
+                tokens,
+                max(totals.cost_micros - tokens, 0),
+                totals.input_tokens,
+                totals.output_tokens,
+                totals.compute_ms,
+            )
+        )
     return rows
 
 
@@ -109,8 +117,9 @@ def usage_breakdown(*, team: Team, group: str, days: int = 30) -> list[Breakdown
             ref = key.display if key else ""
         else:
             label, ref = (bucket or "—"), (bucket or "")
-        result.append(Breakdown(label, ref, totals.cost_micros, totals.input_tokens,
-                                totals.output_tokens, totals.compute_ms))
+        result.append(
+            Breakdown(label, ref, totals.cost_micros, totals.input_tokens, totals.output_tokens, totals.compute_ms)
+        )
     return result
 
 

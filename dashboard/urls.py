@@ -7,25 +7,41 @@ from . import views
 
 app_name = "dashboard"
 
-_reset = {"success_url": reverse_lazy("dashboard:password-reset-done"),
-          "template_name": "dashboard/auth/password_reset.html",
-          "email_template_name": "dashboard/auth/password_reset_email.txt",
-          "subject_template_name": "dashboard/auth/password_reset_subject.txt"}
+_reset = {
+    "success_url": reverse_lazy("dashboard:password-reset-done"),
+    "template_name": "dashboard/auth/password_reset.html",
+    "email_template_name": "dashboard/auth/password_reset_email.txt",
+    "subject_template_name": "dashboard/auth/password_reset_subject.txt",
+}
 
 urlpatterns: list[URLPattern] = [
     path("", views.home, name="home"),
     path("signup/", views.signup, name="signup"),
-    path("login/", auth.LoginView.as_view(template_name="dashboard/auth/login.html",
-                                          redirect_authenticated_user=True), name="login"),
+    path(
+        "login/",
+        auth.LoginView.as_view(template_name="dashboard/auth/login.html", redirect_authenticated_user=True),
+        name="login",
+    ),
     path("logout/", auth.LogoutView.as_view(next_page="dashboard:login"), name="logout"),
     path("password-reset/", auth.PasswordResetView.as_view(**_reset), name="password-reset"),
-    path("password-reset/sent/", auth.PasswordResetDoneView.as_view(
-        template_name="dashboard/auth/password_reset_done.html"), name="password-reset-done"),
-    path("password-reset/<uidb64>/<token>/", auth.PasswordResetConfirmView.as_view(
-        template_name="dashboard/auth/password_reset_confirm.html",
-        success_url=reverse_lazy("dashboard:password-reset-complete")), name="password-reset-confirm"),
-    path("password-reset/done/", auth.PasswordResetCompleteView.as_view(
-        template_name="dashboard/auth/password_reset_complete.html"), name="password-reset-complete"),
+    path(
+        "password-reset/sent/",
+        auth.PasswordResetDoneView.as_view(template_name="dashboard/auth/password_reset_done.html"),
+        name="password-reset-done",
+    ),
+    path(
+        "password-reset/<uidb64>/<token>/",
+        auth.PasswordResetConfirmView.as_view(
+            template_name="dashboard/auth/password_reset_confirm.html",
+            success_url=reverse_lazy("dashboard:password-reset-complete"),
+        ),
+        name="password-reset-confirm",
+    ),
+    path(
+        "password-reset/done/",
+        auth.PasswordResetCompleteView.as_view(template_name="dashboard/auth/password_reset_complete.html"),
+        name="password-reset-complete",
+    ),
     path("invite/<str:token>/", views.invite, name="invite"),
     path("app/", views.overview, name="overview"),
     path("app/teams/switch/", views.team_switch, name="team-switch"),

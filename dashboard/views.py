@@ -51,8 +51,9 @@ def _wants_json(request: HttpRequest) -> bool:
     return "application/json" in request.headers.get("Accept", "")
 
 
-def _done(request: HttpRequest, url: str, message: str, *, error: bool = False,
-          status: int = 400, **extra: Any) -> HttpResponse:
+def _done(
+    request: HttpRequest, url: str, message: str, *, error: bool = False, status: int = 400, **extra: Any
+) -> HttpResponse:
     """Answer a form post: JSON for fetch, else a flash message and a redirect."""
     if _wants_json(request):
         body = {"ok": not error, ("error" if error else "message"): message, **extra}
@@ -62,6 +63,7 @@ def _done(request: HttpRequest, url: str, message: str, *, error: bool = False,
 
 
 # ----- public pages ----------------------------------------------------------------------------
+
 
 def home(request: HttpRequest) -> HttpResponse:
     if request.user.is_authenticated:
@@ -79,8 +81,9 @@ def signup(request: HttpRequest) -> HttpResponse:
         login(request, user)
         messages.success(request, "Welcome to Enigma. Create an API key and top up to start.")
         next_url = request.POST.get("next") or ""
-        return redirect(next_url if next_url.startswith("/") and not next_url.startswith("//")
-                        else "dashboard:overview")
+        return redirect(
+            next_url if next_url.startswith("/") and not next_url.startswith("//") else "dashboard:overview"
+        )
     return render(request, "dashboard/auth/signup.html", {"form": form, "next": request.GET.get("next", "")})
 
 
@@ -104,28 +107,40 @@ def invite(request: HttpRequest, token: str) -> HttpResponse:
 
 # ----- overview and teams ----------------------------------------------------------------------
 
+
 @team_view
 def overview(request: HttpRequest, ctx: Context) -> HttpResponse:
     sessions = selectors.dashboard_sessions(team=ctx.team, limit=5)
     counts = selectors.session_counts(team=ctx.team)
     has_key = selectors.api_key_list(team=ctx.team).filter(revoked_at__isnull=True).exists()
     balance = billing.team_balance_micros(team=ctx.team)
-    return render(request, "dashboard/overview.html", {
-        "sessions": sessions, "balance": balance,
-        "live": sum(counts.get(s, 0) for s in LIVE), "total_sessions": sum(counts.values()),
-        "month_spend": selectors.month_spend_micros(team=ctx.team),
-        "steps": [("Create an API key", has_key, reverse("dashboard:keys")),
-                  ("Top up your balance", balance > 0, reverse("dashboard:billing")),
-                  ("Run a task in the playground", bool(counts), reverse("dashboard:playground"))],
-    })
+    return render(
+        request,
+        "dashboard/overview.html",
+        {
+            "sessions": sessions,
+            "balance": balance,
+            "live": sum(counts.get(s, 0) for s in LIVE),
+            "total_sessions": sum(counts.values()),
+            "month_spend": selectors.month_spend_micros(team=ctx.team),
+            "steps": [
+                ("Create an API key", has_key, reverse("dashboard:keys")),
+                ("Top up your balance", balance > 0, reverse("dashboard:billing")),
+                ("Run a task in the playground", bool(counts), reverse("dashboard:playground")),
+            ],
+        },
+    )
 
 
 @require_POST
 @team_view
 def team_switch(request: HttpRequest, ctx: Context) -> HttpResponse:
     chosen = request.POST.get("team", "")
-    membership = (Membership.objects.filter(user=ctx.user, team_id=chosen, team__is_active=True)
-                  .select_related("team").first() if chosen.isdigit() else None)
+    membership = (
+        Membership.objects.filter(user=ctx.user, team_id=chosen, team__is_active=True).select_related("team").first()
+        if chosen.isdigit()
+        else None
+    )
     if membership is None:
         raise Http404("No such team")
     set_current_team(request, membership.team)
@@ -144,19 +159,26 @@ def team_new(request: HttpRequest) -> HttpResponse:
         return redirect("dashboard:members")
     membership = current_membership(request)
     if membership is not None:
-        request.dashboard = Context(user=request.user, team=membership.team,  # type: ignore[attr-defined]
-                                    membership=membership)
+        request.dashboard = Context(  # type: ignore[attr-defined]
+            user=request.user,
+            team=membership.team,
+            membership=membership,
+        )
     return render(request, "dashboard/team_new.html", {"form": form, "has_team": membership is not None})
 
 
 @team_view
 def members(request: HttpRequest, ctx: Context) -> HttpResponse:
-    return render(request, "dashboard/members.html", {
-        "members": selectors.membership_list(team=ctx.team),
-        "form": forms.InviteForm(),
-        "roles": Membership.Role.choices,
-        "invite_link": request.session.pop("dashboard_invite_link", None),
-    })
+    return render(
+        request,
+        "dashboard/members.html",
+        {
+            "members": selectors.membership_list(team=ctx.team),
+            "form": forms.InviteForm(),
+            "roles": Membership.Role.choices,
+            "invite_link": request.session.pop("dashboard_invite_link", None),
+        },
+    )
 
 
 @require_POST
@@ -168,8 +190,12 @@ def member_invite(request: HttpRequest, ctx: Context) -> HttpResponse:
         return _done(request, url, "Enter a valid email address and role.", error=True)
     try:
         link = services.invite_create(
-            team=ctx.team, user=ctx.user, email=form.cleaned_data["email"], role=form.cleaned_data["role"],
-            accept_url=lambda token: request.build_absolute_uri(reverse("dashboard:invite", args=[token])))
+            team=ctx.team,
+            user=ctx.user,
+            email=form.cleaned_data["email"],
+            role=form.cleaned_data["role"],
+            accept_url=lambda token: request.build_absolute_uri(reverse("dashboard:invite", args=[token])),
+        )
     except ApiError as exc:
         return _done(request, url, exc.message, error=True, status=exc.status_code)
     request.session["dashboard_invite_link"] = {"email": form.cleaned_data["email"], "link": link}
@@ -218,6 +244,7 @@ def team_leave(request: HttpRequest, ctx: Context) -> HttpResponse:
 
 # ----- API keys --------------------------------------------------------------------------------
 
+
 @team_view
 def keys(request: HttpRequest, ctx: Context) -> HttpResponse:
     form = forms.KeyForm(request.POST or None)
@@ -227,10 +254,16 @@ def keys(request: HttpRequest, ctx: Context) -> HttpResponse:
         request.session["dashboard_new_key"] = {"raw": created.raw, "name": created.api_key.name}
         return redirect("dashboard:keys")
     items = [(key, can_revoke(user=ctx.user, api_key=key)) for key in selectors.api_key_list(team=ctx.team)]
-    return render(request, "dashboard/keys.html", {
-        "keys": items, "form": form, "new_key": request.session.pop("dashboard_new_key", None),
-        "base_url": public_base_url(request),
-    })
+    return render(
+        request,
+        "dashboard/keys.html",
+        {
+            "keys": items,
+            "form": form,
+            "new_key": request.session.pop("dashboard_new_key", None),
+            "base_url": public_base_url(request),
+        },
+    )
 
 
 @require_POST
@@ -243,10 +276,13 @@ def key_revoke(request: HttpRequest, ctx: Context, key_id: int) -> HttpResponse:
         api_key_revoke(api_key=key, user=ctx.user)
     except ApiError as exc:
         return _done(request, reverse("dashboard:keys"), exc.message, error=True, status=exc.status_code)
-    return _done(request, reverse("dashboard:keys"), f"Revoked {key.name or key.display}. Requests with it now get 401.")
+    return _done(
+        request, reverse("dashboard:keys"), f"Revoked {key.name or key.display}. Requests with it now get 401."
+    )
 
 
 # ----- sessions --------------------------------------------------------------------------------
+
 
 def _state_filter(request: HttpRequest) -> str:
     state = request.GET.get("state", "")
@@ -257,11 +293,17 @@ def _state_filter(request: HttpRequest) -> str:
 def sessions(request: HttpRequest, ctx: Context) -> HttpResponse:
     state = _state_filter(request)
     rows = selectors.dashboard_sessions(team=ctx.team, state=state)
-    return render(request, "dashboard/sessions.html", {
-        "rows": rows, "state": state, "states": BrowserSession.State.choices,
-        "counts": selectors.session_counts(team=ctx.team),
-        "any_live": any(s.is_live for s in rows),
-    })
+    return render(
+        request,
+        "dashboard/sessions.html",
+        {
+            "rows": rows,
+            "state": state,
+            "states": BrowserSession.State.choices,
+            "counts": selectors.session_counts(team=ctx.team),
+            "any_live": any(s.is_live for s in rows),
+        },
+    )
 
 
 @require_GET
@@ -283,14 +325,20 @@ def _session_or_404(ctx: Context, session_id: str) -> BrowserSession:
 @team_view
 def session_page(request: HttpRequest, ctx: Context, session_id: str) -> HttpResponse:
     session = _session_or_404(ctx, session_id)
-    return render(request, "dashboard/session.html", {
-        "session": session, **_session_panels(session),
-        "viewer": viewer_url(base_url=public_base_url(request), session_id=session.pk, control=True)
-        if session.is_live else "",
-        "recording": recording_player_links(session=session),
-        "task_form": forms.TaskForm(),
-        "cdp_url": _cdp_url(request, session),
-    })
+    return render(
+        request,
+        "dashboard/session.html",
+        {
+            "session": session,
+            **_session_panels(session),
+            "viewer": viewer_url(base_url=public_base_url(request), session_id=session.pk, control=True)
+            if session.is_live
+            else "",
+            "recording": recording_player_links(session=session),
+            "task_form": forms.TaskForm(),
+            "cdp_url": _cdp_url(request, session),
+        },
+    )
 
 
 def _cdp_url(request: HttpRequest, session: BrowserSession) -> str:
@@ -322,8 +370,7 @@ def _event_summary(event: dict[str, Any]) -> tuple[str, str]:
         return kind, f"Session ended ({data.get('reason', '')})"
     if kind == "guardrail_trigger":
         return kind, f"Needs your input: {inner.get('value', '')}"
-    text = (inner.get("message") or data.get("content") or data.get("error") or data.get("message")
-            or "")
+    text = inner.get("message") or data.get("content") or data.get("error") or data.get("message") or ""
     return kind, str(text)[:500]
 
 
@@ -341,16 +388,24 @@ def session_poll(request: HttpRequest, ctx: Context, session_id: str) -> JsonRes
         kind, text = _event_summary(event)
         events.append({"id": event["id"], "kind": kind, "text": text, "at": event["createdAt"]})
     panels = _session_panels(session)
-    return JsonResponse({
-        "state": session.state, "stateLabel": state_label(session.state), "stateTone": state_tone(session.state),
-        "live": session.is_live, "paused": session.paused, "humanControl": session.human_control,
-        "endReason": session.end_reason, "url": session.current_url,
-        "cost": usd(session.cost_micros), "duration": since(session.started_at or session.created_at, session.ended_at),
-        "tokens": f"{session.input_tokens + session.output_tokens:,}",
-        "tasksHtml": render_to_string("dashboard/_tasks.html", {"session": session, **panels}, request=request),
-        "guardrail": panels["guardrail"].guardrail_question if panels["guardrail"] else None,
-        "events": events,
-    })
+    return JsonResponse(
+        {
+            "state": session.state,
+            "stateLabel": state_label(session.state),
+            "stateTone": state_tone(session.state),
+            "live": session.is_live,
+            "paused": session.paused,
+            "humanControl": session.human_control,
+            "endReason": session.end_reason,
+            "url": session.current_url,
+            "cost": usd(session.cost_micros),
+            "duration": since(session.started_at or session.created_at, session.ended_at),
+            "tokens": f"{session.input_tokens + session.output_tokens:,}",
+            "tasksHtml": render_to_string("dashboard/_tasks.html", {"session": session, **panels}, request=request),
+            "guardrail": panels["guardrail"].guardrail_question if panels["guardrail"] else None,
+            "events": events,
+        }
+    )
 
 
 def _send(request: HttpRequest, ctx: Context, session_id: str, message: dict[str, Any], done: str) -> HttpResponse:
@@ -363,8 +418,12 @@ def _send(request: HttpRequest, ctx: Context, session_id: str, message: dict[str
     return _done(request, url, done)
 
 
-CONTROL_DONE = {"pause": "Paused: the agent waits until you resume.", "resume": "Resumed.",
-                "stop": "Stopping the current task.", "terminate": "Terminating the session."}
+CONTROL_DONE = {
+    "pause": "Paused: the agent waits until you resume.",
+    "resume": "Resumed.",
+    "stop": "Stopping the current task.",
+    "terminate": "Terminating the session.",
+}
 
 
 @require_POST
@@ -381,8 +440,12 @@ def session_control(request: HttpRequest, ctx: Context, session_id: str) -> Http
 def session_task(request: HttpRequest, ctx: Context, session_id: str) -> HttpResponse:
     text = request.POST.get("task", "").strip()
     if not text:
-        return _done(request, reverse("dashboard:session", args=[session_id]),
-                     "Describe the task first, e.g. “extract the title”.", error=True)
+        return _done(
+            request,
+            reverse("dashboard:session", args=[session_id]),
+            "Describe the task first, e.g. “extract the title”.",
+            error=True,
+        )
     return _send(request, ctx, session_id, {"actionType": "newTask", "taskDetails": text}, "Task queued.")
 
 
@@ -393,17 +456,25 @@ def session_guardrail(request: HttpRequest, ctx: Context, session_id: str) -> Ht
     message: dict[str, Any] = {"actionType": "guardrail", "newState": decision}
     if request.POST.get("answer", "").strip() or decision == "resume":
         message["taskDetails"] = request.POST.get("answer", "")
-    return _send(request, ctx, session_id, message,
-                 "Answer sent: the agent continues." if decision == "resume" else "Task stopped.")
+    return _send(
+        request,
+        ctx,
+        session_id,
+        message,
+        "Answer sent: the agent continues." if decision == "resume" else "Task stopped.",
+    )
 
 
 # ----- playground ------------------------------------------------------------------------------
 
+
 def _curl(base: str, body: dict[str, Any]) -> str:
-    return (f"curl -X POST {base}/start/start-session \\\n"
-            f"  -H \"Authorization: Bearer $ENIGMA_API_KEY\" \\\n"
-            f"  -H \"Content-Type: application/json\" \\\n"
-            f"  -d {shlex.quote(json.dumps(body))}")
+    return (
+        f"curl -X POST {base}/start/start-session \\\n"
+        f'  -H "Authorization: Bearer $ENIGMA_API_KEY" \\\n'
+        f'  -H "Content-Type: application/json" \\\n'
+        f"  -d {shlex.quote(json.dumps(body))}"
+    )
 
 
 @team_view
@@ -425,45 +496,72 @@ def playground(request: HttpRequest, ctx: Context) -> HttpResponse:
         else:
             messages.success(request, "Session started. The agent is working on your task.")
             return redirect("dashboard:session", session_id=session.pk)
-    example = {"startingUrl": "https://example.com", "taskDetails": "Extract the title of the page",
-               "maxDuration": 300000, "terminateOnCompletion": False}
-    return render(request, "dashboard/playground.html", {
-        "form": form, "error": error, "base_url": public_base_url(request),
-        "curl": _curl(public_base_url(request), form.body() if form.is_bound and form.is_valid() else example),
-        "balance": billing.team_balance_micros(team=ctx.team),
-    })
+    example = {
+        "startingUrl": "https://example.com",
+        "taskDetails": "Extract the title of the page",
+        "maxDuration": 300000,
+        "terminateOnCompletion": False,
+    }
+    return render(
+        request,
+        "dashboard/playground.html",
+        {
+            "form": form,
+            "error": error,
+            "base_url": public_base_url(request),
+            "curl": _curl(public_base_url(request), form.body() if form.is_bound and form.is_valid() else example),
+            "balance": billing.team_balance_micros(team=ctx.team),
+        },
+    )
 
 
 # ----- billing ---------------------------------------------------------------------------------
+
 
 @team_view
 def billing_page(request: HttpRequest, ctx: Context) -> HttpResponse:
     days = selectors.usage_by_day(team=ctx.team, days=30)
     labels = [d.day.strftime("%b %d") for d in days]
     cost_chart = charts.stacked_bars(
-        labels=labels, title="Cost per day",
-        series=[charts.Series("Tokens", "s-tokens", [d.token_cost_micros for d in days]),
-                charts.Series("Compute", "s-compute", [d.compute_cost_micros for d in days])],
-        fmt=lambda v: usd(int(v)))
+        labels=labels,
+        title="Cost per day",
+        series=[
+            charts.Series("Tokens", "s-tokens", [d.token_cost_micros for d in days]),
+            charts.Series("Compute", "s-compute", [d.compute_cost_micros for d in days]),
+        ],
+        fmt=lambda v: usd(int(v)),
+    )
     token_chart = charts.stacked_bars(
-        labels=labels, title="Tokens per day",
-        series=[charts.Series("Input", "s-input", [d.input_tokens for d in days]),
-                charts.Series("Output", "s-output", [d.output_tokens for d in days])],
-        fmt=lambda v: f"{int(v):,}")
+        labels=labels,
+        title="Tokens per day",
+        series=[
+            charts.Series("Input", "s-input", [d.input_tokens for d in days]),
+            charts.Series("Output", "s-output", [d.output_tokens for d in days]),
+        ],
+        fmt=lambda v: f"{int(v):,}",
+    )
     low, high = topup_bounds_usd()
     price = billing.current_price()
-    return render(request, "dashboard/billing.html", {
-        "balance": billing.team_balance_micros(team=ctx.team),
-        "can_top_up": billing.can_top_up(team=ctx.team, user=ctx.user),
-        "stripe_key": settings.STRIPE_PUBLISHABLE_KEY, "stripe_js": settings.STRIPE_JS_URL,
-        "topup_min": low, "topup_max": high,
-        "ledger": selectors.ledger_page(team=ctx.team),
-        "cost_chart": cost_chart, "token_chart": token_chart,
-        "month_total": sum(d.cost_micros for d in days),
-        "by_key": selectors.usage_breakdown(team=ctx.team, group="key"),
-        "by_session": selectors.usage_breakdown(team=ctx.team, group="session")[:20],
-        "price": price, "pending_topups": billing.topup_list(team=ctx.team).filter(status=TopUp.Status.CREATED).count(),
-    })
+    return render(
+        request,
+        "dashboard/billing.html",
+        {
+            "balance": billing.team_balance_micros(team=ctx.team),
+            "can_top_up": billing.can_top_up(team=ctx.team, user=ctx.user),
+            "stripe_key": settings.STRIPE_PUBLISHABLE_KEY,
+            "stripe_js": settings.STRIPE_JS_URL,
+            "topup_min": low,
+            "topup_max": high,
+            "ledger": selectors.ledger_page(team=ctx.team),
+            "cost_chart": cost_chart,
+            "token_chart": token_chart,
+            "month_total": sum(d.cost_micros for d in days),
+            "by_key": selectors.usage_breakdown(team=ctx.team, group="key"),
+            "by_session": selectors.usage_breakdown(team=ctx.team, group="session")[:20],
+            "price": price,
+            "pending_topups": billing.topup_list(team=ctx.team).filter(status=TopUp.Status.CREATED).count(),
+        },
+    )
 
 
 @require_POST
@@ -471,8 +569,9 @@ def billing_page(request: HttpRequest, ctx: Context) -> HttpResponse:
 def billing_topup(request: HttpRequest, ctx: Context) -> JsonResponse:
     """Create the PaymentIntent for a top-up; Stripe.js confirms it with the card in the page."""
     try:
-        intent_id, client_secret = topup_create(team=ctx.team, user=ctx.user,
-                                                amount_usd=request.POST.get("amount", "").strip() or "0")
+        intent_id, client_secret = topup_create(
+            team=ctx.team, user=ctx.user, amount_usd=request.POST.get("amount", "").strip() or "0"
+        )
     except ApiError as exc:
         return JsonResponse({"ok": False, "error": exc.message}, status=exc.status_code)
     return JsonResponse({"ok": True, "paymentIntent": intent_id, "clientSecret": client_secret})
@@ -486,8 +585,10 @@ def billing_balance(request: HttpRequest, ctx: Context) -> JsonResponse:
     intent = request.GET.get("intent", "")
     status = ""
     if intent:
-        status = billing.topup_list(team=ctx.team).filter(payment_intent_id=intent).values_list(
-            "status", flat=True).first() or ""
+        status = (
+            billing.topup_list(team=ctx.team).filter(payment_intent_id=intent).values_list("status", flat=True).first()
+            or ""
+        )
     return JsonResponse({"balance": micros_to_usd(balance), "display": balance_display(balance), "topup": status})
 
 
@@ -500,19 +601,38 @@ class _Echo:
 @team_view
 def billing_csv(request: HttpRequest, ctx: Context) -> StreamingHttpResponse:
     writer = csv.writer(_Echo())
-    header = ["created_at", "kind", "description", "amount_usd", "balance_after_usd", "session_id",
-              "api_key", "input_tokens", "output_tokens", "compute_seconds"]
+    header = [
+        "created_at",
+        "kind",
+        "description",
+        "amount_usd",
+        "balance_after_usd",
+        "session_id",
+        "api_key",
+        "input_tokens",
+        "output_tokens",
+        "compute_seconds",
+    ]
 
     def rows() -> Any:
         yield writer.writerow(header)
         for e in selectors.ledger_export(team=ctx.team).iterator(chunk_size=500):
-            yield writer.writerow([
-                e.created_at.isoformat(), e.kind, e.description, f"{micros_to_usd(e.amount_micros):.6f}",
-                f"{micros_to_usd(e.balance_after_micros):.6f}", e.session_id,
-                e.api_key.display if e.api_key else "", e.input_tokens, e.output_tokens,
-                f"{e.compute_ms / 1000:.3f}"])
+            yield writer.writerow(
+                [
+                    e.created_at.isoformat(),
+                    e.kind,
+                    e.description,
+                    f"{micros_to_usd(e.amount_micros):.6f}",
+                    f"{micros_to_usd(e.balance_after_micros):.6f}",
+                    e.session_id,
+                    e.api_key.display if e.api_key else "",
+                    e.input_tokens,
+                    e.output_tokens,
+                    f"{e.compute_ms / 1000:.3f}",
+                ]
+            )
 
     filename = f"enigma-ledger-{ctx.team.pk}-{timezone.now():%Y%m%d}.csv"
-    return StreamingHttpResponse(rows(), content_type="text/csv",
-                                 headers={"Content-Disposition": f'attachment; filename="{filename}"'})
-
+    return StreamingHttpResponse(
+        rows(), content_type="text/csv", headers={"Content-Disposition": f'attachment; filename="{filename}"'}
+    )

@@ -67,8 +67,9 @@ def int_param(request: Request, name: str, default: int, *, low: int, high: int)
         raise InvalidParameter(name, f"Invalid parameter '{name}': must be an integer")
     value = int(text)
     if not low <= value <= high:
-        raise InvalidParameter(name, f"Invalid parameter '{name}': must be between {low} and {high}",
-                               value=value, min=low, max=high)
+        raise InvalidParameter(
+            name, f"Invalid parameter '{name}': must be between {low} and {high}", value=value, min=low, max=high
+        )
     return value
 
 
@@ -83,13 +84,14 @@ def paginate(request: Request, query: QuerySet[Any], *, max_limit: int) -> tuple
     `{page, limit, total, totalPages}`)."""
     page, limit = page_params(request, max_limit=max_limit)
     total = query.count()
-    rows = list(query[(page - 1) * limit: page * limit])
+    rows = list(query[(page - 1) * limit : page * limit])
     return rows, {"page": page, "limit": limit, "total": total, "totalPages": -(-total // limit)}
 
 
 def timestamp(value: datetime | None) -> str | None:
     """A time as the API writes it: ISO 8601 in UTC with `Z` (`2024-01-15T10:30:00.123456Z`)."""
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z") if value else None
+
 
 def object_body(data: Any) -> dict[str, Any]:
     """The request body, which must be a JSON object (else 400 INVALID_JSON)."""

@@ -55,7 +55,9 @@ class PathDispatch:
         await self.default(scope, receive, send)
 
 
-application = ProtocolTypeRouter({
-    "http": PathDispatch(django_asgi_app),
-    "websocket": PathDispatch(URLRouter(websocket_urlpatterns)),
-})
+application = ProtocolTypeRouter(
+    {
+        "http": PathDispatch(django_asgi_app),
+        "websocket": PathDispatch(URLRouter(websocket_urlpatterns)),
+    }
+)

@@ -24,22 +24,28 @@ def _origin(url: str) -> str:
 
 
 def build_policy(*, embeddable: bool) -> str:
-    stripe = " ".join(sorted({o for o in (_origin(settings.STRIPE_JS_URL), _origin(settings.STRIPE_API_BASE or ""))
-                              if o} | {"https://*.stripe.com"}))
+    stripe = " ".join(
+        sorted(
+            {o for o in (_origin(settings.STRIPE_JS_URL), _origin(settings.STRIPE_API_BASE or "")) if o}
+            | {"https://*.stripe.com"}
+        )
+    )
     ancestors = "*" if embeddable else "'self'"
-    return "; ".join([
-        "default-src 'self'",
-        f"script-src 'self' {stripe}",
-        "style-src 'self' 'unsafe-inline'",
-        "img-src 'self' data: blob:",
-        "media-src 'self' blob:",
-        f"connect-src 'self' ws: wss: {stripe}",
-        f"frame-src 'self' {stripe}",
-        f"frame-ancestors {ancestors}",
-        "base-uri 'self'",
-        "form-action 'self'",
-        "object-src 'none'",
-    ])
+    return "; ".join(
+        [
+            "default-src 'self'",
+            f"script-src 'self' {stripe}",
+            "style-src 'self' 'unsafe-inline'",
+            "img-src 'self' data: blob:",
+            "media-src 'self' blob:",
+            f"connect-src 'self' ws: wss: {stripe}",
+            f"frame-src 'self' {stripe}",
+            f"frame-ancestors {ancestors}",
+            "base-uri 'self'",
+            "form-action 'self'",
+            "object-src 'none'",
+        ]
+    )
 
 
 class ContentSecurityPolicyMiddleware:

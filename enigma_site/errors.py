@@ -19,8 +19,18 @@ from rest_framework.response import Response
 logger = logging.getLogger(__name__)
 
 API_PREFIXES = (
-    "/start/", "/task/", "/sessions", "/v1/", "/account", "/files", "/environments",
-    "/profiles", "/cron-jobs", "/policies", "/mcp", "/api/",
+    "/start/",
+    "/task/",
+    "/sessions",
+    "/v1/",
+    "/account",
+    "/files",
+    "/environments",
+    "/profiles",
+    "/cron-jobs",
+    "/policies",
+    "/mcp",
+    "/api/",
 )
 
 
@@ -99,8 +109,9 @@ def request_refusal(exc: Exception) -> ApiError | None:
     return None
 
 
-def error_body(status_code: int, code: str, message: str, details: dict[str, Any] | None = None,
-               **extra: Any) -> dict[str, Any]:
+def error_body(
+    status_code: int, code: str, message: str, details: dict[str, Any] | None = None, **extra: Any
+) -> dict[str, Any]:
     body: dict[str, Any] = {"success": False, "message": message, "error": message, "code": code}
     body["details"] = details or {}
     body.update(extra)
@@ -191,20 +202,23 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
         return api_exception_handler(validation_error(exc.detail), context)
     if isinstance(exc, exceptions.NotAuthenticated):
         message = "API key required. Provide Authorization: Bearer <api_key>"
-        return Response(error_body(401, "UNAUTHORIZED", message), status=401,
-                        headers={"WWW-Authenticate": "Bearer"})
+        return Response(error_body(401, "UNAUTHORIZED", message), status=401, headers={"WWW-Authenticate": "Bearer"})
     if isinstance(exc, exceptions.APIException):
         code = {
-            400: "BAD_REQUEST", 401: "UNAUTHORIZED", 403: "FORBIDDEN", 404: "NOT_FOUND",
-            405: "METHOD_NOT_ALLOWED", 406: "NOT_ACCEPTABLE", 415: "UNSUPPORTED_MEDIA_TYPE",
+            400: "BAD_REQUEST",
+            401: "UNAUTHORIZED",
+            403: "FORBIDDEN",
+            404: "NOT_FOUND",
+            405: "METHOD_NOT_ALLOWED",
+            406: "NOT_ACCEPTABLE",
+            415: "UNSUPPORTED_MEDIA_TYPE",
             429: "RATE_LIMIT_EXCEEDED",
         }.get(exc.status_code, "ERROR")
         if isinstance(exc, exceptions.ParseError):
             code = "INVALID_JSON"
         if getattr(exc, "auth_header", None):
             headers["WWW-Authenticate"] = exc.auth_header  # type: ignore[attr-defined]
-        return Response(error_body(exc.status_code, code, str(exc.detail)), status=exc.status_code,
-                        headers=headers)
+        return Response(error_body(exc.status_code, code, str(exc.detail)), status=exc.status_code, headers=headers)
     if isinstance(exc, Http404):
         return Response(error_body(404, "NOT_FOUND", "Not found"), status=404)
     refusal = request_refusal(exc)
@@ -213,8 +227,11 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
     down = dependency_down(exc)
     if down:
         logger.warning("%s is unavailable: %s", down, exc)
-        return Response(error_body(503, "SERVICE_UNAVAILABLE", f"Service temporarily unavailable ({down})",
-                                   {"down": [down]}), status=503, headers={"Retry-After": "5"})
+        return Response(
+            error_body(503, "SERVICE_UNAVAILABLE", f"Service temporarily unavailable ({down})", {"down": [down]}),
+            status=503,
+            headers={"Retry-After": "5"},
+        )
     logger.exception("Unhandled API error")
     return Response(error_body(500, "INTERNAL_ERROR", "Internal server error"), status=500)
 
@@ -224,7 +241,8 @@ def dependency_down(exc: BaseException) -> str:
     if isinstance(exc, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)):
         return "redis"
     if isinstance(exc, db.OperationalError) and (
-            "locked" in str(exc) or type(exc.__cause__).__module__.startswith("psycopg")):
+        "locked" in str(exc) or type(exc.__cause__).__module__.startswith("psycopg")
+    ):
         return "database"  # PostgreSQL unreachable, or SQLite busy; not a schema bug
     return ""
 

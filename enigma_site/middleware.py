@@ -15,8 +15,9 @@ from .parsers import printable
 
 
 def _response(exc: ApiError) -> JsonResponse:
-    return JsonResponse(error_body(exc.status_code, exc.code, exc.message, exc.details, **exc.extra),
-                        status=exc.status_code)
+    return JsonResponse(
+        error_body(exc.status_code, exc.code, exc.message, exc.details, **exc.extra), status=exc.status_code
+    )
 
 
 def url_refusal(request: HttpRequest) -> ApiError | None:

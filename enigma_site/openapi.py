@@ -23,7 +23,10 @@ _NOT_API = ("admin/", "app/", "login/", "signup/", "logout/", "password-reset", 
 _METHODS = ("get", "post", "put", "patch", "delete")
 # Function views (async or plain Django) declare their methods here.
 _FUNCTION_VIEW_METHODS = {
-    "metrics": ["get"], "billing/stripe/webhook": ["post"], "v1/chat/completions": ["post"], "v1/models": ["get"],
+    "metrics": ["get"],
+    "billing/stripe/webhook": ["post"],
+    "v1/chat/completions": ["post"],
+    "v1/models": ["get"],
 }
 _SUMMARIES = {
     "start/start-session": "Start a persistent browser session, optionally with a first task",
@@ -60,13 +63,22 @@ _SUMMARIES = {
 }
 _PUBLIC = {"openapi.json", "start/health", "billing/stripe/webhook", "profiles/{environment_id}/archive"}
 _CHAT_REQUEST = {  # integrations.chat.parse_chat_request
-    "type": "object", "required": ["model", "messages"],
+    "type": "object",
+    "required": ["model", "messages"],
     "properties": {
         "model": {"type": "string", "enum": ["enigma-browser-1"]},
-        "messages": {"type": "array", "minItems": 1, "items": {
-            "type": "object", "required": ["role", "content"],
-            "properties": {"role": {"type": "string", "enum": ["system", "developer", "user", "assistant"]},
-                           "content": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "object"}}]}}}},
+        "messages": {
+            "type": "array",
+            "minItems": 1,
+            "items": {
+                "type": "object",
+                "required": ["role", "content"],
+                "properties": {
+                    "role": {"type": "string", "enum": ["system", "developer", "user", "assistant"]},
+                    "content": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "object"}}]},
+                },
+            },
+        },
         "stream": {"type": "boolean"},
         "stream_options": {"type": "object", "properties": {"include_usage": {"type": "boolean"}}},
         "max_tokens": {"type": "integer", "minimum": 0, "description": "the task's maxOutputTokens (default 2000)"},
@@ -77,11 +89,16 @@ _CHAT_REQUEST = {  # integrations.chat.parse_chat_request
     },
 }
 _BODIES = {  # of views drf-spectacular cannot read: (description, schema)
-    "v1/chat/completions": ("OpenAI chat completion request (the messages are the task); temperature, top_p, user, seed, stop and "
-                            "the like are accepted and ignored", _CHAT_REQUEST),
+    "v1/chat/completions": (
+        "OpenAI chat completion request (the messages are the task); temperature, top_p, user, seed, stop and "
+        "the like are accepted and ignored",
+        _CHAT_REQUEST,
+    ),
 }
 _SETTINGS = {
-    "OAS_VERSION": "3.1.0", "TITLE": "Enigma API", "VERSION": "1.0",
+    "OAS_VERSION": "3.1.0",
+    "TITLE": "Enigma API",
+    "VERSION": "1.0",
     "DESCRIPTION": "AI-driven browser sessions. Contract: the Enigma/WebRun documentation.",
     "ENUM_NAME_OVERRIDES": {  # choice sets that share a field name get their own names
         "PolicyActionEnum": ["allow", "guardrail", "block"],
@@ -95,10 +112,17 @@ _SETTINGS = {
     },
 }
 _BEARER = {"type": "http", "scheme": "bearer", "description": "enig_... API key"}
-_ERROR = {"type": "object", "required": ["success", "message", "error", "code"],
-          "properties": {"success": {"const": False}, "message": {"type": "string"}, "error": {"type": "string"},
-                         "code": {"type": "string", "description": "UPPER_SNAKE (api.md §1.12)"},
-                         "details": {"type": "object", "description": "parameter: the field that was wrong"}}}
+_ERROR = {
+    "type": "object",
+    "required": ["success", "message", "error", "code"],
+    "properties": {
+        "success": {"const": False},
+        "message": {"type": "string"},
+        "error": {"type": "string"},
+        "code": {"type": "string", "description": "UPPER_SNAKE (api.md §1.12)"},
+        "details": {"type": "object", "description": "parameter: the field that was wrong"},
+    },
+}
 
 
 class AutoSchema(SpectacularAutoSchema):
@@ -161,12 +185,15 @@ def _operation(path: str, method: str, summary: str) -> dict[str, Any]:
     params = re.findall(r"{(\w+)}", path)
     op: dict[str, Any] = {
         "parameters": [{"name": p, "in": "path", "required": True, "schema": {"type": "string"}} for p in params],
-        "responses": {"200": {"description": "Success: `{\"success\": true, ...}`"}},
+        "responses": {"200": {"description": 'Success: `{"success": true, ...}`'}},
     }
     if method in ("post", "put", "patch") and path in _BODIES:
         description, schema = _BODIES[path]
-        op["requestBody"] = {"required": True, "description": description,
-                             "content": {"application/json": {"schema": schema}}}
+        op["requestBody"] = {
+            "required": True,
+            "description": description,
+            "content": {"application/json": {"schema": schema}},
+        }
     return op
 
 
@@ -189,8 +216,10 @@ def openapi_document() -> dict[str, Any]:
             op.pop("security", None)
             if path in _PUBLIC:
                 op["security"] = []
-            op["responses"]["4XX"] = {"description": "Error envelope", "content": {"application/json": {
-                "schema": {"$ref": "#/components/schemas/Error"}}}}
+            op["responses"]["4XX"] = {
+                "description": "Error envelope",
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+            }
             item[method] = op
     components = generated.get("components", {})
     components.setdefault("schemas", {})["Error"] = _ERROR

@@ -67,8 +67,10 @@ def check_value(data: Any, path: str = "") -> None:
         path, value, depth = stack.pop()
         if isinstance(value, str):
             if _bad_text(value):
-                raise InvalidParameter(path, f"Invalid parameter '{path}': lone UTF-16 surrogates and NUL "
-                                       "characters are not allowed in strings")
+                raise InvalidParameter(
+                    path,
+                    f"Invalid parameter '{path}': lone UTF-16 surrogates and NUL characters are not allowed in strings",
+                )
         elif isinstance(value, bool) or value is None:
             continue
         elif isinstance(value, int):
@@ -79,14 +81,18 @@ def check_value(data: Any, path: str = "") -> None:
                 raise InvalidParameter(path, f"Invalid parameter '{path}': must be a finite number")
         elif isinstance(value, (dict, list)):
             if depth >= MAX_DEPTH:
-                raise InvalidJson(f"JSON is nested deeper than {MAX_DEPTH} levels",
-                                  details={"parameter": path, "maxDepth": MAX_DEPTH})
+                raise InvalidJson(
+                    f"JSON is nested deeper than {MAX_DEPTH} levels", details={"parameter": path, "maxDepth": MAX_DEPTH}
+                )
             items = value.items() if isinstance(value, dict) else enumerate(value)
             for key, item in items:
                 if isinstance(key, str) and _bad_text(key):
                     name = _child(path, key)
-                    raise InvalidParameter(name, f"Invalid parameter '{name}': lone UTF-16 surrogates and "
-                                           "NUL characters are not allowed in field names")
+                    raise InvalidParameter(
+                        name,
+                        f"Invalid parameter '{name}': lone UTF-16 surrogates and "
+                        "NUL characters are not allowed in field names",
+                    )
                 stack.append((_child(path, key), item, depth + 1))
 
 
@@ -101,8 +107,7 @@ def json_loads(raw: bytes) -> Any:
     try:
         data = json.loads(text)
     except RecursionError:
-        raise InvalidJson(f"JSON is nested deeper than {MAX_DEPTH} levels",
-                          details={"maxDepth": MAX_DEPTH}) from None
+        raise InvalidJson(f"JSON is nested deeper than {MAX_DEPTH} levels", details={"maxDepth": MAX_DEPTH}) from None
     except ValueError as exc:  # JSONDecodeError, and integers of more than 4300 digits
         raise InvalidJson(f"Request body is not valid JSON: {exc}") from None
     check_value(data)
@@ -126,8 +131,9 @@ def read_limited(stream: Readable) -> bytes:
 class JSONParser(parsers.JSONParser):
     """DRF's JSON parser with the checks above."""
 
-    def parse(self, stream: IO[bytes] | None, media_type: str | None = None,
-              parser_context: Mapping[str, Any] | None = None) -> Any:
+    def parse(
+        self, stream: IO[bytes] | None, media_type: str | None = None, parser_context: Mapping[str, Any] | None = None
+    ) -> Any:
         if stream is None:
             return None
         return json_loads(read_limited(stream))

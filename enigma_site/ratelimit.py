@@ -62,8 +62,9 @@ class RateDecision:
         return headers
 
 
-def rate_limit_hit(*, team_id: int, scope: str, limit: int | None = None,
-                   window_s: float | None = None) -> RateDecision | None:
+def rate_limit_hit(
+    *, team_id: int, scope: str, limit: int | None = None, window_s: float | None = None
+) -> RateDecision | None:
     """Count one request of `scope` for the team; None when the scope is not limited.
 
     `limit` and `window_s` default to ENIGMA_RATE_LIMITS[scope] and ENIGMA_RATE_LIMIT_WINDOW_S.
@@ -74,11 +75,19 @@ def rate_limit_hit(*, team_id: int, scope: str, limit: int | None = None,
     window = float(settings.ENIGMA_RATE_LIMIT_WINDOW_S if window_s is None else window_s)
     now = time.time()
     allowed, count, first = get_redis().eval(
-        _SCRIPT, 1, f"enigma:rl:{scope}:{team_id}", now, window, limit,
+        _SCRIPT,
+        1,
+        f"enigma:rl:{scope}:{team_id}",
+        now,
+        window,
+        limit,
         f"{now}:{secrets.token_hex(4)}",
     )
     reset = float(first) + window
     return RateDecision(
-        allowed=bool(allowed), limit=limit, remaining=max(0, limit - int(count)),
-        reset_at=math.ceil(reset), retry_after=max(1, math.ceil(reset - now)),
+        allowed=bool(allowed),
+        limit=limit,
+        remaining=max(0, limit - int(count)),
+        reset_at=math.ceil(reset),
+        retry_after=max(1, math.ceil(reset - now)),
     )

@@ -46,7 +46,8 @@ def get_async_redis() -> aioredis.Redis:
     loop = asyncio.get_running_loop()
     client = _async_clients.get(id(loop))
     if client is None:
-        client = aioredis.Redis.from_url(settings.REDIS_URL,
-                                         **_options(AsyncRetry(ExponentialBackoff(cap=2, base=0.1), 5)))
+        client = aioredis.Redis.from_url(
+            settings.REDIS_URL, **_options(AsyncRetry(ExponentialBackoff(cap=2, base=0.1), 5))
+        )
         _async_clients[id(loop)] = client
     return client

@@ -200,8 +200,14 @@ CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
         "CONFIG": {
-            "hosts": [{"address": REDIS_URL, "socket_timeout": REDIS_SOCKET_TIMEOUT_S,
-                       "socket_connect_timeout": REDIS_CONNECT_TIMEOUT_S, "socket_keepalive": True}],
+            "hosts": [
+                {
+                    "address": REDIS_URL,
+                    "socket_timeout": REDIS_SOCKET_TIMEOUT_S,
+                    "socket_connect_timeout": REDIS_CONNECT_TIMEOUT_S,
+                    "socket_keepalive": True,
+                }
+            ],
             "capacity": 500,
             "expiry": 30,
         },

@@ -44,8 +44,7 @@ class EnvironmentListCreateApi(ApiView):
         environment = services.environment_create(
             team=self.principal.team, name=data["name"], description=data["description"], noun=self.noun
         )
-        return ok({"message": f"{self.noun} created", self.key: selectors.environment_body(environment)},
-                  status=201)
+        return ok({"message": f"{self.noun} created", self.key: selectors.environment_body(environment)}, status=201)
 
 
 class ProfileListCreateApi(EnvironmentListCreateApi):
@@ -84,9 +83,12 @@ class EnvironmentUploadApi(ApiView):
 
     def initial(self, request: Request, *args: Any, **kwargs: Any) -> None:
         super().initial(request, *args, **kwargs)
-        self._rate = rate_limit_hit(team_id=self.principal.team.pk, scope="profiles-upload",
-                                    limit=settings.ENIGMA_PROFILE_UPLOAD_RATE_LIMIT,
-                                    window_s=settings.ENIGMA_PROFILE_UPLOAD_RATE_WINDOW_S)
+        self._rate = rate_limit_hit(
+            team_id=self.principal.team.pk,
+            scope="profiles-upload",
+            limit=settings.ENIGMA_PROFILE_UPLOAD_RATE_LIMIT,
+            window_s=settings.ENIGMA_PROFILE_UPLOAD_RATE_WINDOW_S,
+        )
         if self._rate is not None and not self._rate.allowed:
             raise RateLimited()
 

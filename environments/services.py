@@ -126,7 +126,9 @@ def environment_profile_upload(*, environment: Environment, upload: UploadedFile
             details={"parameter": "file", "max": limit, "size": upload.size},
         )
     try:
-        state = read_profile_archive(cast(IO[bytes], upload.file), max_inflated=_mb(settings.ENIGMA_MAX_PROFILE_INFLATED_MB))
+        state = read_profile_archive(
+            cast(IO[bytes], upload.file), max_inflated=_mb(settings.ENIGMA_MAX_PROFILE_INFLATED_MB)
+        )
     except ArchiveError as exc:
         raise InvalidArchive(str(exc), details={"parameter": "file"}) from exc
     holder = Environment.objects.filter(pk=environment.pk).values_list("session_id", flat=True).first() or ""

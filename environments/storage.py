@@ -101,8 +101,12 @@ def _s3() -> tuple[Any, str]:
     bucket = settings.ENIGMA_S3_BUCKET
     if not bucket:
         raise ImproperlyConfigured("ENIGMA_STORAGE=s3 needs ENIGMA_S3_BUCKET")
-    client = _client_for(settings.ENIGMA_S3_ENDPOINT_URL, settings.ENIGMA_S3_ACCESS_KEY_ID,
-                         settings.ENIGMA_S3_SECRET_ACCESS_KEY, settings.ENIGMA_S3_REGION)
+    client = _client_for(
+        settings.ENIGMA_S3_ENDPOINT_URL,
+        settings.ENIGMA_S3_ACCESS_KEY_ID,
+        settings.ENIGMA_S3_SECRET_ACCESS_KEY,
+        settings.ENIGMA_S3_REGION,
+    )
     return client, bucket
 
 
@@ -221,7 +225,7 @@ def file_write(relative: str, chunks: IO[bytes] | Any) -> None:
     if _on_s3():
         client, bucket = _s3()
         key = _key(relative)
-        with tempfile.SpooledTemporaryFile(max_size=_SPOOL_BYTES, dir=temp_dir()) as spool:
+        with tempfile.SpooledTemporaryFile(max_size=_SPOOL_BYTES, dir=str(temp_dir())) as spool:
             for chunk in chunks:
                 spool.write(chunk)
             spool.seek(0)

@@ -44,8 +44,19 @@ _IDENTIFIER = r"[A-Za-z_$][A-Za-z0-9_$]*"
 _KEY_PATH = re.compile(rf"^(?:{_IDENTIFIER}(?:\.{_IDENTIFIER})*)?$")
 _BIGINT = re.compile(r"^-?\d{1,10000}$")
 # Playwright's typed-array kinds and their element sizes in bytes.
-_TYPED_ARRAYS = {"i8": 1, "ui8": 1, "ui8c": 1, "i16": 2, "ui16": 2, "i32": 4, "ui32": 4, "f32": 4, "f64": 8,
-                 "bi64": 8, "bui64": 8}
+_TYPED_ARRAYS = {
+    "i8": 1,
+    "ui8": 1,
+    "ui8c": 1,
+    "i16": 2,
+    "ui16": 2,
+    "i32": 4,
+    "ui32": 4,
+    "f32": 4,
+    "f64": 8,
+    "bi64": 8,
+    "bui64": 8,
+}
 
 
 class StateInvalid(ValueError):
@@ -165,13 +176,18 @@ def _cookie(raw: Any, path: str) -> dict[str, Any]:
         if "domain" not in item or "path" not in item:
             raise StateInvalid(path, "a cookie needs a url, or a domain and a path")
         domain = _string(item["domain"], f"{path}.domain")
-        if not domain.strip(".") or len(domain.encode()) > MAX_ATTRIBUTE_BYTES or (
-            _BAD_DOMAIN.search(domain) and not re.fullmatch(r"\[[0-9A-Fa-f:.]+\]", domain)
+        if (
+            not domain.strip(".")
+            or len(domain.encode()) > MAX_ATTRIBUTE_BYTES
+            or (_BAD_DOMAIN.search(domain) and not re.fullmatch(r"\[[0-9A-Fa-f:.]+\]", domain))
         ):
             raise StateInvalid(f"{path}.domain", "must be a host name such as example.com or .example.com")
         cookie_path = _string(item["path"], f"{path}.path")
-        if not cookie_path.startswith("/") or _CONTROL.search(cookie_path) or ";" in cookie_path or (
-            len(cookie_path.encode()) > MAX_ATTRIBUTE_BYTES
+        if (
+            not cookie_path.startswith("/")
+            or _CONTROL.search(cookie_path)
+            or ";" in cookie_path
+            or (len(cookie_path.encode()) > MAX_ATTRIBUTE_BYTES)
         ):
             raise StateInvalid(f"{path}.path", "must start with '/' (at most 1024 bytes, no ';')")
         cookie.update(domain=domain, path=cookie_path)
@@ -310,8 +326,9 @@ def _store(raw: Any, path: str) -> dict[str, Any]:
         multi = _bool(index, "multiEntry", where)
         if multi and isinstance(index_path, list):
             raise StateInvalid(f"{where}.multiEntry", "cannot be used with an array key path")
-        indexes.append({"name": index_name, "path": index_path, "multiEntry": multi,
-                        "unique": _bool(index, "unique", where)})
+        indexes.append(
+            {"name": index_name, "path": index_path, "multiEntry": multi, "unique": _bool(index, "unique", where)}
+        )
     records = _list(item.get("records"), f"{path}.records")
     _check_records(records, key_path, auto, indexes, f"{path}.records")
     store: dict[str, Any] = {"name": name, "autoIncrement": auto}
@@ -321,8 +338,12 @@ def _store(raw: Any, path: str) -> dict[str, Any]:
         store["keyPath"] = key_path
     store["records"] = records
     store["indexes"] = [
-        {"name": ix["name"], ("keyPathArray" if isinstance(ix["path"], list) else "keyPath"): ix["path"],
-         "multiEntry": ix["multiEntry"], "unique": ix["unique"]}
+        {
+            "name": ix["name"],
+            ("keyPathArray" if isinstance(ix["path"], list) else "keyPath"): ix["path"],
+            "multiEntry": ix["multiEntry"],
+            "unique": ix["unique"],
+        }
         for ix in indexes
     ]
     return store
@@ -372,8 +393,9 @@ def _decode(value: Any, path: str, refs: dict[Any, Any], depth: int = 0) -> Any:
     if "a" in value:
         result: list[Any] = []
         refs[_hashable(value.get("id"))] = result
-        result.extend(_decode(v, f"{path}.a[{i}]", refs, depth + 1)
-                      for i, v in enumerate(_list(value["a"], f"{path}.a")))
+        result.extend(
+            _decode(v, f"{path}.a[{i}]", refs, depth + 1) for i, v in enumerate(_list(value["a"], f"{path}.a"))
+        )
         return result
     if "o" in value:
         obj: dict[str, Any] = {}

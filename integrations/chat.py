@@ -30,12 +30,43 @@ MODEL_ID = "enigma-browser-1"
 MODEL_CREATED = 1704067200
 DEFAULT_MAX_TOKENS = 2000
 ROLES = ("system", "developer", "user", "assistant")
-IGNORED = {"temperature", "top_p", "user", "seed", "stop", "presence_penalty", "frequency_penalty",
-           "metadata", "store", "logit_bias", "service_tier"}
-KNOWN = {"model", "messages", "stream", "stream_options", "max_tokens", "max_completion_tokens",
-         "reach_out_mode", "n", "logprobs", "response_format"} | IGNORED
-UNSUPPORTED = {"tools", "tool_choice", "functions", "function_call", "parallel_tool_calls", "audio",
-               "modalities", "prediction", "top_logprobs", "web_search_options"}
+IGNORED = {
+    "temperature",
+    "top_p",
+    "user",
+    "seed",
+    "stop",
+    "presence_penalty",
+    "frequency_penalty",
+    "metadata",
+    "store",
+    "logit_bias",
+    "service_tier",
+}
+KNOWN = {
+    "model",
+    "messages",
+    "stream",
+    "stream_options",
+    "max_tokens",
+    "max_completion_tokens",
+    "reach_out_mode",
+    "n",
+    "logprobs",
+    "response_format",
+} | IGNORED
+UNSUPPORTED = {
+    "tools",
+    "tool_choice",
+    "functions",
+    "function_call",
+    "parallel_tool_calls",
+    "audio",
+    "modalities",
+    "prediction",
+    "top_logprobs",
+    "web_search_options",
+}
 # Where an error of the underlying task validation points, in this endpoint's names.
 _PARAM_NAMES = {"task.prompt": "messages", "task.maxOutputTokens": "max_tokens", "reachOutMode": "reach_out_mode"}
 
@@ -87,8 +118,12 @@ def build_prompt(messages: Any) -> str:
         if role is None:
             raise MissingField(f"{name}.role")
         if role not in ROLES:
-            raise InvalidParameter(f"{name}.role", f"Invalid parameter '{name}.role': must be one of "
-                                   + ", ".join(ROLES) + " (tool and function messages are not supported)")
+            raise InvalidParameter(
+                f"{name}.role",
+                f"Invalid parameter '{name}.role': must be one of "
+                + ", ".join(ROLES)
+                + " (tool and function messages are not supported)",
+            )
         turns.append((role, _content_text(message.get("content"), f"{name}.content").strip()))
     last_user = max((i for i, (role, _) in enumerate(turns) if role == "user"), default=None)
     if last_user is None:
@@ -97,8 +132,11 @@ def build_prompt(messages: Any) -> str:
     if not task:
         raise InvalidParameter(f"messages[{last_user}].content", "The last user message must not be empty")
     instructions = [text for role, text in turns if role in ("system", "developer") and text]
-    history = [f"{role.capitalize()}: {text}" for i, (role, text) in enumerate(turns)
-               if i != last_user and role in ("user", "assistant") and text]
+    history = [
+        f"{role.capitalize()}: {text}"
+        for i, (role, text) in enumerate(turns)
+        if i != last_user and role in ("user", "assistant") and text
+    ]
     if not instructions and not history:
         return task
     # The offline provider follows the Task section alone (offline.task_section).
@@ -141,17 +179,17 @@ def parse_chat_request(body: Any) -> ChatRequest:
     if body.get("logprobs"):
         raise InvalidParameter("logprobs", "Invalid parameter 'logprobs': not supported")
     response_format = body.get("response_format")
-    if response_format is not None and (not isinstance(response_format, dict)
-                                        or response_format.get("type") != "text"):
-        raise InvalidParameter("response_format", "Invalid parameter 'response_format': only {\"type\": \"text\"}")
+    if response_format is not None and (not isinstance(response_format, dict) or response_format.get("type") != "text"):
+        raise InvalidParameter("response_format", 'Invalid parameter \'response_format\': only {"type": "text"}')
     stream = body.get("stream", False)
     if stream is not None and not isinstance(stream, bool):
         raise InvalidParameter("stream", "Invalid parameter 'stream': must be a boolean")
     options = body.get("stream_options") or {}
     if not isinstance(options, dict):
         raise InvalidParameter("stream_options", "Invalid parameter 'stream_options': must be an object")
-    session_body: dict[str, Any] = {"task": {"prompt": build_prompt(body.get("messages")),
-                                             "maxOutputTokens": _max_tokens(body)}}
+    session_body: dict[str, Any] = {
+        "task": {"prompt": build_prompt(body.get("messages")), "maxOutputTokens": _max_tokens(body)}
+    }
     if body.get("reach_out_mode") is not None:
         session_body["reachOutMode"] = body["reach_out_mode"]
     spec = parse_session_body(session_body, require_task=True)  # also sets terminateOnCompletion
@@ -163,8 +201,11 @@ def completion_id(task: Task) -> str:
 
 
 def usage(task: Task) -> dict[str, int]:
-    return {"prompt_tokens": task.input_tokens, "completion_tokens": task.output_tokens,
-            "total_tokens": task.input_tokens + task.output_tokens}
+    return {
+        "prompt_tokens": task.input_tokens,
+        "completion_tokens": task.output_tokens,
+        "total_tokens": task.input_tokens + task.output_tokens,
+    }
 
 
 def extension(session: BrowserSession | str, task: Task) -> dict[str, Any]:
@@ -179,15 +220,22 @@ def completion_body(task: Task, *, created: int) -> dict[str, Any]:
         "object": "chat.completion",
         "created": created,
         "model": MODEL_ID,
-        "choices": [{"index": 0, "message": {"role": "assistant", "content": task.result_message},
-                     "finish_reason": "stop", "logprobs": None}],
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": task.result_message},
+                "finish_reason": "stop",
+                "logprobs": None,
+            }
+        ],
         "usage": usage(task),
         "enigma": extension(task.session_id, task),
     }
 
 
-def chunk(task: Task, *, created: int, delta: dict[str, Any], finish_reason: str | None = None,
-          **extra: Any) -> dict[str, Any]:
+def chunk(
+    task: Task, *, created: int, delta: dict[str, Any], finish_reason: str | None = None, **extra: Any
+) -> dict[str, Any]:
     return {
         "id": completion_id(task),
         "object": "chat.completion.chunk",
@@ -199,8 +247,10 @@ def chunk(task: Task, *, created: int, delta: dict[str, Any], finish_reason: str
 
 
 def models_body() -> dict[str, Any]:
-    return {"object": "list",
-            "data": [{"id": MODEL_ID, "object": "model", "created": MODEL_CREATED, "owned_by": "enigma"}]}
+    return {
+        "object": "list",
+        "data": [{"id": MODEL_ID, "object": "model", "created": MODEL_CREATED, "owned_by": "enigma"}],
+    }
 
 
 def progress_text(payload: dict[str, Any], task_id: str) -> str | None:
@@ -224,5 +274,4 @@ def is_end_event(name: str, payload: dict[str, Any], task_id: str) -> bool:
     """Whether a session event may mean the task has settled (finished, failed, asks a human)."""
     if name == "end_session":
         return True
-    return payload.get("taskId") == task_id and payload.get("type") in ("task_completed", "error",
-                                                                         "guardrail_trigger")
+    return payload.get("taskId") == task_id and payload.get("type") in ("task_completed", "error", "guardrail_trigger")

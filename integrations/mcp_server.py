@@ -67,8 +67,8 @@ _caller: contextvars.ContextVar[Caller] = contextvars.ContextVar("enigma_mcp_cal
 mcp = MCPServer(
     "enigma",
     instructions="Rent an AI-driven browser: run a task on the web (browser_task), or keep a session "
-                 "and send it several tasks (create_session, send_task_to_session, get_task_status, "
-                 "control_session, take_over_session).",
+    "and send it several tasks (create_session, send_task_to_session, get_task_status, "
+    "control_session, take_over_session).",
 )
 
 Prompt = Annotated[str | None, Field(description="What the agent should do, in plain language")]
@@ -80,8 +80,9 @@ SessionId = Annotated[str, Field(description="The session's id")]
 
 
 def _result(body: dict[str, Any], *, error: bool = False) -> CallToolResult:
-    return CallToolResult(content=[TextContent(type="text", text=json.dumps(body))],
-                          structured_content=body, is_error=error)
+    return CallToolResult(
+        content=[TextContent(type="text", text=json.dumps(body))], structured_content=body, is_error=error
+    )
 
 
 def _error(exc: ApiError) -> CallToolResult:
@@ -121,8 +122,12 @@ async def _call(fn: Callable[[Caller], Any]) -> CallToolResult:
     try:
         out = await database_sync_to_async(fn)(caller)
         if isinstance(out, Task):
-            task = await task_wait(team_id=caller.principal.team.pk, session_id=out.session_id,
-                                   task_id=out.pk, timeout=task_wait_timeout(out))
+            task = await task_wait(
+                team_id=caller.principal.team.pk,
+                session_id=out.session_id,
+                task_id=out.pk,
+                timeout=task_wait_timeout(out),
+            )
             out = await database_sync_to_async(_task_body)(caller, task)
             return _result(out, error=not out.get("success", True) and task.is_settled)
         return _result(out)
@@ -131,18 +136,28 @@ async def _call(fn: Callable[[Caller], Any]) -> CallToolResult:
 
 
 @mcp.tool(description="Run one task in a new browser session that ends after it, and return its result.")
-async def browser_task(prompt: Prompt = None, taskDetails: TaskDetails = None, startingUrl: StartingUrl = None,
-                       maxDuration: MaxDuration = None, reach_out_mode: ReachOutMode = None) -> CallToolResult:
+async def browser_task(
+    prompt: Prompt = None,
+    taskDetails: TaskDetails = None,
+    startingUrl: StartingUrl = None,
+    maxDuration: MaxDuration = None,
+    reach_out_mode: ReachOutMode = None,
+) -> CallToolResult:
     def start(caller: Caller) -> Task:
         _count(caller, "run-task")
         # Flat (G1) fields, so a validation error names the tool's own argument.
-        body = _task_fields(prompt=prompt, taskDetails=taskDetails, startingUrl=startingUrl,
-                            maxDuration=maxDuration, reachOutMode=reach_out_mode,
-                            environmentId=caller.environment_id)
+        body = _task_fields(
+            prompt=prompt,
+            taskDetails=taskDetails,
+            startingUrl=startingUrl,
+            maxDuration=maxDuration,
+            reachOutMode=reach_out_mode,
+            environmentId=caller.environment_id,
+        )
         spec = parse_session_body(body, require_task=True)
-        _session, task = session_services.session_start(team=caller.principal.team,
-                                                        api_key=caller.principal.api_key, spec=spec,
-                                                        base_url=caller.base_url)
+        _session, task = session_services.session_start(
+            team=caller.principal.team, api_key=caller.principal.api_key, spec=spec, base_url=caller.base_url
+        )
         assert task is not None
         return task
 
@@ -150,17 +165,27 @@ async def browser_task(prompt: Prompt = None, taskDetails: TaskDetails = None, s
 
 
 @mcp.tool(description="Start a browser session (optionally with a first task) to send tasks to later.")
-async def create_session(prompt: Prompt = None, taskDetails: TaskDetails = None, startingUrl: StartingUrl = None,
-                         maxDuration: MaxDuration = None, reach_out_mode: ReachOutMode = None) -> CallToolResult:
+async def create_session(
+    prompt: Prompt = None,
+    taskDetails: TaskDetails = None,
+    startingUrl: StartingUrl = None,
+    maxDuration: MaxDuration = None,
+    reach_out_mode: ReachOutMode = None,
+) -> CallToolResult:
     def start(caller: Caller) -> dict[str, Any]:
         _count(caller, "start-session")
-        body = _task_fields(prompt=prompt, taskDetails=taskDetails, startingUrl=startingUrl,
-                            maxDuration=maxDuration, reachOutMode=reach_out_mode,
-                            environmentId=caller.environment_id)
+        body = _task_fields(
+            prompt=prompt,
+            taskDetails=taskDetails,
+            startingUrl=startingUrl,
+            maxDuration=maxDuration,
+            reachOutMode=reach_out_mode,
+            environmentId=caller.environment_id,
+        )
         spec = parse_session_body(body, require_task=False)
-        session, task = session_services.session_start(team=caller.principal.team,
-                                                       api_key=caller.principal.api_key, spec=spec,
-                                                       base_url=caller.base_url)
+        session, task = session_services.session_start(
+            team=caller.principal.team, api_key=caller.principal.api_key, spec=spec, base_url=caller.base_url
+        )
         out: dict[str, Any] = {
             "success": True,
             "sessionId": session.pk,
@@ -177,16 +202,28 @@ async def create_session(prompt: Prompt = None, taskDetails: TaskDetails = None,
 
 @mcp.tool(description="Send a task to a session; waits for and returns its result.")
 async def send_task_to_session(
-    sessionId: SessionId, prompt: Prompt = None, taskDetails: TaskDetails = None,
+    sessionId: SessionId,
+    prompt: Prompt = None,
+    taskDetails: TaskDetails = None,
     terminateOnCompletion: Annotated[bool, Field(description="End the session after this task")] = False,
-    startingUrl: StartingUrl = None, maxDuration: MaxDuration = None,
+    startingUrl: StartingUrl = None,
+    maxDuration: MaxDuration = None,
 ) -> CallToolResult:
     def submit(caller: Caller) -> Task:
         _count(caller, "send-message")
         session = selectors.session_get(team=caller.principal.team, session_id=sessionId)
-        message = parse_message({"actionType": "newTask", **_task_fields(
-            prompt=prompt, taskDetails=taskDetails, startingUrl=startingUrl, maxDuration=maxDuration,
-            terminateOnCompletion=terminateOnCompletion)})
+        message = parse_message(
+            {
+                "actionType": "newTask",
+                **_task_fields(
+                    prompt=prompt,
+                    taskDetails=taskDetails,
+                    startingUrl=startingUrl,
+                    maxDuration=maxDuration,
+                    terminateOnCompletion=terminateOnCompletion,
+                ),
+            }
+        )
         task = session_services.session_message(session=session, message=message)
         assert task is not None
         return task
@@ -195,11 +232,11 @@ async def send_task_to_session(
 
 
 @mcp.tool(description="The status of a task, with its result once it has finished.")
-async def get_task_status(sessionId: SessionId,
-                          taskId: Annotated[str, Field(description="The task's id")]) -> CallToolResult:
+async def get_task_status(
+    sessionId: SessionId, taskId: Annotated[str, Field(description="The task's id")]
+) -> CallToolResult:
     def read(caller: Caller) -> dict[str, Any]:
-        return _task_body(caller, selectors.task_get(team=caller.principal.team, session_id=sessionId,
-                                                     task_id=taskId))
+        return _task_body(caller, selectors.task_get(team=caller.principal.team, session_id=sessionId, task_id=taskId))
 
     return await _call(read)
 
@@ -219,8 +256,10 @@ async def control_session(
     return await _call(control)
 
 
-_TAKEOVER = {"takeover": ("takeOverControl", "Manual control enabled. Agent paused."),
-             "release": ("releaseControl", "Manual control released. Agent resumed.")}
+_TAKEOVER = {
+    "takeover": ("takeOverControl", "Manual control enabled. Agent paused."),
+    "release": ("releaseControl", "Manual control released. Agent resumed."),
+}
 
 
 @mcp.tool(description="Take manual control of the browser (the agent pauses) or give it back.")
@@ -276,18 +315,18 @@ class McpApp:
         if not domain or not validate_host(domain, settings.ALLOWED_HOSTS):
             await _json(send, 400, error_body(400, "BAD_REQUEST", "Invalid Host header"))
             return
-        rest = unquote(scope["path"][len("/mcp"):].strip("/"))
+        rest = unquote(scope["path"][len("/mcp") :].strip("/"))
         if rest == "sse" or "/" in rest:
             await _json(send, 404, error_body(404, "NOT_FOUND", "Use Streamable HTTP at /mcp or /mcp/<API_KEY>"))
             return
         path_key, _, environment_id = rest.partition(":")
         query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
-        raw = (bearer_token(headers.get("authorization", "")) or path_key
-               or (query.get("apiKey") or [""])[0])
+        raw = bearer_token(headers.get("authorization", "")) or path_key or (query.get("apiKey") or [""])[0]
         try:
             if not raw:
-                raise ApiError("API key required. Provide Authorization: Bearer <api_key>",
-                               code="UNAUTHORIZED", status_code=401)
+                raise ApiError(
+                    "API key required. Provide Authorization: Bearer <api_key>", code="UNAUTHORIZED", status_code=401
+                )
             principal = await database_sync_to_async(authenticate_raw_key)(raw)
         except ApiError as exc:
             await _json(send, exc.status_code, error_body(exc.status_code, exc.code, exc.message, exc.details))

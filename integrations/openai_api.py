@@ -65,9 +65,15 @@ logger = logging.getLogger(__name__)
 
 KEEPALIVE_S = 10.0
 ERROR_TYPES = {
-    400: "invalid_request_error", 401: "authentication_error", 402: "billing_error",
-    403: "permission_error", 404: "invalid_request_error", 405: "invalid_request_error",
-    413: "invalid_request_error", 429: "rate_limit_error", 503: "service_unavailable",
+    400: "invalid_request_error",
+    401: "authentication_error",
+    402: "billing_error",
+    403: "permission_error",
+    404: "invalid_request_error",
+    405: "invalid_request_error",
+    413: "invalid_request_error",
+    429: "rate_limit_error",
+    503: "service_unavailable",
 }
 
 
@@ -103,8 +109,12 @@ class TaskWaitTimeout(TaskError):
 def error_object(exc: ApiError) -> dict[str, Any]:
     code = "invalid_api_key" if exc.status_code == 401 else exc.code.lower()
     error_type = getattr(exc, "error_type", None) or ERROR_TYPES.get(exc.status_code, "api_error")
-    error = {"message": exc.message, "type": error_type, "code": code,
-             "param": chat.openai_param(exc.details.get("parameter"))}
+    error = {
+        "message": exc.message,
+        "type": error_type,
+        "code": code,
+        "param": chat.openai_param(exc.details.get("parameter")),
+    }
     if "enigma" in exc.extra:
         error["enigma"] = exc.extra["enigma"]
     return {"error": error}
@@ -172,14 +182,16 @@ async def chat_completions(request: HttpRequest) -> HttpResponseBase:
             raise MethodNotAllowed(f"Method {request.method} not allowed")
         principal = await _authenticate(request)
         rate = await sync_to_async(rate_limit_hit, thread_sensitive=False)(
-            team_id=principal.team.pk, scope="chat-completions")
+            team_id=principal.team.pk, scope="chat-completions"
+        )
         if rate is not None and not rate.allowed:
             raise RateLimited()
         raw = read_limited(request)
         body = json_loads(raw) if raw else None
         parsed = chat.parse_chat_request(body)
         session, task = await database_sync_to_async(session_services.session_start)(
-            team=principal.team, api_key=principal.api_key, spec=parsed.spec)
+            team=principal.team, api_key=principal.api_key, spec=parsed.spec
+        )
     except ApiError as exc:
         return error_response(exc, rate)
     assert task is not None
@@ -188,7 +200,8 @@ async def chat_completions(request: HttpRequest) -> HttpResponseBase:
     if parsed.stream:
         response: HttpResponseBase = StreamingHttpResponse(
             _stream(team_id=team_id, task=task, created=created, include_usage=parsed.include_usage),
-            content_type="text/event-stream")
+            content_type="text/event-stream",
+        )
         response["Cache-Control"] = "no-cache"
         response["X-Accel-Buffering"] = "no"
     else:
@@ -200,8 +213,9 @@ async def chat_completions(request: HttpRequest) -> HttpResponseBase:
 async def _complete(*, team_id: int, task: Task, created: int) -> HttpResponse:
     finished = False
     try:
-        task = await task_wait(team_id=team_id, session_id=task.session_id, task_id=task.pk,
-                               timeout=task_wait_timeout(task))
+        task = await task_wait(
+            team_id=team_id, session_id=task.session_id, task_id=task.pk, timeout=task_wait_timeout(task)
+        )
         finished = task.state == Task.State.COMPLETED
         if finished:
             body = await database_sync_to_async(chat.completion_body)(task, created=created)  # prices: DB
@@ -251,14 +265,19 @@ async def _stream(*, team_id: int, task: Task, created: int, include_usage: bool
             if task.is_settled or loop.time() >= deadline:
                 break
             try:
-                message = await asyncio.wait_for(layer.receive(channel),
-                                                 timeout=min(KEEPALIVE_S, max(0.1, deadline - loop.time())))
+                message = await asyncio.wait_for(
+                    layer.receive(channel), timeout=min(KEEPALIVE_S, max(0.1, deadline - loop.time()))
+                )
             except TimeoutError:
                 # Idle: re-read the log too, in case a group message was dropped (full channel).
                 check = True
                 yield b": keep-alive\n\n"
-                pending = [(e["id"], e["name"], e["data"]) for e in await database_sync_to_async(events_after)(
-                    session_id=session_id, after=max(seen, default=0))]
+                pending = [
+                    (e["id"], e["name"], e["data"])
+                    for e in await database_sync_to_async(events_after)(
+                        session_id=session_id, after=max(seen, default=0)
+                    )
+                ]
                 continue
             pending = [(message["id"], message["name"], message["payload"])]
         if task.state != Task.State.COMPLETED:

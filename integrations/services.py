@@ -43,8 +43,7 @@ def session_abandon(*, team_id: int, session_id: str) -> None:
     if not session.is_live:
         return
     try:
-        session_services.session_message(session=session,
-                                         message=Message(action_type="state", new_state="terminate"))
+        session_services.session_message(session=session, message=Message(action_type="state", new_state="terminate"))
     except session_services.SessionNotActive:
         pass
 

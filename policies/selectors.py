@@ -39,8 +39,10 @@ def policy_rules(*, policy_id: str) -> dict[str, Any] | None:
 
 def policy_role(*, policy_id: str) -> str:
     """The "LLM role" text of an active policy ("" when none)."""
-    return Policy.objects.filter(pk=policy_id, status=Policy.Status.ACTIVE).values_list(
-        "llm_role", flat=True).first() or ""
+    return (
+        Policy.objects.filter(pk=policy_id, status=Policy.Status.ACTIVE).values_list("llm_role", flat=True).first()
+        or ""
+    )
 
 
 def session_policy_audit(*, team: Team | int, session_id: str) -> QuerySet[PolicyAuditEntry]:

@@ -24,7 +24,9 @@ class DomainEntrySerializer(serializers.Serializer):
     pattern = serializers.CharField(
         max_length=500, help_text="`example.com` (that host), `*.example.com` (subdomains), `*example.com` (both)"
     )
-    action = serializers.ChoiceField(engine.ACTIONS, required=False, help_text="default: allow in an allowlist, else block")
+    action = serializers.ChoiceField(
+        engine.ACTIONS, required=False, help_text="default: allow in an allowlist, else block"
+    )
 
 
 class DomainRulesSerializer(serializers.Serializer):

@@ -90,8 +90,9 @@ class RecordingFileApi(ApiView):
             response["Content-Range"] = f"bytes */{size}"
             return response
         first, last = byte_range
-        response = StreamingHttpResponse(_chunks(path, first, last - first + 1), content_type="video/mp4",
-                                         status=206 if header else 200)
+        response = StreamingHttpResponse(
+            _chunks(path, first, last - first + 1), content_type="video/mp4", status=206 if header else 200
+        )
         response["Content-Length"] = str(last - first + 1)
         response["Accept-Ranges"] = "bytes"
         if header:
@@ -107,6 +108,8 @@ class RecordingStepsApi(ApiView):
     @extend_schema(responses={200: RecordingStepsSerializer})
     def get(self, request: Request, session_id: str) -> Response:
         recording = _recording(self, request, session_id)
-        return ok(sessionId=recording.session_id,
-                  recording=selectors.recording_body(recording, base_url=public_base_url(request)),
-                  steps=selectors.recording_steps(recording=recording))
+        return ok(
+            sessionId=recording.session_id,
+            recording=selectors.recording_body(recording, base_url=public_base_url(request)),
+            steps=selectors.recording_steps(recording=recording),
+        )

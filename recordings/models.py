@@ -12,8 +12,9 @@ class Recording(models.Model):
         READY = "ready"
         FAILED = "failed"
 
-    session = models.OneToOneField("sessions_app.BrowserSession", on_delete=models.CASCADE,
-                                   primary_key=True, related_name="recording")
+    session = models.OneToOneField(
+        "sessions_app.BrowserSession", on_delete=models.CASCADE, primary_key=True, related_name="recording"
+    )
     team = models.ForeignKey("accounts.Team", on_delete=models.CASCADE, related_name="recordings")
     state = models.CharField(max_length=12, choices=State.choices, default=State.RECORDING)
     started_at = models.DateTimeField()  # t = 0 of the video and of its steps

@@ -63,8 +63,14 @@ def _step(event: dict[str, Any], started_at: datetime) -> dict[str, Any]:
     raw_inner = data.get("data")
     inner: dict[str, Any] = raw_inner if isinstance(raw_inner, dict) else {}
     t = (datetime.fromisoformat(event["createdAt"]) - started_at).total_seconds()
-    step: dict[str, Any] = {"t": round(max(0.0, t), 3), "eventId": event["id"], "type": kind,
-                            "name": None, "target": None, "thought": None}
+    step: dict[str, Any] = {
+        "t": round(max(0.0, t), 3),
+        "eventId": event["id"],
+        "type": kind,
+        "name": None,
+        "target": None,
+        "thought": None,
+    }
     if kind == "action":
         step["name"], step["target"] = inner.get("name"), inner.get("target")
     elif kind == "agent":
@@ -93,12 +99,18 @@ def recording_steps(*, recording: Recording) -> list[dict[str, Any]]:
 
 
 def recording_body(recording: Recording, *, base_url: str) -> dict[str, Any]:
-    body: dict[str, Any] = {"state": recording.state, "durationMs": recording.duration_ms,
-                            "sizeBytes": recording.size_bytes, "frames": recording.frames,
-                            "startedAt": timestamp(recording.started_at), "url": None}
+    body: dict[str, Any] = {
+        "state": recording.state,
+        "durationMs": recording.duration_ms,
+        "sizeBytes": recording.size_bytes,
+        "frames": recording.frames,
+        "startedAt": timestamp(recording.started_at),
+        "url": None,
+    }
     if recording.state == Recording.State.READY:
-        body["url"] = (f"{base_url}/sessions/{recording.session_id}/recording"
-                       f"?token={recording_link_token(recording.session_id)}")
+        body["url"] = (
+            f"{base_url}/sessions/{recording.session_id}/recording?token={recording_link_token(recording.session_id)}"
+        )
         body["expiresIn"] = LINK_TTL_S
     return body
 
@@ -108,8 +120,11 @@ def recording_player_links(*, session: BrowserSession) -> dict[str, str] | None:
     has no API key (the dashboard's player); None when the session is not and will not be
     recorded. The caller has checked that the viewer may see the session."""
     if not Recording.objects.filter(session_id=session.pk).exists() and not (
-            session.is_live and recording_wanted(session)):
+        session.is_live and recording_wanted(session)
+    ):
         return None
     query = f"?token={recording_link_token(session.pk)}"
-    return {"src": reverse("recording", args=[session.pk]) + query,
-            "steps": reverse("recording-steps", args=[session.pk]) + query}
+    return {
+        "src": reverse("recording", args=[session.pk]) + query,
+        "steps": reverse("recording-steps", args=[session.pk]) + query,
+    }

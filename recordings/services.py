@@ -64,7 +64,8 @@ def recording_encode(*, session_id: str) -> Recording | None:
         return None
     ended_at = session.ended_at or timezone.now()
     claimed = Recording.objects.filter(session_id=session_id, state=Recording.State.RECORDING).update(
-        state=Recording.State.ENCODING, ended_at=ended_at)
+        state=Recording.State.ENCODING, ended_at=ended_at
+    )
     if claimed != 1:
         return None
     recording = Recording.objects.get(session_id=session_id)
@@ -82,8 +83,14 @@ def recording_encode(*, session_id: str) -> Recording | None:
         Recording.objects.filter(pk=session_id).update(state=Recording.State.FAILED, error=str(exc)[:1000])
         return Recording.objects.get(pk=session_id)
     Recording.objects.filter(pk=session_id).update(
-        state=Recording.State.READY, blob=relative, duration_ms=result.duration_ms, frames=result.frames,
-        size_bytes=size, encode_ms=int((time.monotonic() - started) * 1000), ready_at=timezone.now())
+        state=Recording.State.READY,
+        blob=relative,
+        duration_ms=result.duration_ms,
+        frames=result.frames,
+        size_bytes=size,
+        encode_ms=int((time.monotonic() - started) * 1000),
+        ready_at=timezone.now(),
+    )
     spool.remove()
     return Recording.objects.get(pk=session_id)
 
@@ -95,13 +102,17 @@ def recording_settle(*, session_id: str) -> Recording | None:
     Returns the recording, or None when there is nothing to settle."""
     recording = Recording.objects.filter(session_id=session_id, state=Recording.State.RECORDING).first()
     result = None
-    if recording is not None and not BrowserSession.objects.filter(
-            pk=session_id, state__in=BrowserSession.LIVE_STATES).exists():
+    if (
+        recording is not None
+        and not BrowserSession.objects.filter(pk=session_id, state__in=BrowserSession.LIVE_STATES).exists()
+    ):
         if Spool(spool_path(session_id)).index_path.exists():
             result = recording_encode(session_id=session_id)
         elif Recording.objects.filter(pk=session_id, state=Recording.State.RECORDING).update(
-                state=Recording.State.FAILED, ended_at=timezone.now(),
-                error=f"no frames of this session on host {settings.ENIGMA_HOST_ID}"):
+            state=Recording.State.FAILED,
+            ended_at=timezone.now(),
+            error=f"no frames of this session on host {settings.ENIGMA_HOST_ID}",
+        ):
             result = Recording.objects.get(pk=session_id)
     spools_prune()
     return result
@@ -116,9 +127,12 @@ def spools_prune() -> int:
         return 0
     old_enough = time.time() - SPOOL_PRUNE_AGE_S
     candidates = {p.name: p for p in root.iterdir() if p.is_dir() and p.stat().st_mtime < old_enough}
-    waiting = set(Recording.objects.filter(
-        session_id__in=list(candidates), state__in=(Recording.State.RECORDING, Recording.State.ENCODING),
-    ).values_list("session_id", flat=True))
+    waiting = set(
+        Recording.objects.filter(
+            session_id__in=list(candidates),
+            state__in=(Recording.State.RECORDING, Recording.State.ENCODING),
+        ).values_list("session_id", flat=True)
+    )
     removed = 0
     for session_id, path in candidates.items():
         if session_id not in waiting:
@@ -134,12 +148,15 @@ def recordings_delete_expired(*, now: datetime | None = None) -> int:
     now = now or timezone.now()
     cutoff = now - timedelta(days=settings.ENIGMA_RECORDING_RETENTION_DAYS)
     Recording.objects.filter(state=Recording.State.ENCODING, ended_at__lt=now - STUCK_ENCODING).update(
-        state=Recording.State.FAILED, error="the worker encoding it stopped")
+        state=Recording.State.FAILED, error="the worker encoding it stopped"
+    )
     lost = Recording.objects.filter(state=Recording.State.RECORDING, session__ended_at__lt=now - LOST_SPOOL)
     for recording in lost.select_related("session"):
         Recording.objects.filter(pk=recording.pk, state=Recording.State.RECORDING).update(
-            state=Recording.State.FAILED, ended_at=recording.session.ended_at,
-            error="its session ended without its browser host, which had the frames, encoding them")
+            state=Recording.State.FAILED,
+            ended_at=recording.session.ended_at,
+            error="its session ended without its browser host, which had the frames, encoding them",
+        )
     deleted = 0
     for recording in Recording.objects.filter(ended_at__lt=cutoff).exclude(state=Recording.State.RECORDING):
         if recording.blob:

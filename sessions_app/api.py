@@ -68,8 +68,9 @@ class StartSessionApi(ApiView):
     @extend_schema(request=shapes.StartSessionSerializer, responses={200: shapes.StartSessionResponseSerializer})
     def post(self, request: Request) -> Response:
         spec = parse_session_body(request.data, require_task=False)
-        session, task = services.session_start(team=self.principal.team, api_key=self.principal.api_key,
-                                               spec=spec, base_url=public_base_url(request))
+        session, task = services.session_start(
+            team=self.principal.team, api_key=self.principal.api_key, spec=spec, base_url=public_base_url(request)
+        )
         return ok(start_session_body(request, session, task))
 
 
@@ -79,8 +80,9 @@ class RunTaskApi(ApiView):
     @extend_schema(request=shapes.RunTaskSerializer, responses={200: shapes.TaskResponseSerializer})
     def post(self, request: Request) -> Response:
         spec = parse_session_body(request.data, require_task=True)
-        session, task = services.session_start(team=self.principal.team, api_key=self.principal.api_key,
-                                               spec=spec, base_url=public_base_url(request))
+        session, task = services.session_start(
+            team=self.principal.team, api_key=self.principal.api_key, spec=spec, base_url=public_base_url(request)
+        )
         assert task is not None
         response = ok({"sessionId": session.pk, "taskId": task.pk})
         response.wait_task = (self.principal.team.pk, session.pk, task.pk)  # type: ignore[attr-defined]
@@ -90,9 +92,16 @@ class RunTaskApi(ApiView):
 class SendMessageApi(ApiView):
     rate_scope = "send-message"
 
-    @extend_schema(request=shapes.SendMessageSerializer, responses={200: PolymorphicProxySerializer(
-        component_name="SendMessageAnswer", resource_type_field_name=None,
-        serializers=[shapes.SendMessageResponseSerializer, shapes.TaskResponseSerializer])})
+    @extend_schema(
+        request=shapes.SendMessageSerializer,
+        responses={
+            200: PolymorphicProxySerializer(
+                component_name="SendMessageAnswer",
+                resource_type_field_name=None,
+                serializers=[shapes.SendMessageResponseSerializer, shapes.TaskResponseSerializer],
+            )
+        },
+    )
     def post(self, request: Request) -> Response:
         data = validated(shapes.SendMessageSerializer(data=request.data))
         session = selectors.session_get(team=self.principal.team, session_id=data["sessionId"])
@@ -118,13 +127,17 @@ class SessionListApi(ApiView):
     def get(self, request: Request) -> Response:
         state = request.query_params.get("state")
         if state and state not in BrowserSession.State.values:
-            raise InvalidParameter("state", "Invalid parameter 'state': must be one of "
-                                   + ", ".join(BrowserSession.State.values))
-        rows, pagination = paginate(request, selectors.session_list(team=self.principal.team, state=state),
-                                    max_limit=100)
+            raise InvalidParameter(
+                "state", "Invalid parameter 'state': must be one of " + ", ".join(BrowserSession.State.values)
+            )
+        rows, pagination = paginate(
+            request, selectors.session_list(team=self.principal.team, state=state), max_limit=100
+        )
         # `pages`: this list's older name of totalPages, kept for its clients
-        return ok(sessions=[selectors.session_summary(s) for s in rows],
-                  pagination={**pagination, "pages": pagination["totalPages"]})
+        return ok(
+            sessions=[selectors.session_summary(s) for s in rows],
+            pagination={**pagination, "pages": pagination["totalPages"]},
+        )
 
 
 class SessionDetailApi(ApiView):
@@ -135,8 +148,10 @@ class SessionDetailApi(ApiView):
 
 
 class SessionEventsApi(ApiView):
-    @extend_schema(parameters=[OpenApiParameter("after", int, description="the last event id seen (default 0)")],
-                   responses={200: shapes.SessionEventsSerializer})
+    @extend_schema(
+        parameters=[OpenApiParameter("after", int, description="the last event id seen (default 0)")],
+        responses={200: shapes.SessionEventsSerializer},
+    )
     def get(self, request: Request, session_id: str) -> Response:
         session = selectors.session_get(team=self.principal.team, session_id=session_id)
         after = int_param(request, "after", 0, low=0, high=BIGINT_MAX)
@@ -182,8 +197,9 @@ class HealthApi(ApiView):
         }
         if problems:
             message = "Unavailable: " + ", ".join(problems)
-            body.update({"message": message, "error": message, "code": "SERVICE_UNAVAILABLE",
-                         "details": {"down": problems}})
+            body.update(
+                {"message": message, "error": message, "code": "SERVICE_UNAVAILABLE", "details": {"down": problems}}
+            )
             return Response(body, status=503)
         return Response(body)
 
@@ -220,8 +236,7 @@ class ActiveSocketsApi(ApiView):
     @extend_schema(responses={200: shapes.ActiveSocketsSerializer})
     def get(self, request: Request) -> Response:
         sockets = sio.active_sockets(team_id=self.principal.team.pk)
-        return ok(sockets=sockets, count=len(sockets),
-                  timestamp=timestamp(timezone.now()))
+        return ok(sockets=sockets, count=len(sockets), timestamp=timestamp(timezone.now()))
 
 
 start_session = StartSessionApi.as_view()

@@ -202,8 +202,9 @@ class ListWriter:
 async def list_pop(key: str, timeout: float = 1.0) -> list[str]:
     """Up to BATCH entries of `key`, waiting up to `timeout` seconds for the first."""
     # [key, [entries]] or None; decode_responses=True makes every entry a str.
-    result = cast("tuple[str, list[str]] | None",
-                  await get_async_redis().blmpop(timeout, 1, key, direction="LEFT", count=BATCH))
+    result = cast(
+        "tuple[str, list[str]] | None", await get_async_redis().blmpop(timeout, 1, key, direction="LEFT", count=BATCH)
+    )
     return list(result[1]) if result else []
 
 
@@ -248,8 +249,11 @@ class CdpRelay:
                 await asyncio.sleep(0.5)
                 continue
             for entry in entries:
-                client_id, op, data = entry[:CLIENT_ID_LENGTH], entry[CLIENT_ID_LENGTH:CLIENT_ID_LENGTH + 1], \
-                    entry[CLIENT_ID_LENGTH + 1:]
+                client_id, op, data = (
+                    entry[:CLIENT_ID_LENGTH],
+                    entry[CLIENT_ID_LENGTH : CLIENT_ID_LENGTH + 1],
+                    entry[CLIENT_ID_LENGTH + 1 :],
+                )
                 try:
                     await self._handle(client_id, op, data)
                 except (OSError, ConnectionClosed, RuntimeError) as exc:
@@ -276,8 +280,7 @@ class CdpRelay:
             await writer.close()
             return
         self._touch()
-        verdict = judge(data, human_control=self.runner.human_control,
-                        downloads_dir=str(self.browser.downloads_dir))
+        verdict = judge(data, human_control=self.runner.human_control, downloads_dir=str(self.browser.downloads_dir))
         if verdict.forward is not None:
             await client.devtools.send(verdict.forward)
         if verdict.reply is not None:
@@ -335,10 +338,10 @@ def cdp_acquire(runner: SessionRunner) -> Callable[..., Awaitable[SessionBrowser
     and the relay that serves the session's clients from now on (also before it is active: a
     client that connected right after start-session waits in Redis meanwhile)."""
 
-    async def acquire(*, policy: NetworkPolicy, storage_state: dict[str, Any] | None,
-                      proxy: dict[str, str] | None) -> SessionBrowser:
-        browser, dedicated = await runner.runtime.cdp.acquire(policy=policy, storage_state=storage_state,
-                                                              proxy=proxy)
+    async def acquire(
+        *, policy: NetworkPolicy, storage_state: dict[str, Any] | None, proxy: dict[str, str] | None
+    ) -> SessionBrowser:
+        browser, dedicated = await runner.runtime.cdp.acquire(policy=policy, storage_state=storage_state, proxy=proxy)
         runner.cdp_relay = CdpRelay(runner, dedicated)
         return browser
 

@@ -23,7 +23,7 @@ from .services import session_ended_error
 class CdpNotEnabled(ApiError):
     status_code = 409
     code = "CDP_NOT_ENABLED"
-    default_message = "This session was started without \"cdp\": true"
+    default_message = 'This session was started without "cdp": true'
 
 
 class CdpTokensApi(ApiView):
@@ -60,10 +60,20 @@ class SessionFilesApi(ApiView):
     def get(self, request: Request, session_id: str) -> Response:
         session = selectors.session_get(team=self.principal.team, session_id=session_id)
         base = public_base_url(request)
-        rows = StoredFile.objects.filter(team_id=session.team_id, session_id=session.pk,
-                                         kind=StoredFile.Kind.DOWNLOAD).order_by("created_at")
-        return ok(files=[{**file_body(f), "taskId": f.task_id or None, "sourceUrl": f.source_url,
-                          "downloadUrl": f"{base}/files/{f.pk}/download"} for f in rows])
+        rows = StoredFile.objects.filter(
+            team_id=session.team_id, session_id=session.pk, kind=StoredFile.Kind.DOWNLOAD
+        ).order_by("created_at")
+        return ok(
+            files=[
+                {
+                    **file_body(f),
+                    "taskId": f.task_id or None,
+                    "sourceUrl": f.source_url,
+                    "downloadUrl": f"{base}/files/{f.pk}/download",
+                }
+                for f in rows
+            ]
+        )
 
 
 cdp_tokens = CdpTokensApi.as_view()

@@ -34,8 +34,7 @@ def command_push(*, session: BrowserSession | str, kind: str, data: dict[str, An
     """Append a command for the session's runner; returns the stream entry id."""
     session_id = session if isinstance(session, str) else session.pk
     pipe = get_redis().pipeline()
-    pipe.xadd(stream_key(session_id), {"kind": kind, "data": json.dumps(data)},
-              maxlen=STREAM_MAXLEN, approximate=True)
+    pipe.xadd(stream_key(session_id), {"kind": kind, "data": json.dumps(data)}, maxlen=STREAM_MAXLEN, approximate=True)
     pipe.expire(stream_key(session_id), stream_ttl_s())
     entry_id, _ = pipe.execute()
     return str(entry_id)

@@ -38,8 +38,7 @@ def task_channel(task_id: str) -> str:
 def _store(session_id: str, name: str, payload: dict[str, Any], task_id: str = "") -> dict[str, Any]:
     payload = clean_obj(payload)  # text from pages: no lone surrogate reaches the log or a socket
     kind = str(payload.get("type", name))
-    event = SessionEvent.objects.create(session_id=session_id, name=name, type=kind,
-                                        task_id=task_id, payload=payload)
+    event = SessionEvent.objects.create(session_id=session_id, name=name, type=kind, task_id=task_id, payload=payload)
     return {"type": "session.event", "id": event.pk, "name": name, "payload": payload}
 
 
@@ -74,8 +73,7 @@ def task_notify(task_id: str, state: str) -> None:
 
 def events_after(*, session_id: str, after: int, limit: int = 500) -> list[dict[str, Any]]:
     rows = SessionEvent.objects.filter(session_id=session_id, id__gt=after).order_by("id")[:limit]
-    return [{"id": e.pk, "name": e.name, "data": e.payload, "createdAt": timestamp(e.created_at)}
-            for e in rows]
+    return [{"id": e.pk, "name": e.name, "data": e.payload, "createdAt": timestamp(e.created_at)} for e in rows]
 
 
 _SETTLED_WAIT_POLL_S = 5.0
@@ -107,7 +105,7 @@ class _TaskWaiters:
                     if message.get("type") != "pmessage":
                         continue
                     state = json.loads(message["data"]).get("state")
-                    if state in (Task.State.QUEUED, Task.State.RUNNING):
+                    if state in Task.WORKING_STATES:
                         continue
                     for future in self.futures.pop(str(message["channel"]).rsplit(":", 1)[-1], set()):
                         if not future.done():
@@ -142,9 +140,7 @@ async def wait_task_settled(task_id: str, timeout: float) -> None:
     await waiters.ensure_listening()
     future: asyncio.Future[str] = loop.create_future()
     waiters.add(task_id, future)
-    settled = sync_to_async(
-        lambda: Task.objects.filter(pk=task_id).exclude(state__in=(Task.State.QUEUED, Task.State.RUNNING)).exists()
-    )
+    settled = sync_to_async(lambda: Task.objects.filter(pk=task_id).exclude(state__in=Task.WORKING_STATES).exists())
     try:
         deadline = loop.time() + timeout
         while (remaining := deadline - loop.time()) > 0:

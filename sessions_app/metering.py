@@ -42,8 +42,9 @@ def session_compute_ms(session: BrowserSession, *, now: datetime | None = None) 
         return max(0, (end - session.started_at) // _MS)
     ready_ms = 0
     since: datetime | None = session.started_at
-    events = SessionEvent.objects.filter(session_id=session.pk, type__in=(ACTIVATED, LOST),
-                                         created_at__gte=session.started_at).order_by("id")
+    events = SessionEvent.objects.filter(
+        session_id=session.pk, type__in=(ACTIVATED, LOST), created_at__gte=session.started_at
+    ).order_by("id")
     for kind, at in events.values_list("type", "created_at"):
         if kind == LOST and since is not None:
             ready_ms, since = ready_ms + max(0, (at - since) // _MS), None
@@ -62,7 +63,8 @@ def session_cost_micros(session: BrowserSession, *, now: datetime | None = None)
 def _cost_micros(session: BrowserSession, compute_ms: int) -> int:
     """The cost formula: the session's tokens and `compute_ms` at the price of its creation."""
     return price_at(session.created_at).cost_micros(
-        input_tokens=session.input_tokens, output_tokens=session.output_tokens, compute_ms=compute_ms)
+        input_tokens=session.input_tokens, output_tokens=session.output_tokens, compute_ms=compute_ms
+    )
 
 
 def session_meter(*, session_id: str, task_id: str = "") -> int:
@@ -84,19 +86,25 @@ def session_meter(*, session_id: str, task_id: str = "") -> int:
         delta = total - session.cost_micros
         if delta > 0:
             ledger_post(
-                team=session.team_id, amount_micros=-delta, kind=LedgerEntry.Kind.USAGE,
+                team=session.team_id,
+                amount_micros=-delta,
+                kind=LedgerEntry.Kind.USAGE,
                 idempotency_key=f"session:{session.pk}:usage:{total}",
-                description=f"Session {session.pk}", session_id=session.pk, task_id=task_id,
+                description=f"Session {session.pk}",
+                session_id=session.pk,
+                task_id=task_id,
                 api_key_id=session.api_key_id,
                 input_tokens=session.input_tokens - session.charged_input_tokens,
                 output_tokens=session.output_tokens - session.charged_output_tokens,
                 compute_ms=compute_ms - session.charged_compute_ms,
             )
             BrowserSession.objects.filter(pk=session.pk).update(
-                cost_micros=total, charged_input_tokens=session.input_tokens,
-                charged_output_tokens=session.output_tokens, charged_compute_ms=compute_ms)
-        live = BrowserSession.objects.filter(team_id=session.team_id,
-                                             state__in=BrowserSession.LIVE_STATES).count()
+                cost_micros=total,
+                charged_input_tokens=session.input_tokens,
+                charged_output_tokens=session.output_tokens,
+                charged_compute_ms=compute_ms,
+            )
+        live = BrowserSession.objects.filter(team_id=session.team_id, state__in=BrowserSession.LIVE_STATES).count()
         return team_balance_micros(team=session.team_id) - live * meter_interval_micros()
 
 
@@ -107,14 +115,28 @@ def sessions_meter_ended(*, within: timedelta = timedelta(hours=1)) -> int:
     """
     since = timezone.now() - within
     rows = BrowserSession.objects.filter(
-        state__in=BrowserSession.ENDED_STATES, ended_at__gte=since,
-    ).only("pk", "team_id", "generation", "started_at", "orphaned_at", "ended_at", "charged_compute_ms",
-           "input_tokens", "charged_input_tokens", "output_tokens", "charged_output_tokens")
+        state__in=BrowserSession.ENDED_STATES,
+        ended_at__gte=since,
+    ).only(
+        "pk",
+        "team_id",
+        "generation",
+        "started_at",
+        "orphaned_at",
+        "ended_at",
+        "charged_compute_ms",
+        "input_tokens",
+        "charged_input_tokens",
+        "output_tokens",
+        "charged_output_tokens",
+    )
     metered = 0
     for session in rows.iterator():
-        if (session.input_tokens > session.charged_input_tokens
-                or session.output_tokens > session.charged_output_tokens
-                or session_compute_ms(session) > session.charged_compute_ms):
+        if (
+            session.input_tokens > session.charged_input_tokens
+            or session.output_tokens > session.charged_output_tokens
+            or session_compute_ms(session) > session.charged_compute_ms
+        ):
             session_meter(session_id=session.pk)
             metered += 1
     return metered

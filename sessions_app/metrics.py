@@ -50,14 +50,16 @@ def metrics(request: HttpRequest) -> HttpResponse:
         lines.append(_line("enigma_tasks", tasks.get(state, 0), state=state))
     workers = registry.live_workers()
     lines += [
-        "# HELP enigma_workers Live browser workers.", "# TYPE enigma_workers gauge",
+        "# HELP enigma_workers Live browser workers.",
+        "# TYPE enigma_workers gauge",
         _line("enigma_workers", len(workers)),
-        "# HELP enigma_capacity Session slots across live workers.", "# TYPE enigma_capacity gauge",
+        "# HELP enigma_capacity Session slots across live workers.",
+        "# TYPE enigma_capacity gauge",
         _line("enigma_capacity", sum(w.capacity for w in workers)),
-        "# HELP enigma_hosted_sessions Sessions hosted per worker.", "# TYPE enigma_hosted_sessions gauge",
+        "# HELP enigma_hosted_sessions Sessions hosted per worker.",
+        "# TYPE enigma_hosted_sessions gauge",
     ]
     lines += [_line("enigma_hosted_sessions", w.sessions, worker=w.worker_id) for w in workers]
-    lines += ["# HELP enigma_warm_contexts Pre-made browser contexts per worker.",
-              "# TYPE enigma_warm_contexts gauge"]
+    lines += ["# HELP enigma_warm_contexts Pre-made browser contexts per worker.", "# TYPE enigma_warm_contexts gauge"]
     lines += [_line("enigma_warm_contexts", w.warm, worker=w.worker_id) for w in workers]
     return HttpResponse("\n".join(lines) + "\n", content_type="text/plain; version=0.0.4")

@@ -27,8 +27,7 @@ class BrowserSession(models.Model):
     id = models.CharField(primary_key=True, max_length=32, default=new_id, editable=False)
     team = models.ForeignKey("accounts.Team", on_delete=models.CASCADE, related_name="sessions")
     api_key = models.ForeignKey("accounts.ApiKey", on_delete=models.SET_NULL, null=True, blank=True)
-    state = models.CharField(max_length=12, choices=State.choices, default=State.PENDING,
-                             db_index=True)
+    state = models.CharField(max_length=12, choices=State.choices, default=State.PENDING, db_index=True)
     end_reason = models.CharField(max_length=32, blank=True)
     # sessions_app.config.SessionConfig as JSON (no secrets)
     config = models.JSONField(default=dict)

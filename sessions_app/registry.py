@@ -105,15 +105,26 @@ class HostInfo:
         return max(0, self.warm - self.reserved)
 
 
-def worker_heartbeat(*, worker_id: str, capacity: int, sessions: int, warm: int, contexts: int = 0,
-                     draining: bool = False) -> None:
+def worker_heartbeat(
+    *, worker_id: str, capacity: int, sessions: int, warm: int, contexts: int = 0, draining: bool = False
+) -> None:
     r = get_redis()
     ttl_ms = int(settings.ENIGMA_HEARTBEAT_STALE_S * 1000)
     pipe = r.pipeline()
-    pipe.set(worker_key(worker_id),
-             json.dumps({"capacity": capacity, "sessions": sessions, "warm": warm, "contexts": contexts,
-                         "host": host_of(worker_id), "draining": draining}),
-             px=ttl_ms)
+    pipe.set(
+        worker_key(worker_id),
+        json.dumps(
+            {
+                "capacity": capacity,
+                "sessions": sessions,
+                "warm": warm,
+                "contexts": contexts,
+                "host": host_of(worker_id),
+                "draining": draining,
+            }
+        ),
+        px=ttl_ms,
+    )
     pipe.zadd(WORKERS_KEY, {worker_id: time.time()})
     pipe.execute()
 
@@ -136,9 +147,17 @@ def live_workers() -> list[WorkerInfo]:
     for worker_id, raw in zip(ids, r.mget([worker_key(i) for i in ids]), strict=True):
         if raw:
             data = json.loads(raw)
-            out.append(WorkerInfo(worker_id, int(data["capacity"]), int(data["sessions"]),
-                                  int(data.get("warm", 0)), int(data.get("contexts", 0)),
-                                  str(data.get("host") or host_of(worker_id)), bool(data.get("draining"))))
+            out.append(
+                WorkerInfo(
+                    worker_id,
+                    int(data["capacity"]),
+                    int(data["sessions"]),
+                    int(data.get("warm", 0)),
+                    int(data.get("contexts", 0)),
+                    str(data.get("host") or host_of(worker_id)),
+                    bool(data.get("draining")),
+                )
+            )
     return out
 
 
@@ -166,8 +185,10 @@ def live_hosts(*, exclude: Iterable[str] = ()) -> list[HostInfo]:
         pipe.zremrangebyscore(_reserved_key(host), "-inf", time.time() - RESERVATION_TTL_S)
         pipe.zcard(_reserved_key(host))
     counts = pipe.execute()[1::2]
-    return [HostInfo(host, cap, sessions, warm, int(reserved))
-            for (host, (cap, sessions, warm)), reserved in zip(totals.items(), counts, strict=True)]
+    return [
+        HostInfo(host, cap, sessions, warm, int(reserved))
+        for (host, (cap, sessions, warm)), reserved in zip(totals.items(), counts, strict=True)
+    ]
 
 
 def placement_choose(*, warm_usable: bool, exclude: Iterable[str] = ()) -> str | None:

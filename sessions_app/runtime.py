@@ -51,12 +51,16 @@ def egress_settings() -> EgressSettings:
     if managed:
         parts = urlsplit(managed)
         trusted = (f"{parts.hostname}:{parts.port}",)
-    return EgressSettings(sandbox=settings.ENIGMA_EGRESS_SANDBOX, resolver=resolver,
-                          own_addresses=tuple(settings.ENIGMA_OWN_ADDRESSES), trusted_upstreams=trusted,
-                          browser_user=settings.ENIGMA_BROWSER_USER,
-                          response_timeout_s=settings.ENIGMA_EGRESS_RESPONSE_TIMEOUT_S,
-                          idle_timeout_s=settings.ENIGMA_EGRESS_IDLE_TIMEOUT_S,
-                          max_connections=settings.ENIGMA_EGRESS_MAX_CONNECTIONS)
+    return EgressSettings(
+        sandbox=settings.ENIGMA_EGRESS_SANDBOX,
+        resolver=resolver,
+        own_addresses=tuple(settings.ENIGMA_OWN_ADDRESSES),
+        trusted_upstreams=trusted,
+        browser_user=settings.ENIGMA_BROWSER_USER,
+        response_timeout_s=settings.ENIGMA_EGRESS_RESPONSE_TIMEOUT_S,
+        idle_timeout_s=settings.ENIGMA_EGRESS_IDLE_TIMEOUT_S,
+        max_connections=settings.ENIGMA_EGRESS_MAX_CONNECTIONS,
+    )
 
 
 class WorkerRuntime:
@@ -65,15 +69,21 @@ class WorkerRuntime:
         self.worker_id = f"{self.host_id}:{os.getpid()}:{secrets.token_hex(3)}"
         self.capacity = settings.ENIGMA_WORKER_CAPACITY
         self.loop = asyncio.new_event_loop()
-        self.host = BrowserHost(chromium_path=settings.CHROMIUM_PATH,
-                                warm_pool_size=settings.ENIGMA_WARM_POOL,
-                                egress=egress_settings())
+        self.host = BrowserHost(
+            chromium_path=settings.CHROMIUM_PATH, warm_pool_size=settings.ENIGMA_WARM_POOL, egress=egress_settings()
+        )
         self.cdp = CdpPool(self.host, warm_pool_size=cdp.warm_pool_size())  # CDP sessions' own browsers
-        self.provider = get_provider(AgentSettings(
-            provider=settings.ENIGMA_AGENT_PROVIDER, anthropic_api_key=settings.ANTHROPIC_API_KEY,
-            anthropic_base_url=settings.ANTHROPIC_BASE_URL, anthropic_model=settings.ENIGMA_ANTHROPIC_MODEL,
-            anthropic_max_retries=settings.ENIGMA_ANTHROPIC_MAX_RETRIES,
-            anthropic_retry_base_s=settings.ENIGMA_ANTHROPIC_RETRY_BASE_S, screenshots=settings.ENIGMA_AGENT_SCREENSHOTS))
+        self.provider = get_provider(
+            AgentSettings(
+                provider=settings.ENIGMA_AGENT_PROVIDER,
+                anthropic_api_key=settings.ANTHROPIC_API_KEY,
+                anthropic_base_url=settings.ANTHROPIC_BASE_URL,
+                anthropic_model=settings.ENIGMA_ANTHROPIC_MODEL,
+                anthropic_max_retries=settings.ENIGMA_ANTHROPIC_MAX_RETRIES,
+                anthropic_retry_base_s=settings.ENIGMA_ANTHROPIC_RETRY_BASE_S,
+                screenshots=settings.ENIGMA_AGENT_SCREENSHOTS,
+            )
+        )
         self.runners: dict[str, SessionRunner] = {}
         self._bound_rules: dict[str, dict[str, Any]] = {}  # the policy rules each session's gate slot saw
         self._thread = threading.Thread(target=self._run_loop, name="enigma-runtime", daemon=True)
@@ -96,10 +106,12 @@ class WorkerRuntime:
         await self.host.start()
         await self.cdp.start()
         await self._beat()
-        self._background = [asyncio.create_task(self._command_reader()),
-                            asyncio.create_task(self._heartbeat_loop()),
-                            asyncio.create_task(self._sweep_loop()),
-                            asyncio.create_task(self._meter_loop())]
+        self._background = [
+            asyncio.create_task(self._command_reader()),
+            asyncio.create_task(self._heartbeat_loop()),
+            asyncio.create_task(self._sweep_loop()),
+            asyncio.create_task(self._meter_loop()),
+        ]
 
     @property
     def _wake_key(self) -> str:
@@ -116,12 +128,16 @@ class WorkerRuntime:
         wake_id = "$"
         while True:
             try:
-                streams: dict[Any, Any] = {stream_key(sid): r.commands.last_id for sid, r in self.runners.items()
-                                           if r.reading and not r.done.is_set()}
+                streams: dict[Any, Any] = {
+                    stream_key(sid): r.commands.last_id
+                    for sid, r in self.runners.items()
+                    if r.reading and not r.done.is_set()
+                }
                 streams[self._wake_key] = wake_id
                 # The client decodes responses: [(stream key, [(entry id, fields), ...]), ...]
                 result: list[tuple[str, list[tuple[str, dict[str, str]]]]] = await redis.xread(  # type: ignore[assignment]
-                    streams, block=2000, count=100)
+                    streams, block=2000, count=100
+                )
                 for key, entries in result or []:
                     if key == self._wake_key:
                         wake_id = entries[-1][0]
@@ -140,9 +156,14 @@ class WorkerRuntime:
         # Free slots are offered only while the task consumer takes tasks from the broker, and
         # none while draining (its sessions are about to move to other hosts).
         capacity = self.capacity if registry.consumer_lost_for() is None else len(self.runners)
-        await db(registry.worker_heartbeat)(worker_id=self.worker_id, capacity=0 if self.draining else capacity,
-                                            sessions=len(self.runners), warm=self.host.warm_count,
-                                            contexts=self.host.open_contexts, draining=self.draining)
+        await db(registry.worker_heartbeat)(
+            worker_id=self.worker_id,
+            capacity=0 if self.draining else capacity,
+            sessions=len(self.runners),
+            warm=self.host.warm_count,
+            contexts=self.host.open_contexts,
+            draining=self.draining,
+        )
 
     async def _heartbeat_loop(self) -> None:
         """One write per interval for the worker and all its sessions, whatever their number."""
@@ -292,17 +313,21 @@ class WorkerRuntime:
         if task is None or runner.agent_task is None or runner.agent_task.done():
             return
         await db(lifecycle.task_fail)(
-            session_id=runner.session_id, task_id=task.pk, code="INSTANCE_LOST",
+            session_id=runner.session_id,
+            task_id=task.pk,
+            code="INSTANCE_LOST",
             error="The browser host was drained before the task finished; the task was not completed",
-            message="The browser host was drained before the task finished")
+            message="The browser host was drained before the task finished",
+        )
         runner.stop_agent()
 
     async def session_hand_off(self, runner: SessionRunner) -> None:
         """Move a session to another host between its tasks: its checkpoint (cookies, storage,
         URL) is what the next host restores, as in an orphan takeover, with no task failed."""
         await runner.checkpoint_browser()
-        moved = await db(lifecycle.session_hand_off)(session_id=runner.session_id, generation=runner.generation,
-                                                     worker_id=self.worker_id)
+        moved = await db(lifecycle.session_hand_off)(
+            session_id=runner.session_id, generation=runner.generation, worker_id=self.worker_id
+        )
         runner.done.set()
         if moved:
             await db(session_dispatch)(session_id=runner.session_id, exclude=(self.host_id,), fallback=False)

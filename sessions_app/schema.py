@@ -49,12 +49,19 @@ class TaskInput:
     def from_validated(cls, data: dict[str, Any]) -> TaskInput:
         """From TaskSerializer's validated data."""
         return cls(
-            prompt=data["prompt"].strip(), starting_url=data["startingUrl"],
-            max_duration_ms=data["maxDuration"], max_input_tokens=data["maxInputTokens"],
-            max_output_tokens=data["maxOutputTokens"], avoid_domains=data["avoidDomains"],
-            terminate_on_completion=data["terminateOnCompletion"], output_type=data["outputType"],
-            output_schema=data["outputSchema"], secrets=data["secrets"], files=data["files"],
-            webhook=data["webhook"], given=data["given"],
+            prompt=data["prompt"].strip(),
+            starting_url=data["startingUrl"],
+            max_duration_ms=data["maxDuration"],
+            max_input_tokens=data["maxInputTokens"],
+            max_output_tokens=data["maxOutputTokens"],
+            avoid_domains=data["avoidDomains"],
+            terminate_on_completion=data["terminateOnCompletion"],
+            output_type=data["outputType"],
+            output_schema=data["outputSchema"],
+            secrets=data["secrets"],
+            files=data["files"],
+            webhook=data["webhook"],
+            given=data["given"],
         )
 
 
@@ -90,9 +97,15 @@ def parse_session_body(body: Any, *, require_task: bool) -> SessionInput:
         _text_check(data["task"], data["taskPrefix"])
         task.terminate_on_completion = True
     return SessionInput(
-        mode=data["mode"], environment_id=data["environmentId"], policy_id=data["policyId"],
-        proxy=data["proxy"], reach_out_mode=data["reachOutMode"], recording=data["recording"],
-        cdp=data["cdp"], task=task, task_prefix=data["taskPrefix"],
+        mode=data["mode"],
+        environment_id=data["environmentId"],
+        policy_id=data["policyId"],
+        proxy=data["proxy"],
+        reach_out_mode=data["reachOutMode"],
+        recording=data["recording"],
+        cdp=data["cdp"],
+        task=task,
+        task_prefix=data["taskPrefix"],
     )
 
 

@@ -96,22 +96,30 @@ def task_cost_micros(task: Task, price: Price | None = None) -> int:
     """Token cost of the task plus compute for its own running time (for display), at the
     price of its session (pass `price` when showing many tasks of one session)."""
     price = price or price_at(task.session.created_at)
-    tokens = (task.input_tokens * price.input_per_million_micros
-              + task.output_tokens * price.output_per_million_micros) // 1_000_000
+    tokens = (
+        task.input_tokens * price.input_per_million_micros + task.output_tokens * price.output_per_million_micros
+    ) // 1_000_000
     ms = int(_seconds(task.started_at, task.completed_at) * 1000)
     return tokens + ms * price.compute_per_minute_micros // 60_000
 
 
 def task_usage(task: Task, price: Price | None = None) -> dict[str, Any]:
-    return usage_object(input_tokens=task.input_tokens, output_tokens=task.output_tokens,
-                        seconds=_seconds(task.started_at, task.completed_at),
-                        cost_micros=task_cost_micros(task, price))
+    return usage_object(
+        input_tokens=task.input_tokens,
+        output_tokens=task.output_tokens,
+        seconds=_seconds(task.started_at, task.completed_at),
+        cost_micros=task_cost_micros(task, price),
+    )
 
 
 def session_usage(session: BrowserSession) -> dict[str, Any]:
     """The session's usage; `computeTime` is the billed wall time (metering.session_compute_ms)."""
-    usage = usage_object(input_tokens=session.input_tokens, output_tokens=session.output_tokens,
-                         seconds=session_compute_ms(session) / 1000, cost_micros=session.cost_micros)
+    usage = usage_object(
+        input_tokens=session.input_tokens,
+        output_tokens=session.output_tokens,
+        seconds=session_compute_ms(session) / 1000,
+        cost_micros=session.cost_micros,
+    )
     # An addition: bytes through the egress gate (sent, received), for a later price per GB.
     usage["networkBytesSent"] = session.egress_bytes_sent
     usage["networkBytesReceived"] = session.egress_bytes_received
@@ -133,48 +141,63 @@ def task_response(task: Task, *, poll_url: str, inline: bool = False) -> dict[st
     base: dict[str, Any] = {"success": True, "sessionId": session.pk, "taskId": task.pk}
     if task.state == Task.State.COMPLETED:
         # Seed 002 lists the token fields in `data` of both the poll and the inline answer.
-        data = {**task_data(task), **{key: usage[key] for key in
-                                      ("prompt_tokens", "completion_tokens", "total_tokens", "completion_time")}}
-        base.update({
-            "status": "complete",
-            "type": "task_completed",
-            "data": data,
-            "usage": usage,
-            "result": {"type": "task_completed", "data": data, "usage": usage},
-            "completedAt": timestamp(task.completed_at),
-        })
+        data = {
+            **task_data(task),
+            **{key: usage[key] for key in ("prompt_tokens", "completion_tokens", "total_tokens", "completion_time")},
+        }
+        base.update(
+            {
+                "status": "complete",
+                "type": "task_completed",
+                "data": data,
+                "usage": usage,
+                "result": {"type": "task_completed", "data": data, "usage": usage},
+                "completedAt": timestamp(task.completed_at),
+            }
+        )
         return base
     if task.state == Task.State.GUARDRAIL:
-        base.update({
-            "status": "guardrail_trigger",
-            "type": "guardrail_trigger",
-            "data": {"type": "human_input_needed", "value": task.guardrail_question},
-            "usage": usage,
-        })
+        base.update(
+            {
+                "status": "guardrail_trigger",
+                "type": "guardrail_trigger",
+                "data": {"type": "human_input_needed", "value": task.guardrail_question},
+                "usage": usage,
+            }
+        )
         return base
     if task.state in (Task.State.FAILED, Task.State.STOPPED, Task.State.TERMINATED):
-        message = task.error or {"stopped": "Task was stopped", "terminated": "Session was terminated"}.get(task.state, "Task failed")
-        base.update({
-            "success": False,
-            "status": task.state,
-            "error": message,
-            "message": message,
-            "code": task.code or task.state.upper(),
-            "details": task.error_details or {},
-            "usage": usage,
-        })
+        message = task.error or {"stopped": "Task was stopped", "terminated": "Session was terminated"}.get(
+            task.state, "Task failed"
+        )
+        base.update(
+            {
+                "success": False,
+                "status": task.state,
+                "error": message,
+                "message": message,
+                "code": task.code or task.state.upper(),
+                "details": task.error_details or {},
+                "usage": usage,
+            }
+        )
         return base
-    state = "paused" if (session.paused or session.human_control) and task.state == Task.State.RUNNING else (
-        "running" if task.state == Task.State.RUNNING else "queued")
-    base.update({
-        # Seed 002: a poll of an unfinished task says "active"; the inline answer says "pending".
-        "status": "pending" if inline else "active",
-        "state": state,
-        "pending": True,
-        "pollUrl": poll_url,
-        "message": "Task still running. Poll GET /task/:sessionId/:taskId for result.",
-        "usage": usage,
-    })
+    state = (
+        "paused"
+        if (session.paused or session.human_control) and task.state == Task.State.RUNNING
+        else ("running" if task.state == Task.State.RUNNING else "queued")
+    )
+    base.update(
+        {
+            # Seed 002: a poll of an unfinished task says "active"; the inline answer says "pending".
+            "status": "pending" if inline else "active",
+            "state": state,
+            "pending": True,
+            "pollUrl": poll_url,
+            "message": "Task still running. Poll GET /task/:sessionId/:taskId for result.",
+            "usage": usage,
+        }
+    )
     return base
 
 

@@ -47,14 +47,20 @@ def session_ended_error(session: BrowserSession) -> SessionNotActive:
     if session.end_reason == "expired":
         return SessionNotActive(
             f"Session expired after {settings.ENIGMA_INACTIVITY_TIMEOUT_S:g} seconds of inactivity",
-            code="SESSION_EXPIRED", status_code=410, details=details)
+            code="SESSION_EXPIRED",
+            status_code=410,
+            details=details,
+        )
     if session.end_reason == "max_lifetime":
         return SessionNotActive(
             f"Session expired after its maximum lifetime of {settings.ENIGMA_SESSION_MAX_LIFETIME_S:g} seconds",
-            code="SESSION_EXPIRED", status_code=410, details=details)
+            code="SESSION_EXPIRED",
+            status_code=410,
+            details=details,
+        )
     return SessionNotActive(
-        f"Session {session.pk} has ended ({session.end_reason or session.state}); start a new session",
-        details=details)
+        f"Session {session.pk} has ended ({session.end_reason or session.state}); start a new session", details=details
+    )
 
 
 class SessionLimitReached(ApiError):
@@ -68,18 +74,23 @@ class NoGuardrailPending(ApiError):
     default_message = "No task in this session is waiting for human input"
 
 
-def _unsupported(team: Team, session_input: SessionInput,
-                 task: TaskInput) -> tuple[dict[str, Any] | None, dict[str, str] | None]:
+def _unsupported(
+    team: Team, session_input: SessionInput, task: TaskInput
+) -> tuple[dict[str, Any] | None, dict[str, str] | None]:
     """Reject unknown ids and unavailable features (400 naming the field) instead of ignoring them.
     Returns the session proxy parsed (public config, browser settings), or (None, None)."""
     if session_input.environment_id and not environment_selectors.environment_exists(
-            team=team, environment_id=session_input.environment_id):
-        raise InvalidParameter("environmentId", f"Environment {session_input.environment_id} not found",
-                               value=session_input.environment_id)
+        team=team, environment_id=session_input.environment_id
+    ):
+        raise InvalidParameter(
+            "environmentId", f"Environment {session_input.environment_id} not found", value=session_input.environment_id
+        )
     if session_input.policy_id and not policy_selectors.policy_active_exists(
-            team=team, policy_id=session_input.policy_id):
-        raise InvalidParameter("policyId", f"Policy {session_input.policy_id} not found (or not active)",
-                               value=session_input.policy_id)
+        team=team, policy_id=session_input.policy_id
+    ):
+        raise InvalidParameter(
+            "policyId", f"Policy {session_input.policy_id} not found (or not active)", value=session_input.policy_id
+        )
     proxy: tuple[dict[str, Any] | None, dict[str, str] | None] = (None, None)
     if session_input.proxy is not None:
         proxy = proxy_parse(session_input.proxy)
@@ -92,11 +103,15 @@ def _unsupported_task(team: Team | int, task: TaskInput, prefix: str) -> None:
     if missing:
         raise InvalidParameter(f"{prefix}files", f"File {missing[0]} not found", value=missing[0])
     if task.webhook is not None:
-        reason = url_block_reason(task.webhook["url"], allowed_hosts=settings.ENIGMA_ALLOWED_PRIVATE_HOSTS,
-                                  resolve=False)
+        reason = url_block_reason(
+            task.webhook["url"], allowed_hosts=settings.ENIGMA_ALLOWED_PRIVATE_HOSTS, resolve=False
+        )
         if reason is not None:
-            raise InvalidParameter(f"{prefix}webhook.url", f"Invalid parameter '{prefix}webhook.url': "
-                                   f"this address may not receive webhooks ({reason})", value=task.webhook["url"])
+            raise InvalidParameter(
+                f"{prefix}webhook.url",
+                f"Invalid parameter '{prefix}webhook.url': this address may not receive webhooks ({reason})",
+                value=task.webhook["url"],
+            )
 
 
 def _environment_attach(session: BrowserSession, task_input: TaskInput, *, first: bool) -> None:
@@ -107,8 +122,9 @@ def _environment_attach(session: BrowserSession, task_input: TaskInput, *, first
     if first:
         environment_services.environment_mark_used(environment_id=environment_id)
     if task_input.files:
-        environment_services.files_promote(team_id=session.team_id, file_ids=task_input.files,
-                                           environment_id=environment_id)
+        environment_services.files_promote(
+            team_id=session.team_id, file_ids=task_input.files, environment_id=environment_id
+        )
 
 
 def _admit(team: Team) -> None:
@@ -121,8 +137,9 @@ def _admit(team: Team) -> None:
     live = BrowserSession.objects.filter(team_id=team.pk, state__in=BrowserSession.LIVE_STATES).count()
     limit = locked.live_session_limit
     if live >= limit:
-        raise SessionLimitReached(f"Maximum concurrent sessions reached (limit: {limit})",
-                                  details={"current": live, "limit": limit})
+        raise SessionLimitReached(
+            f"Maximum concurrent sessions reached (limit: {limit})", details={"current": live, "limit": limit}
+        )
     balance_require_for_sessions(team=team.pk, sessions=live + 1)
 
 
@@ -134,8 +151,7 @@ def _require_capacity(*, warm_usable: bool) -> str:
     used = BrowserSession.objects.filter(state__in=BrowserSession.LIVE_STATES).count()
     host = registry.placement_choose(warm_usable=warm_usable) if used < capacity else None
     if host is None:
-        raise ServiceUnavailable("No available instances.",
-                                 details={"capacity": capacity, "inUse": used})
+        raise ServiceUnavailable("No available instances.", details={"capacity": capacity, "inUse": used})
     return host
 
 
@@ -146,10 +162,15 @@ def _task_command(task: Task, task_input: TaskInput) -> dict[str, Any]:
 def _task_config(task_input: TaskInput) -> TaskConfig:
     """What is stored on the task row: everything but the secret values."""
     return TaskConfig(
-        starting_url=task_input.starting_url, max_duration_ms=task_input.max_duration_ms,
-        max_input_tokens=task_input.max_input_tokens, max_output_tokens=task_input.max_output_tokens,
-        avoid_domains=task_input.avoid_domains, terminate_on_completion=task_input.terminate_on_completion,
-        output_type=task_input.output_type, output_schema=task_input.output_schema, files=task_input.files,
+        starting_url=task_input.starting_url,
+        max_duration_ms=task_input.max_duration_ms,
+        max_input_tokens=task_input.max_input_tokens,
+        max_output_tokens=task_input.max_output_tokens,
+        avoid_domains=task_input.avoid_domains,
+        terminate_on_completion=task_input.terminate_on_completion,
+        output_type=task_input.output_type,
+        output_schema=task_input.output_schema,
+        files=task_input.files,
         webhook=webhook_redacted(task_input.webhook),
         secret_matches=[s["match"] for s in task_input.secrets],
     )
@@ -157,14 +178,16 @@ def _task_config(task_input: TaskInput) -> TaskConfig:
 
 def _create_task(session: BrowserSession, task_input: TaskInput) -> Task:
     seq = (session.tasks.aggregate(m=Max("seq"))["m"] or 0) + 1
-    task = Task.objects.create(session=session, seq=seq, prompt=task_input.prompt,
-                               config=_task_config(task_input).to_json())
+    task = Task.objects.create(
+        session=session, seq=seq, prompt=task_input.prompt, config=_task_config(task_input).to_json()
+    )
     signals.task_created.send(sender=Task, task=task, webhook=task_input.webhook)  # webhooks record it
     return task
 
 
-def session_start(*, team: Team, api_key: ApiKey | None, spec: SessionInput,
-                  base_url: str = "") -> tuple[BrowserSession, Task | None]:
+def session_start(
+    *, team: Team, api_key: ApiKey | None, spec: SessionInput, base_url: str = ""
+) -> tuple[BrowserSession, Task | None]:
     """Create a session (and its first task when there is a prompt) and hand it to a worker.
     `base_url` is where the client reached us (the base of the links the worker writes).
 
@@ -174,19 +197,28 @@ def session_start(*, team: Team, api_key: ApiKey | None, spec: SessionInput,
     proxy_public, proxy_browser = _unsupported(team, spec, spec.task)
     task_input = spec.task
     config = SessionConfig(
-        mode=spec.mode, reach_out_mode=spec.reach_out_mode, max_duration_ms=task_input.max_duration_ms,
-        max_input_tokens=task_input.max_input_tokens, max_output_tokens=task_input.max_output_tokens,
-        avoid_domains=task_input.avoid_domains, starting_url=task_input.starting_url,
-        terminate_on_completion=task_input.terminate_on_completion, initial_prompt=task_input.prompt,
-        environment_id=spec.environment_id, proxy=proxy_public, policy_id=spec.policy_id,
-        recording=spec.recording, cdp=spec.cdp,
+        mode=spec.mode,
+        reach_out_mode=spec.reach_out_mode,
+        max_duration_ms=task_input.max_duration_ms,
+        max_input_tokens=task_input.max_input_tokens,
+        max_output_tokens=task_input.max_output_tokens,
+        avoid_domains=task_input.avoid_domains,
+        starting_url=task_input.starting_url,
+        terminate_on_completion=task_input.terminate_on_completion,
+        initial_prompt=task_input.prompt,
+        environment_id=spec.environment_id,
+        proxy=proxy_public,
+        policy_id=spec.policy_id,
+        recording=spec.recording,
+        cdp=spec.cdp,
     )
     # One lock around the count and the insert so two requests cannot take the last slot twice.
     with get_redis().lock("enigma:lock:capacity", timeout=10, blocking_timeout=10), transaction.atomic():
         _admit(team)
         host = _require_capacity(warm_usable=not spec.environment_id)  # warm contexts hold no saved state
-        session = BrowserSession.objects.create(team=team, api_key=api_key, config=config.to_json(),
-                                                base_url=base_url[:300])
+        session = BrowserSession.objects.create(
+            team=team, api_key=api_key, config=config.to_json(), base_url=base_url[:300]
+        )
         task = _create_task(session, task_input) if task_input.prompt else None
         if spec.environment_id:  # one live session per environment, else 409 ENVIRONMENT_IN_USE
             environment_services.environment_claim(environment_id=spec.environment_id, session_id=session.pk)
@@ -246,14 +278,12 @@ def session_message(*, session: BrowserSession, message: Message) -> Task | None
         if session.state == BrowserSession.State.ORPHANED or session.worker_id == "":
             # No runner is holding the browser: end it here (which deletes the stream); a runner
             # that claims it later stops.
-            session_end(session_id=session.pk, state=BrowserSession.State.TERMINATED,
-                        reason="terminated")
+            session_end(session_id=session.pk, state=BrowserSession.State.TERMINATED, reason="terminated")
         return None
     if message.action_type == "guardrail":
         if not session.tasks.filter(state=Task.State.GUARDRAIL).exists():
             raise NoGuardrailPending()
-        command_push(session=session, kind="guardrail",
-                     data={"newState": message.new_state, "answer": message.answer})
+        command_push(session=session, kind="guardrail", data={"newState": message.new_state, "answer": message.answer})
     elif message.action_type == "state":
         command_push(session=session, kind="state", data={"newState": message.new_state})
     else:
@@ -264,7 +294,8 @@ def session_message(*, session: BrowserSession, message: Message) -> Task | None
 
 def sessions_heartbeat(*, worker_id: str, hosted: dict[str, int]) -> set[str]:
     """Heart-beat all sessions a worker hosts in one write; returns the ids still ours."""
-    query = BrowserSession.objects.filter(pk__in=list(hosted), worker_id=worker_id,
-                                          state__in=BrowserSession.LIVE_STATES)
+    query = BrowserSession.objects.filter(
+        pk__in=list(hosted), worker_id=worker_id, state__in=BrowserSession.LIVE_STATES
+    )
     query.update(heartbeat_at=timezone.now())
     return {pk for pk, generation in query.values_list("pk", "generation") if hosted.get(pk) == generation}

@@ -35,8 +35,9 @@ def viewer_token_create(*, session_id: str, control: bool, ttl_s: float = VIEWER
     """Mint a viewer token for the session: it may watch, and click and type if `control`."""
     token = TOKEN_PREFIX + secrets.token_urlsafe(24)
     expires_at = time.time() + ttl_s
-    get_redis().set(_key(token), json.dumps({"s": session_id, "c": bool(control), "e": expires_at}),
-                    ex=max(1, int(ttl_s)))
+    get_redis().set(
+        _key(token), json.dumps({"s": session_id, "c": bool(control), "e": expires_at}), ex=max(1, int(ttl_s))
+    )
     return token
 
 

@@ -47,8 +47,7 @@ def sessions_sweep() -> dict[str, int]:
             continue
         counts["orphaned"] += 1
         session_dispatch(session_id=session.pk, exclude=(host_of(session.worker_id),))
-    for session in BrowserSession.objects.filter(state=BrowserSession.State.ORPHANED,
-                                                 orphaned_at__lt=now - grace):
+    for session in BrowserSession.objects.filter(state=BrowserSession.State.ORPHANED, orphaned_at__lt=now - grace):
         if session_end(session_id=session.pk, state=BrowserSession.State.FAILED, reason="instance_lost"):
             counts["failed"] += 1
             if session.worker_id:  # no runner saw this end: the host it was on settles its files
@@ -60,19 +59,27 @@ def sessions_sweep() -> dict[str, int]:
     # A session a draining host released that no host has claimed is sent again too, to a host
     # with room (there was none when it was released, or the message was lost).
     for query, fallback in (
-        (unclaimed.filter(state=BrowserSession.State.PENDING, created_at__lt=retry_before,
-                          created_at__gte=now - grace), True),
-        (unclaimed.filter(state=BrowserSession.State.ORPHANED, orphaned_at__lt=retry_before,
-                          orphaned_at__gte=now - grace), False),
+        (
+            unclaimed.filter(
+                state=BrowserSession.State.PENDING, created_at__lt=retry_before, created_at__gte=now - grace
+            ),
+            True,
+        ),
+        (
+            unclaimed.filter(
+                state=BrowserSession.State.ORPHANED, orphaned_at__lt=retry_before, orphaned_at__gte=now - grace
+            ),
+            False,
+        ),
     ):
         for session_id in query.values_list("pk", flat=True):
             if get_redis().set(f"enigma:redispatch:{session_id}", "1", nx=True, ex=int(DISPATCH_RETRY_S)):
                 counts["redispatched"] = counts.get("redispatched", 0) + 1
                 session_dispatch(session_id=session_id, fallback=fallback)
-    for session in BrowserSession.objects.filter(state=BrowserSession.State.PENDING, worker_id="",
-                                                 created_at__lt=now - grace):
-        if session_end(session_id=session.pk, state=BrowserSession.State.FAILED,
-                       reason="instance_unavailable"):
+    for session in BrowserSession.objects.filter(
+        state=BrowserSession.State.PENDING, worker_id="", created_at__lt=now - grace
+    ):
+        if session_end(session_id=session.pk, state=BrowserSession.State.FAILED, reason="instance_unavailable"):
             counts["failed"] += 1
     counts["metered"] = sessions_meter_ended()
     if counts["orphaned"] or counts["failed"]:

@@ -33,8 +33,14 @@ def host_session(session_id: str) -> None:
     runtime.host_session(session_id)
 
 
-def session_dispatch(*, session_id: str, host: str | None = None, warm_usable: bool = False,
-                     exclude: Iterable[str] = (), fallback: bool = True) -> str | None:
+def session_dispatch(
+    *,
+    session_id: str,
+    host: str | None = None,
+    warm_usable: bool = False,
+    exclude: Iterable[str] = (),
+    fallback: bool = True,
+) -> str | None:
     """Send the session to `host`'s queue, or to the host `registry.placement_choose` picks.
     Without any host with a free slot it goes to the shared queue (`fallback`), where the next
     worker with a free thread takes it; returns the host, or None."""

@@ -15,6 +15,9 @@ urlpatterns = [
     path("sessions/<str:session_id>/events", api.session_events, name="session-events"),
     path("sessions/<str:session_id>/cdp-tokens", cdp_api.cdp_tokens, name="session-cdp-tokens"),
     path("sessions/<str:session_id>/files", cdp_api.session_files, name="session-files"),
-    path("sessions/<str:session_id>/policy-audit", policy_audit_api.SessionPolicyAuditApi.as_view(),
-         name="session-policy-audit"),
+    path(
+        "sessions/<str:session_id>/policy-audit",
+        policy_audit_api.SessionPolicyAuditApi.as_view(),
+        name="session-policy-audit",
+    ),
 ]

@@ -125,8 +125,11 @@ class Runtime(bootsteps.StartStopStep):
             lost_for = registry.consumer_lost_for()
             if lost_for is None or lost_for < limit:
                 continue
-            logger.error("the task consumer has been down for %.0f s; stopping this worker so that "
-                         "its supervisor starts a fresh one", lost_for)
+            logger.error(
+                "the task consumer has been down for %.0f s; stopping this worker so that "
+                "its supervisor starts a fresh one",
+                lost_for,
+            )
             os.kill(os.getpid(), signal.SIGTERM)
             if not self._stopped.wait(HARD_EXIT_AFTER_S):
                 logger.error("warm shutdown did not finish; exiting")

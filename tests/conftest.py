@@ -73,8 +73,9 @@ class Proc:
 
     def start(self) -> Proc:
         handle = self.log.open("ab")
-        self.popen = subprocess.Popen(self.args, cwd=ROOT, env=self.env, stdout=handle,
-                                      stderr=subprocess.STDOUT, start_new_session=True)
+        self.popen = subprocess.Popen(
+            self.args, cwd=ROOT, env=self.env, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True
+        )
         return self
 
     @property
@@ -107,9 +108,28 @@ def _child_env() -> dict[str, str]:
 def start_worker(tmp: Path, name: str) -> Proc:
     celery = str(Path(sys.executable).with_name("celery"))
     capacity = os.environ["ENIGMA_WORKER_CAPACITY"]
-    return Proc([celery, "-A", "enigma_site", "worker", "-Q", "browsers,celery", "--pool", "threads",
-                 "--concurrency", capacity, "-n", f"{name}@%h", "--loglevel", "INFO", "--without-gossip",
-                 "--without-mingle"], _child_env(), tmp / f"{name}.log").start()
+    return Proc(
+        [
+            celery,
+            "-A",
+            "enigma_site",
+            "worker",
+            "-Q",
+            "browsers,celery",
+            "--pool",
+            "threads",
+            "--concurrency",
+            capacity,
+            "-n",
+            f"{name}@%h",
+            "--loglevel",
+            "INFO",
+            "--without-gossip",
+            "--without-mingle",
+        ],
+        _child_env(),
+        tmp / f"{name}.log",
+    ).start()
 
 
 def wait_for_workers(count: int, timeout: float = 60) -> None:
@@ -151,8 +171,11 @@ def server(django_db_setup: Any, proc_logs: Path) -> Iterator[str]:
     """A real Daphne serving the ASGI app; yields its base URL."""
     port = SERVER_PORT
     daphne = str(Path(sys.executable).with_name("daphne"))
-    proc = Proc([daphne, "-b", "127.0.0.1", "-p", str(port), "enigma_site.asgi:application"],
-                _child_env(), proc_logs / "daphne.log").start()
+    proc = Proc(
+        [daphne, "-b", "127.0.0.1", "-p", str(port), "enigma_site.asgi:application"],
+        _child_env(),
+        proc_logs / "daphne.log",
+    ).start()
     url = f"http://127.0.0.1:{port}"
     for _ in range(100):
         try:
@@ -172,8 +195,7 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 @pytest.fixture(scope="session")
 def pages() -> Iterator[str]:
     """Static test pages from tests/pages on 127.0.0.1."""
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0),
-                                            functools.partial(_QuietHandler, directory=str(PAGES)))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_QuietHandler, directory=str(PAGES)))
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     yield f"http://127.0.0.1:{httpd.server_address[1]}"
@@ -190,8 +212,13 @@ def account(transactional_db: Any) -> dict[str, Any]:
     team = personal_team(user)
     ledger_post(team=team, amount_micros=10_000_000, kind="grant", idempotency_key=f"test-grant:{team.pk}")
     created = api_key_create(team=team, user=user, name="test")
-    return {"user": user, "team": team, "key": created.raw, "api_key": created.api_key,
-            "headers": {"Authorization": f"Bearer {created.raw}"}}
+    return {
+        "user": user,
+        "team": team,
+        "key": created.raw,
+        "api_key": created.api_key,
+        "headers": {"Authorization": f"Bearer {created.raw}"},
+    }
 
 
 class Api:

@@ -30,8 +30,9 @@ def terminate(api: Api, session_id: str) -> None:
 def new_task_nowait(api: Api, session_id: str, text: str) -> str:
     """Submit a task without holding the inline wait (the id is read from the database)."""
     before = set(Task.objects.filter(session_id=session_id).values_list("pk", flat=True))
-    thread = threading.Thread(target=api.message, args=(session_id, {"actionType": "newTask", "taskDetails": text}),
-                              daemon=True)
+    thread = threading.Thread(
+        target=api.message, args=(session_id, {"actionType": "newTask", "taskDetails": text}), daemon=True
+    )
     thread.start()
     deadline = time.time() + 10
     while time.time() < deadline:

@@ -68,7 +68,16 @@ def test_openapi_document_lists_every_api_route() -> None:
         operations = doc["paths"][f"/{path}"]
         assert set(operations) == set(methods) and methods, path
         assert all(op["summary"] for op in operations.values()), path
-    for required in ("/start/start-session", "/start/run-task", "/start/send-message", "/task/{session_id}/{task_id}",
-                     "/v1/chat/completions", "/environments", "/cron-jobs", "/policies", "/account/usage"):
+    for required in (
+        "/start/start-session",
+        "/start/run-task",
+        "/start/send-message",
+        "/task/{session_id}/{task_id}",
+        "/v1/chat/completions",
+        "/environments",
+        "/cron-jobs",
+        "/policies",
+        "/account/usage",
+    ):
         assert required in doc["paths"]
     assert doc["paths"]["/start/health"]["get"]["security"] == []

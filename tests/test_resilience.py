@@ -25,9 +25,23 @@ class OwnRedis:
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
-        self.proc = subprocess.Popen(["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                                      "--appendonly", "no", "--dir", str(self.tmp)],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(self.tmp),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         for _ in range(100):
             try:
                 import redis
@@ -56,23 +70,50 @@ def _wait(predicate: Any, timeout: float, what: str) -> Any:
 
 
 def test_worker_recovers_from_a_redis_restart_and_api_answers_503_meanwhile(
-        transactional_db: Any, account: dict[str, Any], tmp_path: Path) -> None:
+    transactional_db: Any, account: dict[str, Any], tmp_path: Path
+) -> None:
     from sessions_app.models import BrowserSession
 
     redis_server = OwnRedis(tmp_path)
     redis_server.start()
     env = _child_env()
     env.pop("CELERY_BROKER_URL", None)
-    env.update({"REDIS_URL": f"redis://127.0.0.1:{redis_server.port}/0",
-                "ENIGMA_CONSUMER_LOST_EXIT_S": "8", "ENIGMA_WORKER_CAPACITY": "2", "ENIGMA_WARM_POOL": "1"})
+    env.update(
+        {
+            "REDIS_URL": f"redis://127.0.0.1:{redis_server.port}/0",
+            "ENIGMA_CONSUMER_LOST_EXIT_S": "8",
+            "ENIGMA_WORKER_CAPACITY": "2",
+            "ENIGMA_WARM_POOL": "1",
+        }
+    )
     celery = str(Path(sys.executable).with_name("celery"))
     daphne = str(Path(sys.executable).with_name("daphne"))
-    worker = Proc([celery, "-A", "enigma_site", "worker", "-Q", "browsers,celery", "--pool", "threads",
-                   "--concurrency", "2", "-n", "resilience@%h", "--loglevel", "INFO", "--without-gossip",
-                   "--without-mingle"], env, tmp_path / "worker.log").start()
+    worker = Proc(
+        [
+            celery,
+            "-A",
+            "enigma_site",
+            "worker",
+            "-Q",
+            "browsers,celery",
+            "--pool",
+            "threads",
+            "--concurrency",
+            "2",
+            "-n",
+            "resilience@%h",
+            "--loglevel",
+            "INFO",
+            "--without-gossip",
+            "--without-mingle",
+        ],
+        env,
+        tmp_path / "worker.log",
+    ).start()
     port = free_port()
-    web = Proc([daphne, "-b", "127.0.0.1", "-p", str(port), "enigma_site.asgi:application"], env,
-               tmp_path / "daphne.log").start()
+    web = Proc(
+        [daphne, "-b", "127.0.0.1", "-p", str(port), "enigma_site.asgi:application"], env, tmp_path / "daphne.log"
+    ).start()
     base = f"http://127.0.0.1:{port}"
     headers = account["headers"]
 
@@ -141,9 +182,13 @@ def test_sweep_runs_from_beat_without_any_browser_worker(db: Any) -> None:
     entry = app.conf.beat_schedule["sessions.sweep"]
     assert entry["task"] == "sessions.sweep"
     team = personal_team(user_create(email="sweep@example.com", password="pw-123456789"))
-    session = BrowserSession.objects.create(team=team, state=BrowserSession.State.ACTIVE,
-                                            worker_id="gone:1:abc", config={},
-                                            heartbeat_at=timezone.now() - timedelta(seconds=60))
+    session = BrowserSession.objects.create(
+        team=team,
+        state=BrowserSession.State.ACTIVE,
+        worker_id="gone:1:abc",
+        config={},
+        heartbeat_at=timezone.now() - timedelta(seconds=60),
+    )
     from enigma_site.redis import get_redis
 
     get_redis().delete("enigma:lock:sweep")

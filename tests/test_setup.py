@@ -68,9 +68,12 @@ def test_supervisor_restarts_a_program_that_exits_and_stops_all_on_sigterm(tmp_p
     starts = tmp_path / "starts"
     crasher = f"{sys.executable} -c \"open('{starts}', 'a').write('x'); raise SystemExit(3)\""
     sleeper = f"{sys.executable} -c \"import time; open('{tmp_path / 'sleeper'}', 'w').write('up'); time.sleep(600)\""
-    proc = subprocess.Popen([sys.executable, str(ROOT / "scripts" / "supervise.py"), f"crasher={crasher}",
-                             f"sleeper={sleeper}"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "scripts" / "supervise.py"), f"crasher={crasher}", f"sleeper={sleeper}"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         deadline = time.time() + 15
         while time.time() < deadline and (not starts.exists() or len(starts.read_text()) < 3):

@@ -79,7 +79,9 @@ class TriggerInputSerializer(Serializer):
     name = RequiredTextField("name is required", allow_null=True)
     prompt = RequiredTextField("prompt is required", allow_null=True, help_text="the task (required)")
     taskDetails = LooseCharField(required=False, allow_null=True, help_text="older name of prompt")
-    environmentId = LooseCharField(required=False, allow_null=True, help_text="the environment it runs under (required)")
+    environmentId = LooseCharField(
+        required=False, allow_null=True, help_text="the environment it runs under (required)"
+    )
     policyId = LooseCharField(required=False, allow_null=True)
     description = LooseCharField(required=False, allow_null=True, help_text="at most 1000 characters (cut)")
     startingUrl = LooseCharField(required=False, allow_null=True)

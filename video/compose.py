@@ -34,8 +34,7 @@ def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
     return ImageFont.load_default(size=size)
 
 
-def _fit(draw: ImageDraw.ImageDraw, text: str, font: ImageFont.FreeTypeFont | ImageFont.ImageFont,
-         width: int) -> str:
+def _fit(draw: ImageDraw.ImageDraw, text: str, font: ImageFont.FreeTypeFont | ImageFont.ImageFont, width: int) -> str:
     """`text` cut with an ellipsis so that it fits in `width` pixels."""
     text = " ".join(text.split())
     if draw.textlength(text, font=font) <= width:
@@ -107,8 +106,9 @@ class FrameComposer:
     def _page(self, jpeg: bytes | None) -> av.VideoFrame:
         if not jpeg:
             if self._blank is None:
-                self._blank = av.VideoFrame.from_image(
-                    Image.new("RGB", (WIDTH, PAGE_HEIGHT), _WHITE)).reformat(format="yuv420p")
+                self._blank = av.VideoFrame.from_image(Image.new("RGB", (WIDTH, PAGE_HEIGHT), _WHITE)).reformat(
+                    format="yuv420p"
+                )
             return self._blank
         try:
             decoded = self._decoder.decode(av.Packet(jpeg))
@@ -119,9 +119,13 @@ class FrameComposer:
         page = decoded[0]
         # JPEGs are full range; H.264 players expect limited range (and the chrome is).
         full = page.format.name.startswith("yuvj")
-        return page.reformat(width=WIDTH, height=PAGE_HEIGHT, format="yuv420p",
-                             src_color_range="JPEG" if full else None,
-                             dst_color_range="MPEG" if full else None)
+        return page.reformat(
+            width=WIDTH,
+            height=PAGE_HEIGHT,
+            format="yuv420p",
+            src_color_range="JPEG" if full else None,
+            dst_color_range="MPEG" if full else None,
+        )
 
     def frame(self, jpeg: bytes | None, *, url: str, title: str, status: str = "Live") -> av.VideoFrame:
         """The window for one screencast JPEG (None: a blank page). Raises FrameError."""

@@ -29,8 +29,15 @@ class EncodeResult:
     size_bytes: int
 
 
-def encode_mp4(frames: Iterable[SpoolFrame], *, end_ms: int, path: Path, status: str = "Recorded",
-               crf: int = 30, preset: str = "veryfast") -> EncodeResult:
+def encode_mp4(
+    frames: Iterable[SpoolFrame],
+    *,
+    end_ms: int,
+    path: Path,
+    status: str = "Recorded",
+    crf: int = 30,
+    preset: str = "veryfast",
+) -> EncodeResult:
     """Write `frames` (in time order) to `path` as an MP4 lasting `end_ms`; return its figures."""
     composer = FrameComposer()
     path.parent.mkdir(parents=True, exist_ok=True)

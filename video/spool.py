@@ -50,8 +50,12 @@ class Spool:
         offset = self._data.tell()
         self._data.write(jpeg)
         self._data.flush()  # the index never points past the data
-        self._index.write(json.dumps({"t": int(t_ms), "o": offset, "n": len(jpeg), "u": url[:2000],
-                                      "ti": title[:300]}, separators=(",", ":")) + "\n")
+        self._index.write(
+            json.dumps(
+                {"t": int(t_ms), "o": offset, "n": len(jpeg), "u": url[:2000], "ti": title[:300]}, separators=(",", ":")
+            )
+            + "\n"
+        )
         self._index.flush()
         self.frames += 1
         self.bytes += len(jpeg)
@@ -77,8 +81,7 @@ class Spool:
                 jpeg = data.read(length)
                 if len(jpeg) != length:
                     continue
-                yield SpoolFrame(t_ms=t_ms, jpeg=jpeg, url=str(entry.get("u", "")),
-                                 title=str(entry.get("ti", "")))
+                yield SpoolFrame(t_ms=t_ms, jpeg=jpeg, url=str(entry.get("u", "")), title=str(entry.get("ti", "")))
 
     def remove(self) -> None:
         self.close()

@@ -33,8 +33,7 @@ def _cors(response: HttpResponse) -> HttpResponse:
 
 
 def _error(exc: ApiError) -> HttpResponse:
-    return _cors(JsonResponse(error_body(exc.status_code, exc.code, exc.message, exc.details),
-                              status=exc.status_code))
+    return _cors(JsonResponse(error_body(exc.status_code, exc.code, exc.message, exc.details), status=exc.status_code))
 
 
 def _grant(token: str) -> tuple[Any, float]:
@@ -56,8 +55,14 @@ async def whep_endpoint(request: HttpRequest, token: str) -> HttpResponse:
         return _error(ApiError("Use POST with an SDP offer", code="METHOD_NOT_ALLOWED", status_code=405))
     content_type = request.content_type or ""
     if content_type != "application/sdp":
-        return _error(ApiError("Content-Type must be application/sdp", code="UNSUPPORTED_MEDIA_TYPE",
-                               status_code=415, details={"parameter": "Content-Type"}))
+        return _error(
+            ApiError(
+                "Content-Type must be application/sdp",
+                code="UNSUPPORTED_MEDIA_TYPE",
+                status_code=415,
+                details={"parameter": "Content-Type"},
+            )
+        )
     try:
         session, expires_at = await database_sync_to_async(_grant)(token)
     except ApiError as exc:
@@ -66,8 +71,9 @@ async def whep_endpoint(request: HttpRequest, token: str) -> HttpResponse:
     if len(body) > MAX_OFFER_BYTES or not body.startswith(b"v=0"):
         return _error(ApiError("The body must be an SDP offer", code="INVALID_SDP", details={"parameter": "body"}))
     try:
-        answer, resource = await whep_answer(session_id=session.pk, offer_sdp=body.decode("utf-8", "replace"),
-                                             expires_at=expires_at)
+        answer, resource = await whep_answer(
+            session_id=session.pk, offer_sdp=body.decode("utf-8", "replace"), expires_at=expires_at
+        )
     except WhepError as exc:
         return _error(ApiError(str(exc), code="INVALID_SDP", details={"parameter": "body"}))
     response = HttpResponse(answer, status=201, content_type="application/sdp")
@@ -85,8 +91,9 @@ async def whep_resource(request: HttpRequest, token: str, resource: str) -> Http
         return _error(ApiError("Only DELETE ends a WHEP session", code="METHOD_NOT_ALLOWED", status_code=405))
     grant = viewer_token_read(token) if token else None
     if grant is None:
-        return _error(ApiError("This viewer link is invalid or has expired", code="INVALID_VIEWER_TOKEN",
-                               status_code=403))
+        return _error(
+            ApiError("This viewer link is invalid or has expired", code="INVALID_VIEWER_TOKEN", status_code=403)
+        )
     if not await whep_close(session_id=grant.session_id, resource=resource):
         return _error(ApiError("No such WHEP session", code="WHEP_SESSION_NOT_FOUND", status_code=404))
     return _cors(HttpResponse(status=200))

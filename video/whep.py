@@ -88,8 +88,14 @@ class _H264:
         codec.framerate = fractions.Fraction(30, 1)
         codec.bit_rate = settings.ENIGMA_WEBRTC_BITRATE
         codec.profile = "Baseline"
-        codec.options = {"preset": "veryfast", "tune": "zerolatency", "level": "31", "threads": "1",
-                         "keyint": "600", "sc_threshold": "0"}
+        codec.options = {
+            "preset": "veryfast",
+            "tune": "zerolatency",
+            "level": "31",
+            "threads": "1",
+            "keyint": "600",
+            "sc_threshold": "0",
+        }
         self.codec = codec
 
     def encode(self, frame: av.VideoFrame, *, keyframe: bool) -> list[av.Packet]:
@@ -273,7 +279,8 @@ class SessionStream:
             wants_h264 = any(p.track.encoded for p in self.peers.values())
             try:
                 frame, packets = await loop.run_in_executor(
-                    None, self._encode, latest.jpeg, latest.url, latest.title, pts, keyframe, wants_h264)
+                    None, self._encode, latest.jpeg, latest.url, latest.title, pts, keyframe, wants_h264
+                )
             except FrameError:
                 continue
             if keyframe and wants_h264:
@@ -285,8 +292,9 @@ class SessionStream:
                 elif not peer.track.put_packets(packets):
                     self._force_keyframe = True
 
-    def _encode(self, jpeg: bytes | None, url: str, title: str, pts: int, keyframe: bool,
-                wants_h264: bool) -> tuple[av.VideoFrame, list[av.Packet]]:
+    def _encode(
+        self, jpeg: bytes | None, url: str, title: str, pts: int, keyframe: bool, wants_h264: bool
+    ) -> tuple[av.VideoFrame, list[av.Packet]]:
         frame = self._composer.frame(jpeg, url=url, title=title)
         frame.pts, frame.time_base = pts, VIDEO_CLOCK
         if not wants_h264:
@@ -331,8 +339,12 @@ def _prefer_h264(transceiver: Any) -> None:
     """H.264 (the contract's codec) first, VP8 when the offer has no H.264. aiortc applies the
     preferences while it reads the offer, so they are set before it."""
     order = {"video/H264": 0, "video/VP8": 1, "video/rtx": 2}
-    transceiver.setCodecPreferences(sorted((c for c in RTCRtpSender.getCapabilities("video").codecs
-                                            if c.mimeType in order), key=lambda c: order[c.mimeType]))
+    transceiver.setCodecPreferences(
+        sorted(
+            (c for c in RTCRtpSender.getCapabilities("video").codecs if c.mimeType in order),
+            key=lambda c: order[c.mimeType],
+        )
+    )
 
 
 async def whep_answer(*, session_id: str, offer_sdp: str, expires_at: float) -> tuple[str, str]:
@@ -355,14 +367,16 @@ async def whep_answer(*, session_id: str, offer_sdp: str, expires_at: float) -> 
         await pc.close()
         raise
     resource = secrets.token_urlsafe(18)
-    await get_async_redis().set(_RESOURCE_KEY.format(resource), json.dumps({"s": session_id}),
-                                ex=max(1, int(expires_at - time.time())))
+    await get_async_redis().set(
+        _RESOURCE_KEY.format(resource), json.dumps({"s": session_id}), ex=max(1, int(expires_at - time.time()))
+    )
     stream = _streams.get(session_id)
     if stream is None or stream._stopped:
         stream = _streams[session_id] = SessionStream(session_id, _forget)
         await stream.start()
-    await stream.add(Peer(resource=resource, session_id=session_id, pc=pc, track=track,
-                          expires_at=expires_at, codec=codec))
+    await stream.add(
+        Peer(resource=resource, session_id=session_id, pc=pc, track=track, expires_at=expires_at, codec=codec)
+    )
     return answer, resource
 
 

@@ -129,7 +129,11 @@ def webhook_attempt(*, delivery_id: str, final: bool) -> None:
     else:
         try:
             response = requests.post(
-                delivery.url, data=body, headers=headers, timeout=settings.ENIGMA_WEBHOOK_TIMEOUT_S, allow_redirects=False
+                delivery.url,
+                data=body,
+                headers=headers,
+                timeout=settings.ENIGMA_WEBHOOK_TIMEOUT_S,
+                allow_redirects=False,
             )
             status_code = response.status_code
         except requests.RequestException as exc:
@@ -154,5 +158,3 @@ def webhook_attempt(*, delivery_id: str, final: bool) -> None:
     )
     if not ok:
         raise WebhookAttemptFailed(error or f"HTTP {status_code}")
-
-

@@ -4,15 +4,18 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('accounts', '0002_invitation'),
+        ("accounts", "0002_invitation"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='team',
-            name='session_limit',
-            field=models.PositiveIntegerField(blank=True, help_text='Live sessions the team may have at once; empty: ENIGMA_TEAM_SESSION_LIMIT (default 5); 0 stops new sessions.', null=True),
+            model_name="team",
+            name="session_limit",
+            field=models.PositiveIntegerField(
+                blank=True,
+                help_text="Live sessions the team may have at once; empty: ENIGMA_TEAM_SESSION_LIMIT (default 5); 0 stops new sessions.",
+                null=True,
+            ),
         ),
     ]

@@ -6,51 +6,76 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('accounts', '0001_initial'),
+        ("accounts", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Price',
+            name="Price",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('effective_from', models.DateTimeField(unique=True)),
-                ('input_per_million_micros', models.BigIntegerField(default=600000)),
-                ('output_per_million_micros', models.BigIntegerField(default=2700000)),
-                ('compute_per_minute_micros', models.BigIntegerField(default=20000)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("effective_from", models.DateTimeField(unique=True)),
+                ("input_per_million_micros", models.BigIntegerField(default=600000)),
+                ("output_per_million_micros", models.BigIntegerField(default=2700000)),
+                ("compute_per_minute_micros", models.BigIntegerField(default=20000)),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
             ],
             options={
-                'ordering': ['-effective_from'],
+                "ordering": ["-effective_from"],
             },
         ),
         migrations.CreateModel(
-            name='LedgerEntry',
+            name="LedgerEntry",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('kind', models.CharField(choices=[('topup', 'Topup'), ('grant', 'Grant'), ('usage', 'Usage'), ('adjustment', 'Adjustment')], max_length=12)),
-                ('amount_micros', models.BigIntegerField()),
-                ('balance_after_micros', models.BigIntegerField()),
-                ('idempotency_key', models.CharField(max_length=200, unique=True)),
-                ('description', models.CharField(blank=True, max_length=300)),
-                ('session_id', models.CharField(blank=True, db_index=True, max_length=64)),
-                ('task_id', models.CharField(blank=True, max_length=64)),
-                ('input_tokens', models.BigIntegerField(default=0)),
-                ('output_tokens', models.BigIntegerField(default=0)),
-                ('compute_ms', models.BigIntegerField(default=0)),
-                ('created_at', models.DateTimeField(auto_now_add=True, db_index=True)),
-                ('api_key', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, to='accounts.apikey')),
-                ('created_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, to=settings.AUTH_USER_MODEL)),
-                ('team', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='ledger', to='accounts.team')),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                (
+                    "kind",
+                    models.CharField(
+                        choices=[
+                            ("topup", "Topup"),
+                            ("grant", "Grant"),
+                            ("usage", "Usage"),
+                            ("adjustment", "Adjustment"),
+                        ],
+                        max_length=12,
+                    ),
+                ),
+                ("amount_micros", models.BigIntegerField()),
+                ("balance_after_micros", models.BigIntegerField()),
+                ("idempotency_key", models.CharField(max_length=200, unique=True)),
+                ("description", models.CharField(blank=True, max_length=300)),
+                ("session_id", models.CharField(blank=True, db_index=True, max_length=64)),
+                ("task_id", models.CharField(blank=True, max_length=64)),
+                ("input_tokens", models.BigIntegerField(default=0)),
+                ("output_tokens", models.BigIntegerField(default=0)),
+                ("compute_ms", models.BigIntegerField(default=0)),
+                ("created_at", models.DateTimeField(auto_now_add=True, db_index=True)),
+                (
+                    "api_key",
+                    models.ForeignKey(
+                        blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, to="accounts.apikey"
+                    ),
+                ),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, to=settings.AUTH_USER_MODEL
+                    ),
+                ),
+                (
+                    "team",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT, related_name="ledger", to="accounts.team"
+                    ),
+                ),
             ],
             options={
-                'verbose_name_plural': 'ledger entries',
-                'ordering': ['-id'],
+                "verbose_name_plural": "ledger entries",
+                "ordering": ["-id"],
             },
         ),
     ]

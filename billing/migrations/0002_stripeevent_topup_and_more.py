@@ -6,82 +6,125 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('accounts', '0001_initial'),
-        ('billing', '0001_initial'),
+        ("accounts", "0001_initial"),
+        ("billing", "0001_initial"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='StripeEvent',
+            name="StripeEvent",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('stripe_id', models.CharField(max_length=255, unique=True)),
-                ('type', models.CharField(max_length=100)),
-                ('payload', models.JSONField()),
-                ('status', models.CharField(choices=[('received', 'Received'), ('processed', 'Processed'), ('ignored', 'Ignored'), ('failed', 'Failed')], db_index=True, default='received', max_length=10)),
-                ('error', models.TextField(blank=True)),
-                ('deliveries', models.PositiveIntegerField(default=1)),
-                ('received_at', models.DateTimeField(auto_now_add=True)),
-                ('processed_at', models.DateTimeField(blank=True, null=True)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("stripe_id", models.CharField(max_length=255, unique=True)),
+                ("type", models.CharField(max_length=100)),
+                ("payload", models.JSONField()),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("received", "Received"),
+                            ("processed", "Processed"),
+                            ("ignored", "Ignored"),
+                            ("failed", "Failed"),
+                        ],
+                        db_index=True,
+                        default="received",
+                        max_length=10,
+                    ),
+                ),
+                ("error", models.TextField(blank=True)),
+                ("deliveries", models.PositiveIntegerField(default=1)),
+                ("received_at", models.DateTimeField(auto_now_add=True)),
+                ("processed_at", models.DateTimeField(blank=True, null=True)),
             ],
             options={
-                'ordering': ['-id'],
+                "ordering": ["-id"],
             },
         ),
         migrations.CreateModel(
-            name='TopUp',
+            name="TopUp",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('amount_cents', models.PositiveBigIntegerField()),
-                ('currency', models.CharField(default='usd', max_length=3)),
-                ('payment_intent_id', models.CharField(blank=True, max_length=255, null=True, unique=True)),
-                ('status', models.CharField(choices=[('created', 'Created'), ('succeeded', 'Succeeded'), ('failed', 'Failed')], default='created', max_length=10)),
-                ('created_at', models.DateTimeField(auto_now_add=True)),
-                ('credited_at', models.DateTimeField(blank=True, null=True)),
+                ("id", models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name="ID")),
+                ("amount_cents", models.PositiveBigIntegerField()),
+                ("currency", models.CharField(default="usd", max_length=3)),
+                ("payment_intent_id", models.CharField(blank=True, max_length=255, null=True, unique=True)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[("created", "Created"), ("succeeded", "Succeeded"), ("failed", "Failed")],
+                        default="created",
+                        max_length=10,
+                    ),
+                ),
+                ("created_at", models.DateTimeField(auto_now_add=True)),
+                ("credited_at", models.DateTimeField(blank=True, null=True)),
             ],
             options={
-                'ordering': ['-id'],
+                "ordering": ["-id"],
             },
         ),
         migrations.AlterField(
-            model_name='price',
-            name='compute_per_minute_micros',
-            field=models.BigIntegerField(default=20000, help_text='Micro-dollars per minute of session wall time, billed per millisecond ($0.02/min = 20000).'),
+            model_name="price",
+            name="compute_per_minute_micros",
+            field=models.BigIntegerField(
+                default=20000,
+                help_text="Micro-dollars per minute of session wall time, billed per millisecond ($0.02/min = 20000).",
+            ),
         ),
         migrations.AlterField(
-            model_name='price',
-            name='input_per_million_micros',
-            field=models.BigIntegerField(default=600000, help_text='Micro-dollars per 1M input tokens ($0.60 = 600000).'),
+            model_name="price",
+            name="input_per_million_micros",
+            field=models.BigIntegerField(
+                default=600000, help_text="Micro-dollars per 1M input tokens ($0.60 = 600000)."
+            ),
         ),
         migrations.AlterField(
-            model_name='price',
-            name='output_per_million_micros',
-            field=models.BigIntegerField(default=2700000, help_text='Micro-dollars per 1M output tokens ($2.70 = 2700000).'),
+            model_name="price",
+            name="output_per_million_micros",
+            field=models.BigIntegerField(
+                default=2700000, help_text="Micro-dollars per 1M output tokens ($2.70 = 2700000)."
+            ),
         ),
         migrations.AddIndex(
-            model_name='ledgerentry',
-            index=models.Index(fields=['team', 'kind', 'created_at'], name='billing_led_team_id_9d8d69_idx'),
+            model_name="ledgerentry",
+            index=models.Index(fields=["team", "kind", "created_at"], name="billing_led_team_id_9d8d69_idx"),
         ),
         migrations.AddConstraint(
-            model_name='price',
-            constraint=models.CheckConstraint(condition=models.Q(('compute_per_minute_micros__gte', 0), ('input_per_million_micros__gte', 0), ('output_per_million_micros__gte', 0)), name='price_not_negative'),
+            model_name="price",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    ("compute_per_minute_micros__gte", 0),
+                    ("input_per_million_micros__gte", 0),
+                    ("output_per_million_micros__gte", 0),
+                ),
+                name="price_not_negative",
+            ),
         ),
         migrations.AddField(
-            model_name='topup',
-            name='ledger_entry',
-            field=models.OneToOneField(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='topup', to='billing.ledgerentry'),
+            model_name="topup",
+            name="ledger_entry",
+            field=models.OneToOneField(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.PROTECT,
+                related_name="topup",
+                to="billing.ledgerentry",
+            ),
         ),
         migrations.AddField(
-            model_name='topup',
-            name='team',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='topups', to='accounts.team'),
+            model_name="topup",
+            name="team",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.PROTECT, related_name="topups", to="accounts.team"
+            ),
         ),
         migrations.AddField(
-            model_name='topup',
-            name='user',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, to=settings.AUTH_USER_MODEL),
+            model_name="topup",
+            name="user",
+            field=models.ForeignKey(
+                blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, to=settings.AUTH_USER_MODEL
+            ),
         ),
     ]

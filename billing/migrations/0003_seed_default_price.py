@@ -12,15 +12,17 @@ DEFAULT_FROM = datetime(2020, 1, 1, tzinfo=timezone.utc)
 
 def seed(apps: Any, schema_editor: Any) -> None:
     Price = apps.get_model("billing", "Price")
-    Price.objects.get_or_create(effective_from=DEFAULT_FROM, defaults={
-        "input_per_million_micros": 600_000,
-        "output_per_million_micros": 2_700_000,
-        "compute_per_minute_micros": 20_000,
-    })
+    Price.objects.get_or_create(
+        effective_from=DEFAULT_FROM,
+        defaults={
+            "input_per_million_micros": 600_000,
+            "output_per_million_micros": 2_700_000,
+            "compute_per_minute_micros": 20_000,
+        },
+    )
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
         ("billing", "0002_stripeevent_topup_and_more"),
     ]

@@ -4,20 +4,28 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('billing', '0003_seed_default_price'),
+        ("billing", "0003_seed_default_price"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='topup',
-            name='flag_reason',
+            model_name="topup",
+            name="flag_reason",
             field=models.TextField(blank=True),
         ),
         migrations.AlterField(
-            model_name='topup',
-            name='status',
-            field=models.CharField(choices=[('created', 'Created'), ('succeeded', 'Succeeded'), ('failed', 'Failed'), ('flagged', 'Flagged')], default='created', max_length=10),
+            model_name="topup",
+            name="status",
+            field=models.CharField(
+                choices=[
+                    ("created", "Created"),
+                    ("succeeded", "Succeeded"),
+                    ("failed", "Failed"),
+                    ("flagged", "Flagged"),
+                ],
+                default="created",
+                max_length=10,
+            ),
         ),
     ]

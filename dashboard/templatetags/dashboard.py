@@ -14,11 +14,17 @@ from billing.money import MICROS_PER_USD, format_usd
 register = template.Library()
 
 STATE_LABELS = {
-    "pending": ("Starting", "info"), "active": ("Live", "live"), "orphaned": ("Reconnecting", "warn"),
-    "completed": ("Completed", "ok"), "terminated": ("Terminated", "muted"), "failed": ("Failed", "bad"),
+    "pending": ("Starting", "info"),
+    "active": ("Live", "live"),
+    "orphaned": ("Reconnecting", "warn"),
+    "completed": ("Completed", "ok"),
+    "terminated": ("Terminated", "muted"),
+    "failed": ("Failed", "bad"),
     # task states
-    "started": ("Queued", "muted"), "running": ("Running", "live"),
-    "guardrail_trigger": ("Needs input", "warn"), "task_completed": ("Completed", "ok"),
+    "started": ("Queued", "muted"),
+    "running": ("Running", "live"),
+    "guardrail_trigger": ("Needs input", "warn"),
+    "task_completed": ("Completed", "ok"),
     "stopped": ("Stopped", "muted"),
 }
 

@@ -4,15 +4,14 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('environments', '0003_trigger_triggerrun'),
+        ("environments", "0003_trigger_triggerrun"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='environment',
-            name='session_id',
+            model_name="environment",
+            name="session_id",
             field=models.CharField(blank=True, max_length=32),
         ),
     ]

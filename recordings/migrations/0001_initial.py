@@ -5,33 +5,58 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('accounts', '0003_team_session_limit'),
-        ('sessions_app', '0002_session_base_url_last_command'),
+        ("accounts", "0003_team_session_limit"),
+        ("sessions_app", "0002_session_base_url_last_command"),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Recording',
+            name="Recording",
             fields=[
-                ('session', models.OneToOneField(on_delete=django.db.models.deletion.CASCADE, primary_key=True, related_name='recording', serialize=False, to='sessions_app.browsersession')),
-                ('state', models.CharField(choices=[('recording', 'Recording'), ('encoding', 'Encoding'), ('ready', 'Ready'), ('failed', 'Failed')], default='recording', max_length=12)),
-                ('started_at', models.DateTimeField()),
-                ('ended_at', models.DateTimeField(blank=True, null=True)),
-                ('blob', models.CharField(blank=True, max_length=300)),
-                ('duration_ms', models.BigIntegerField(default=0)),
-                ('frames', models.PositiveIntegerField(default=0)),
-                ('size_bytes', models.BigIntegerField(default=0)),
-                ('encode_ms', models.PositiveIntegerField(default=0)),
-                ('error', models.TextField(blank=True)),
-                ('ready_at', models.DateTimeField(blank=True, db_index=True, null=True)),
-                ('team', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='recordings', to='accounts.team')),
+                (
+                    "session",
+                    models.OneToOneField(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        primary_key=True,
+                        related_name="recording",
+                        serialize=False,
+                        to="sessions_app.browsersession",
+                    ),
+                ),
+                (
+                    "state",
+                    models.CharField(
+                        choices=[
+                            ("recording", "Recording"),
+                            ("encoding", "Encoding"),
+                            ("ready", "Ready"),
+                            ("failed", "Failed"),
+                        ],
+                        default="recording",
+                        max_length=12,
+                    ),
+                ),
+                ("started_at", models.DateTimeField()),
+                ("ended_at", models.DateTimeField(blank=True, null=True)),
+                ("blob", models.CharField(blank=True, max_length=300)),
+                ("duration_ms", models.BigIntegerField(default=0)),
+                ("frames", models.PositiveIntegerField(default=0)),
+                ("size_bytes", models.BigIntegerField(default=0)),
+                ("encode_ms", models.PositiveIntegerField(default=0)),
+                ("error", models.TextField(blank=True)),
+                ("ready_at", models.DateTimeField(blank=True, db_index=True, null=True)),
+                (
+                    "team",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE, related_name="recordings", to="accounts.team"
+                    ),
+                ),
             ],
             options={
-                'indexes': [models.Index(fields=['state', 'ended_at'], name='recordings__state_aedcfe_idx')],
+                "indexes": [models.Index(fields=["state", "ended_at"], name="recordings__state_aedcfe_idx")],
             },
         ),
     ]

@@ -4,20 +4,19 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('sessions_app', '0001_initial'),
+        ("sessions_app", "0001_initial"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='browsersession',
-            name='base_url',
+            model_name="browsersession",
+            name="base_url",
             field=models.CharField(blank=True, max_length=300),
         ),
         migrations.AddField(
-            model_name='browsersession',
-            name='last_command_id',
+            model_name="browsersession",
+            name="last_command_id",
             field=models.CharField(blank=True, max_length=40),
         ),
     ]

@@ -4,20 +4,19 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('sessions_app', '0002_session_base_url_last_command'),
+        ("sessions_app", "0002_session_base_url_last_command"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='browsersession',
-            name='egress_bytes_received',
+            model_name="browsersession",
+            name="egress_bytes_received",
             field=models.BigIntegerField(default=0),
         ),
         migrations.AddField(
-            model_name='browsersession',
-            name='egress_bytes_sent',
+            model_name="browsersession",
+            name="egress_bytes_sent",
             field=models.BigIntegerField(default=0),
         ),
     ]

@@ -4,14 +4,13 @@ from django.db import migrations
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('sessions_app', '0003_session_egress_bytes'),
+        ("sessions_app", "0003_session_egress_bytes"),
     ]
 
     operations = [
         migrations.RemoveField(
-            model_name='task',
-            name='cost_micros',
+            model_name="task",
+            name="cost_micros",
         ),
     ]

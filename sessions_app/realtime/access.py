@@ -40,8 +40,10 @@ class ViewerMessageNotAllowed(ApiError):
 class ApiKeyRequired(ApiError):
     status_code = 403
     code = "API_KEY_REQUIRED"
-    default_message = ("A socket opened with the session id alone can only watch: "
-                       "connect with auth {sessionId, apiKey} to send messages")
+    default_message = (
+        "A socket opened with the session id alone can only watch: "
+        "connect with auth {sessionId, apiKey} to send messages"
+    )
 
 
 class InvalidViewerToken(ApiError):
@@ -116,15 +118,13 @@ def socket_session_authorize(auth: Any) -> SocketGrant:
             ended = session_ended_error(session)
             ended.message = without_session_id(ended.message, session.pk)
             raise ended
-        return SocketGrant(session=session, kind="viewer", control=control,
-                           last_event_id=_last_event_id(session.pk))
+        return SocketGrant(session=session, kind="viewer", control=control, last_event_id=_last_event_id(session.pk))
     if not isinstance(auth, dict) or not isinstance(auth.get("sessionId"), str) or not auth["sessionId"]:
         raise SessionNotFound("Missing sessionId in the handshake auth", code="MISSING_SESSION_ID")
     api_key = auth.get("apiKey")
     if api_key is None:
         session = _live_session(auth["sessionId"])
-        return SocketGrant(session=session, kind="session_id", control=False,
-                           last_event_id=_last_event_id(session.pk))
+        return SocketGrant(session=session, kind="session_id", control=False, last_event_id=_last_event_id(session.pk))
     if not isinstance(api_key, str):
         raise SessionNotFound("Invalid apiKey in the handshake auth", code="INVALID_API_KEY")
     session = _live_session(auth["sessionId"], authenticate_raw_key(api_key).team.pk)

@@ -87,7 +87,8 @@ class CdpGatewayConsumer(AsyncWebsocketConsumer):
         authorization = headers.get(b"authorization", b"").decode("latin-1")
         try:
             session, self.token_digest = await database_sync_to_async(cdp_authorize)(
-                self.scope["url_route"]["kwargs"]["token"], authorization)
+                self.scope["url_route"]["kwargs"]["token"], authorization
+            )
         except ApiError:
             await self.close(code=CLOSE_REFUSED)
             return

@@ -49,8 +49,17 @@ class ViewerConsumer(AsyncJsonWebsocketConsumer):
             return
         await self.channel_layer.group_add(group_name(self.session_id), self.channel_name)
         await self.channel_layer.group_add(frames_group(self.session_id), self.channel_name)
-        await self.send_json(self.shown({"type": "hello", "control": self.control, "state": session.state,
-                                          "url": session.current_url, "title": session.current_title}))
+        await self.send_json(
+            self.shown(
+                {
+                    "type": "hello",
+                    "control": self.control,
+                    "state": session.state,
+                    "url": session.current_url,
+                    "title": session.current_title,
+                }
+            )
+        )
         self.lease = ViewerLease(self.session_id)
         await self.lease.start()
 
@@ -64,13 +73,15 @@ class ViewerConsumer(AsyncJsonWebsocketConsumer):
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
         try:
             await database_sync_to_async(viewer_message_apply)(
-                session_id=self.session_id, control=self.control, raw=content)
+                session_id=self.session_id, control=self.control, raw=content
+            )
         except ApiError as exc:
             await self.send_json(self.shown(error_payload(exc)))
         except Exception:
             logger.exception("viewer message of session %s failed", self.session_id)
-            await self.send_json({"type": "error", "error": "Internal server error",
-                                  "code": "INTERNAL_ERROR", "details": {}})
+            await self.send_json(
+                {"type": "error", "error": "Internal server error", "code": "INTERNAL_ERROR", "details": {}}
+            )
 
     def shown(self, payload: dict[str, Any]) -> dict[str, Any]:
         """What a viewer may see: never the session id (the page may be someone else's)."""
@@ -81,11 +92,11 @@ class ViewerConsumer(AsyncJsonWebsocketConsumer):
 
     async def session_event(self, message: dict[str, Any]) -> None:
         payload = message["payload"]
-        await self.send_json(self.shown({"type": "event", "name": message["name"], "data": payload,
-                                         "eventId": message["id"]}))
+        await self.send_json(
+            self.shown({"type": "event", "name": message["name"], "data": payload, "eventId": message["id"]})
+        )
         if message["name"] == "end_session":
             await self.send_json({"type": "end_session", "reason": payload.get("reason", "")})
             await self.close(code=CLOSE_SESSION_ENDED)
-        elif self.lease is not None and (payload.get("type") in RUNNER_STARTED
-                                         or message["name"] in RUNNER_STARTED):
+        elif self.lease is not None and (payload.get("type") in RUNNER_STARTED or message["name"] in RUNNER_STARTED):
             await self.lease.nudge()

@@ -174,7 +174,8 @@ class SocketClient:
         """Send the log after the cursor (events missed while not listening)."""
         while not (self.closed or self.ended):
             rows = await database_sync_to_async(events_after)(
-                session_id=self.session_id, after=self.cursor, limit=REPLAY_PAGE)
+                session_id=self.session_id, after=self.cursor, limit=REPLAY_PAGE
+            )
             for row in rows:
                 await self._emit(row["name"], row["data"], row["id"])
                 if self.closed or self.ended:
@@ -199,8 +200,7 @@ class SocketClient:
                 except TRANSIENT as exc:
                     failures += 1
                     catch_up = True
-                    logger.warning("event pump of socket %s: %s: %s; retrying", self.sid,
-                                   type(exc).__name__, exc)
+                    logger.warning("event pump of socket %s: %s: %s; retrying", self.sid, type(exc).__name__, exc)
                     await asyncio.sleep(_backoff(failures))
                     continue
                 failures = 0
@@ -239,7 +239,8 @@ async def connect(sid: str, environ: dict[str, Any], auth: Any) -> None:
         grant = await database_sync_to_async(socket_session_authorize)(auth)
     except ApiError as exc:
         raise socketio.exceptions.ConnectionRefusedError(
-            exc.message, {"code": exc.code, "details": exc.details}) from None
+            exc.message, {"code": exc.code, "details": exc.details}
+        ) from None
     client = SocketClient(sid, grant, _last_event_id(auth))
     _clients[sid] = client
     try:
@@ -251,7 +252,8 @@ async def connect(sid: str, environ: dict[str, Any], auth: Any) -> None:
         _clients.pop(sid, None)
         await client.close()
         raise socketio.exceptions.ConnectionRefusedError(
-            "Service temporarily unavailable, try again", {"code": "SERVICE_UNAVAILABLE", "details": {}}) from None
+            "Service temporarily unavailable, try again", {"code": "SERVICE_UNAVAILABLE", "details": {}}
+        ) from None
 
 
 @sio.event
@@ -308,14 +310,20 @@ _engine_app = socketio.ASGIApp(sio, socketio_path="socket.io")
 
 async def _refuse_polling(send: Any) -> None:
     body = {
-        "success": False, "code": "TRANSPORT_NOT_SUPPORTED",
+        "success": False,
+        "code": "TRANSPORT_NOT_SUPPORTED",
         "message": "Only the websocket transport is supported: connect with transports: ['websocket']",
         "error": "Only the websocket transport is supported: connect with transports: ['websocket']",
         "details": {"transports": ["websocket"]},
     }
     raw = json.dumps(body).encode()
-    await send({"type": "http.response.start", "status": 400,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(raw)).encode())]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 400,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(raw)).encode())],
+        }
+    )
     await send({"type": "http.response.body", "body": raw})
 
 

@@ -44,8 +44,7 @@ async def viewer_count(session_id: str) -> int:
 
 
 async def _screencast_nudge(session_id: str, on: bool) -> None:
-    await sync_to_async(command_push, thread_sensitive=False)(
-        session=session_id, kind="screencast", data={"on": on})
+    await sync_to_async(command_push, thread_sensitive=False)(session=session_id, kind="screencast", data={"on": on})
 
 
 class ViewerLease:

@@ -32,13 +32,20 @@ def viewer_page(request: HttpRequest, token: str) -> HttpResponse:
         session, control = viewer_grant_read(token)
     except ApiError as exc:
         return render(request, "viewer.html", {"error": exc.message}, status=403)
-    return render(request, "viewer.html", {
-        "token": token, "control": control,
-        "url": without_session_id(session.current_url, session.pk),
-        "title": without_session_id(session.current_title, session.pk),
-        "width": VIEW_WIDTH, "height": VIEW_HEIGHT, "chrome": CHROME_HEIGHT,
-        "page_height": VIEW_HEIGHT - CHROME_HEIGHT,
-    })
+    return render(
+        request,
+        "viewer.html",
+        {
+            "token": token,
+            "control": control,
+            "url": without_session_id(session.current_url, session.pk),
+            "title": without_session_id(session.current_title, session.pk),
+            "width": VIEW_WIDTH,
+            "height": VIEW_HEIGHT,
+            "chrome": CHROME_HEIGHT,
+            "page_height": VIEW_HEIGHT - CHROME_HEIGHT,
+        },
+    )
 
 
 class ViewerLinkApi(ApiView):
@@ -53,12 +60,16 @@ class ViewerLinkApi(ApiView):
             raise InvalidParameter("control", "Invalid parameter 'control': must be true or false")
         ttl = body.get("ttlSeconds", VIEWER_TOKEN_MAX_AGE_S)
         if isinstance(ttl, bool) or not isinstance(ttl, int) or not 60 <= ttl <= VIEWER_TOKEN_MAX_AGE_S:
-            raise InvalidParameter("ttlSeconds", f"Invalid parameter 'ttlSeconds': an integer from 60 to "
-                                                 f"{VIEWER_TOKEN_MAX_AGE_S}")
+            raise InvalidParameter(
+                "ttlSeconds", f"Invalid parameter 'ttlSeconds': an integer from 60 to {VIEWER_TOKEN_MAX_AGE_S}"
+            )
         token = viewer_token_create(session_id=session.pk, control=control, ttl_s=ttl)
         expires = timezone.now() + timedelta(seconds=ttl)
-        return ok(webViewURL=f"{public_base_url(request)}/view/{token}", control=control,
-                  expiresAt=expires.isoformat().replace("+00:00", "Z"))
+        return ok(
+            webViewURL=f"{public_base_url(request)}/view/{token}",
+            control=control,
+            expiresAt=expires.isoformat().replace("+00:00", "Z"),
+        )
 
 
 viewer_link = ViewerLinkApi.as_view()

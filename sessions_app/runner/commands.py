@@ -45,7 +45,8 @@ class CommandApplier:
         assert runner.session is not None
         self.last_id = runner.session.last_command_id or "0-0"
         entries: list[tuple[str, dict[str, str]]] = await get_async_redis().xrange(  # type: ignore[assignment]
-            stream_key(runner.session_id), "-", "+")  # the client decodes responses
+            stream_key(runner.session_id), "-", "+"
+        )  # the client decodes responses
         for entry_id, fields in entries:
             if fields.get("kind") == "newTask":
                 self._task_command(entry_id, json.loads(fields["data"]))
@@ -80,7 +81,8 @@ class CommandApplier:
             if kind in CONTROL_COMMANDS and not runner.done.is_set():
                 # A runner that takes the session over goes on after this one.
                 await db(BrowserSession.objects.filter(pk=runner.session_id, generation=runner.generation).update)(
-                    last_command_id=entry_id)
+                    last_command_id=entry_id
+                )
 
     async def _apply(self, entry_id: str, kind: str, data: dict[str, Any]) -> None:
         runner = self.runner
@@ -114,8 +116,14 @@ class CommandApplier:
         elif new_state == "stop":
             runner.stop_agent()
             await runner.set_flags(paused=False)
-            await runner.emit("message", {"type": "stopped", "sessionId": runner.session_id,
-                                          "taskId": runner.current_task.pk if runner.current_task else None})
+            await runner.emit(
+                "message",
+                {
+                    "type": "stopped",
+                    "sessionId": runner.session_id,
+                    "taskId": runner.current_task.pk if runner.current_task else None,
+                },
+            )
 
     async def _apply_interaction(self, action: dict[str, Any]) -> None:
         runner = self.runner

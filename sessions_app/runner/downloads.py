@@ -55,24 +55,31 @@ class DownloadKeeper:
         try:
             await download.save_as(str(temp))
             stored = await db(environment_services.file_store_download)(
-                team_id=session.team_id, session_id=runner.session_id, task_id=task.pk if task else "",
-                environment_id=runner.config.environment_id, source_url=runner.vault.scrub(download.url),
-                filename=runner.vault.scrub(download.suggested_filename), temp_path=str(temp))
+                team_id=session.team_id,
+                session_id=runner.session_id,
+                task_id=task.pk if task else "",
+                environment_id=runner.config.environment_id,
+                source_url=runner.vault.scrub(download.url),
+                filename=runner.vault.scrub(download.suggested_filename),
+                temp_path=str(temp),
+            )
         except (PlaywrightError, ApiError, OSError, DatabaseError):  # refused (size, count, quota) or lost
             logger.warning("could not keep a download of session %s", runner.session_id, exc_info=True)
             return
         if task is None:
             return
-        self._files.setdefault(task.pk, []).append({
-            "source": download.url,
-            # Absolute, from where the client reached us (relative only for a trigger's session
-            # without ENIGMA_PUBLIC_URL).
-            "downloadUrl": f"{settings.ENIGMA_PUBLIC_URL or session.base_url}/files/{stored.pk}/download",
-            "filename": stored.original_name,
-            "timestamp": int(started * 1000),
-            "fileId": stored.pk,
-            "size": stored.size,
-        })
+        self._files.setdefault(task.pk, []).append(
+            {
+                "source": download.url,
+                # Absolute, from where the client reached us (relative only for a trigger's session
+                # without ENIGMA_PUBLIC_URL).
+                "downloadUrl": f"{settings.ENIGMA_PUBLIC_URL or session.base_url}/files/{stored.pk}/download",
+                "filename": stored.original_name,
+                "timestamp": int(started * 1000),
+                "fileId": stored.pk,
+                "size": stored.size,
+            }
+        )
 
     async def collect(self, task: Task) -> list[dict[str, Any]]:
         """The files the browser downloaded during `task`, once their saves have finished."""

@@ -39,8 +39,10 @@ class PolicyGate:
         runner = self.runner
         assert runner.browser is not None
         self.rules = await db(policy_selectors.policy_rules)(policy_id=self.policy_id)
-        if self.rules and (self.rules.get("defaultAction") == "block" or any(
-                r.get("category") == "navigation" for r in self.rules.get("actionRules", []))):
+        if self.rules and (
+            self.rules.get("defaultAction") == "block"
+            or any(r.get("category") == "navigation" for r in self.rules.get("actionRules", []))
+        ):
             await runner.browser.context.route("**/*", self.route)
         runner.runtime.bind_policy_rules(runner)
 
@@ -58,17 +60,27 @@ class PolicyGate:
             return ""
         return str(await db(policy_selectors.policy_role)(policy_id=self.policy_id))
 
-    async def audit(self, *, source: str, name: str, target: str, url: str, decision: policy_engine.Decision,
-                    response: str = "") -> None:
+    async def audit(
+        self, *, source: str, name: str, target: str, url: str, decision: policy_engine.Decision, response: str = ""
+    ) -> None:
         runner = self.runner
         assert runner.session is not None
         vault = runner.vault
         task_id = runner.current_task.pk if runner.current_task else ""
         await db(policy_services.policy_audit_record)(
-            team_id=runner.session.team_id, session_id=runner.session_id, task_id=task_id,
-            policy_id=self.policy_id or "", source=source, action=name,
-            category=",".join(policy_engine.categories_for(name, {})) or "", target=vault.scrub(target),
-            url=vault.scrub(url), rule=decision.rule, decision=decision.action, response=vault.scrub(response))
+            team_id=runner.session.team_id,
+            session_id=runner.session_id,
+            task_id=task_id,
+            policy_id=self.policy_id or "",
+            source=source,
+            action=name,
+            category=",".join(policy_engine.categories_for(name, {})) or "",
+            target=vault.scrub(target),
+            url=vault.scrub(url),
+            rule=decision.rule,
+            decision=decision.action,
+            response=vault.scrub(response),
+        )
 
     def agent_gate(self, task: Task) -> Gate | None:
         """Checks every agent action: block refuses it, guardrail pauses the task for a human."""
@@ -84,21 +96,36 @@ class PolicyGate:
             if name == "type_text" and args.get("text"):
                 target = f"{target} {args['text']}"
             decision = policy_engine.evaluate_action(
-                self.rules, name=name, args=args, url=action["url"],
-                target=policy_engine.action_target(name, args, action.get("element")), target_url=target_url,
-                page_text=action["pageText"])
+                self.rules,
+                name=name,
+                args=args,
+                url=action["url"],
+                target=policy_engine.action_target(name, args, action.get("element")),
+                target_url=target_url,
+                page_text=action["pageText"],
+            )
             answer = ""
             if decision.action == "guardrail":
                 answer = await runner.raise_guardrail(
-                    task, f"The automation policy asks for approval before {name} {action['target']} "
-                    f"({decision.rule}). Reply yes to proceed, or say what to do instead.")
+                    task,
+                    f"The automation policy asks for approval before {name} {action['target']} "
+                    f"({decision.rule}). Reply yes to proceed, or say what to do instead.",
+                )
                 if target_url and policy_engine.APPROVAL_RE.match(answer):
                     runner.runtime.approve_host(runner.policy, target_url)
-            await self.audit(source="agent", name=name, target=target, url=target_url or action["url"],
-                             decision=decision, response=answer)
+            await self.audit(
+                source="agent",
+                name=name,
+                target=target,
+                url=target_url or action["url"],
+                decision=decision,
+                response=answer,
+            )
             if decision.action == "block":
-                return (f"Blocked by the automation policy ({decision.rule}). Do not retry this action; "
-                        "find another way or report that it is not allowed.")
+                return (
+                    f"Blocked by the automation policy ({decision.rule}). Do not retry this action; "
+                    "find another way or report that it is not allowed."
+                )
             if decision.action == "guardrail" and not policy_engine.APPROVAL_RE.match(answer):
                 return f"The human did not approve this action ({decision.rule}). They said: {answer}"
             return None
@@ -111,11 +138,11 @@ class PolicyGate:
         rules = self.rules
         try:
             if rules is not None and request.resource_type == "document" and request.is_navigation_request():
-                decision = policy_engine.evaluate(rules, category="navigation", url=request.url,
-                                                  target_url=request.url)
+                decision = policy_engine.evaluate(rules, category="navigation", url=request.url, target_url=request.url)
                 if decision.action == "block":
-                    await self.audit(source="network", name="navigate", target=request.url, url=request.url,
-                                     decision=decision)
+                    await self.audit(
+                        source="network", name="navigate", target=request.url, url=request.url, decision=decision
+                    )
                     await route.abort("blockedbyclient")
                     return
             await route.fallback()
@@ -131,10 +158,13 @@ class PolicyGate:
         match_text = target = ""
         if kind in ("CLICK", "DOUBLE_CLICK"):
             try:
-                target = str(await runner.browser.page.evaluate(
-                    "([x, y]) => { const el = document.elementFromPoint(x, y); return el ? "
-                    "(el.innerText || el.value || el.getAttribute('aria-label') || el.tagName).slice(0, 200) : ''; }",
-                    [action["x"], action["y"] - CHROME_HEIGHT]))
+                target = str(
+                    await runner.browser.page.evaluate(
+                        "([x, y]) => { const el = document.elementFromPoint(x, y); return el ? "
+                        "(el.innerText || el.value || el.getAttribute('aria-label') || el.tagName).slice(0, 200) : ''; }",
+                        [action["x"], action["y"] - CHROME_HEIGHT],
+                    )
+                )
             except PlaywrightError:
                 target = ""
             match_text = target
@@ -147,6 +177,13 @@ class PolicyGate:
         await self.audit(source="human", name=kind, target=target, url=url, decision=decision)
         if decision.action == "allow":
             return True
-        await runner.emit("message", {"type": "error", "code": "POLICY_BLOCKED", "source": "human",
-                                      "error": f"The automation policy does not allow this action ({decision.rule})"})
+        await runner.emit(
+            "message",
+            {
+                "type": "error",
+                "code": "POLICY_BLOCKED",
+                "source": "human",
+                "error": f"The automation policy does not allow this action ({decision.rule})",
+            },
+        )
         return False

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Protocol
@@ -26,6 +27,8 @@ from ..realtime.viewers import viewer_count
 
 if TYPE_CHECKING:
     from .session import SessionRunner
+
+logger = logging.getLogger(__name__)
 
 SCREENCAST_CHECK_S = 2.0
 
@@ -95,10 +98,16 @@ class ScreencastFeed:
             if self._watch is not None:
                 await self._stop()
             return
-        options = self.recorder.screencast if not watched and self.recorder is not None else {
-            "quality": settings.ENIGMA_SCREENCAST_QUALITY,
-            "every_nth_frame": settings.ENIGMA_SCREENCAST_EVERY_NTH_FRAME}
+        options = (
+            self.recorder.screencast
+            if not watched and self.recorder is not None
+            else {
+                "quality": settings.ENIGMA_SCREENCAST_QUALITY,
+                "every_nth_frame": settings.ENIGMA_SCREENCAST_EVERY_NTH_FRAME,
+            }
+        )
         await browser.start_screencast(self._on_frame, **options)
+        logger.info("screencast of session %s: %s", self.runner.session_id, "live" if watched else "recording")
         self._live = watched
         if self._watch is None:
             self._watch = asyncio.create_task(self._watch_viewers())
@@ -109,6 +118,7 @@ class ScreencastFeed:
             watch.cancel()
         if self.runner.browser is not None:
             await self.runner.browser.stop_screencast()
+        logger.info("screencast of session %s: off", self.runner.session_id)
 
     async def _watch_viewers(self) -> None:
         """While frames flow: keep the title fresh, and stop once no lease is left (a web
@@ -142,8 +152,15 @@ class ScreencastFeed:
             self.recorder.frame(jpeg, url, self._title)
         if not self._live:
             return
-        await get_channel_layer().group_send(frames_group(runner.session_id), {
-            "type": "session.frame", "sessionId": runner.session_id,
-            "data": base64.b64encode(jpeg).decode(), "url": url, "title": self._title,
-            "timestamp": metadata.get("timestamp"), "sentAt": time.time(),
-        })
+        await get_channel_layer().group_send(
+            frames_group(runner.session_id),
+            {
+                "type": "session.frame",
+                "sessionId": runner.session_id,
+                "data": base64.b64encode(jpeg).decode(),
+                "url": url,
+                "title": self._title,
+                "timestamp": metadata.get("timestamp"),
+                "sentAt": time.time(),
+            },
+        )

@@ -109,8 +109,9 @@ class SessionRunner:
         loops: list[asyncio.Task[Any]] = []
         try:
             await self._open()
-            loops = [asyncio.create_task(coro) for coro in (
-                self.commands.loop(), self._task_loop(), self._timer_loop())]
+            loops = [
+                asyncio.create_task(coro) for coro in (self.commands.loop(), self._task_loop(), self._timer_loop())
+            ]
             self.reading = True
             await self.runtime.commands_watch(self)
             await self._supervise_loops(loops)
@@ -139,13 +140,16 @@ class SessionRunner:
         steps.mark("load")
         takeover = session.started_at is not None
         self.paused, self.human_control = session.paused, session.human_control
-        self.policy = NetworkPolicy(avoid_domains=list(self.config.avoid_domains),
-                                    allowed_private_hosts=settings.ENIGMA_ALLOWED_PRIVATE_HOSTS,
-                                    on_blocked=self._on_blocked)
+        self.policy = NetworkPolicy(
+            avoid_domains=list(self.config.avoid_domains),
+            allowed_private_hosts=settings.ENIGMA_ALLOWED_PRIVATE_HOSTS,
+            on_blocked=self._on_blocked,
+        )
         storage_state = session.storage_state if takeover else None
         if storage_state is None and self.config.environment_id:
             storage_state = await db(environment_selectors.environment_storage_state)(
-                environment_id=self.config.environment_id)
+                environment_id=self.config.environment_id
+            )
         proxy = None
         if self.config.proxy:
             proxy = await environment_proxies.aproxy_load(self.session_id)
@@ -162,8 +166,9 @@ class SessionRunner:
         steps.mark("context")
         await self.commands.load()
         steps.mark("commands")
-        url = session.current_url if takeover else (
-            "" if self.config.initial_prompt else self.config.starting_url or "")
+        url = (
+            session.current_url if takeover else ("" if self.config.initial_prompt else self.config.starting_url or "")
+        )
         page: dict[str, str] = {}
         if url:
             try:
@@ -173,10 +178,18 @@ class SessionRunner:
             # Written with the activation, so the session is active with its currentUrl at
             # once (the storage checkpoint follows the navigation, off this path).
             current_url, title = await self.browser.url_and_title()
-            page = {"current_url": self.vault.scrub(current_url)[:4000], "current_title": self.vault.scrub(title)[:1000]}
+            page = {
+                "current_url": self.vault.scrub(current_url)[:4000],
+                "current_title": self.vault.scrub(title)[:1000],
+            }
             steps.mark("navigation")
-        if not await db(lifecycle.session_activate)(session_id=self.session_id, generation=self.generation,
-                                                     started_at=session.started_at, takeover=takeover, page=page):
+        if not await db(lifecycle.session_activate)(
+            session_id=self.session_id,
+            generation=self.generation,
+            started_at=session.started_at,
+            takeover=takeover,
+            page=page,
+        ):
             raise _SessionGone()
         steps.mark("activate")
         steps.log(session, takeover=takeover)
@@ -195,8 +208,9 @@ class SessionRunner:
                 await self.browser.close()
             except PlaywrightError:
                 logger.info("the browser of session %s was gone already", self.session_id)
-        ended = await db(lambda: not BrowserSession.objects.filter(
-            pk=self.session_id, state__in=BrowserSession.LIVE_STATES).exists())()
+        ended = await db(
+            lambda: not BrowserSession.objects.filter(pk=self.session_id, state__in=BrowserSession.LIVE_STATES).exists()
+        )()
         await self.screencast.close_recording(ended=ended)
         if ended:
             await get_async_redis().delete(stream_key(self.session_id))
@@ -232,9 +246,11 @@ class SessionRunner:
             except (TimeoutError, DatabaseError):
                 logger.warning("no final checkpoint of session %s", self.session_id, exc_info=True)
         await db(BrowserSession.objects.filter(pk=self.session_id, generation=self.generation).update)(
-            **self._egress_fields())
-        await db(lifecycle.session_end)(session_id=self.session_id, state=state, reason=reason,
-                                        generation=self.generation)
+            **self._egress_fields()
+        )
+        await db(lifecycle.session_end)(
+            session_id=self.session_id, state=state, reason=reason, generation=self.generation
+        )
         self.done.set()
 
     def fenced(self) -> None:
@@ -250,8 +266,13 @@ class SessionRunner:
         task = self.current_task
         if task is not None and self.agent_task and not self.agent_task.done():
             self.stop_agent()
-            await db(lifecycle.task_fail)(session_id=self.session_id, task_id=task.pk, code="INSUFFICIENT_BALANCE",
-                                          error="The team balance ran out while the task was running", announce=False)
+            await db(lifecycle.task_fail)(
+                session_id=self.session_id,
+                task_id=task.pk,
+                code="INSUFFICIENT_BALANCE",
+                error="The team balance ran out while the task was running",
+                announce=False,
+            )
         await self.end(BrowserSession.State.TERMINATED, "balance_exhausted")
 
     # ----- tasks -----------------------------------------------------------------------------
@@ -263,8 +284,9 @@ class SessionRunner:
             if self.handing_off:  # checked on the loop right before a task is taken: none starts here
                 await self.runtime.session_hand_off(self)
                 return
-            task = await db(lambda: Task.objects.filter(
-                session_id=self.session_id, state=Task.State.QUEUED).order_by("seq").first())()
+            task = await db(
+                lambda: Task.objects.filter(session_id=self.session_id, state=Task.State.QUEUED).order_by("seq").first()
+            )()
             if task is None:
                 # A newTask command sets `wake`; the timeout is only a safety net.
                 self.wake.clear()
@@ -306,8 +328,9 @@ class SessionRunner:
         self.guardrail_future = asyncio.get_running_loop().create_future()
         self.waiting_human = True
         try:
-            await db(lifecycle.task_guardrail_raise)(session_id=self.session_id, task_id=task.pk,
-                                                     question=self.vault.scrub(question))
+            await db(lifecycle.task_guardrail_raise)(
+                session_id=self.session_id, task_id=task.pk, question=self.vault.scrub(question)
+            )
             answer = await self.guardrail_future
         finally:
             self.waiting_human = False
@@ -346,8 +369,7 @@ class SessionRunner:
         self.vault = SecretVault(self._secret_entries)
 
     async def emit(self, name: str, payload: dict[str, Any], *, task_id: str = "") -> None:
-        await aevent_emit(session_id=self.session_id, name=name, payload=self.vault.scrub_obj(payload),
-                          task_id=task_id)
+        await aevent_emit(session_id=self.session_id, name=name, payload=self.vault.scrub_obj(payload), task_id=task_id)
 
     def _on_blocked(self, url: str, reason: str) -> None:
         host = (url.split("/")[2] if "://" in url else url)[:200]
@@ -360,8 +382,9 @@ class SessionRunner:
         else:
             url = url if len(url) <= 200 else url[:197] + "..."
             data = {"message": f"Blocked request to {host}: {reason}", "blocked": {"url": url, "reason": reason}}
-        asyncio.get_running_loop().create_task(self.emit(
-            "message", {"type": "response_update", "data": data, "taskId": task_id}, task_id=task_id))
+        asyncio.get_running_loop().create_task(
+            self.emit("message", {"type": "response_update", "data": data, "taskId": task_id}, task_id=task_id)
+        )
 
     # ----- the browser's state ---------------------------------------------------------------
 
@@ -386,14 +409,21 @@ class SessionRunner:
             return
         url, title = await self.browser.url_and_title()
         # Page text is cleaned and scrubbed like everything else we store (spec README §9).
-        await db(BrowserSession.objects.filter(
-            pk=self.session_id, generation=self.generation, state__in=BrowserSession.LIVE_STATES).update
-        )(storage_state=self.vault.scrub_storage_state(clean_obj(state)), current_url=self.vault.scrub(url)[:4000],
-          current_title=self.vault.scrub(title)[:1000], **self._egress_fields())
+        await db(
+            BrowserSession.objects.filter(
+                pk=self.session_id, generation=self.generation, state__in=BrowserSession.LIVE_STATES
+            ).update
+        )(
+            storage_state=self.vault.scrub_storage_state(clean_obj(state)),
+            current_url=self.vault.scrub(url)[:4000],
+            current_title=self.vault.scrub(title)[:1000],
+            **self._egress_fields(),
+        )
 
     def _egress_fields(self) -> dict[str, int]:
         """The session's egress byte counts: what earlier hosts counted plus this browser's."""
         sent, received = self.browser.egress_bytes if self.browser is not None else (0, 0)
-        return {"egress_bytes_sent": self._egress_base[0] + sent,
-                "egress_bytes_received": self._egress_base[1] + received}
-
+        return {
+            "egress_bytes_sent": self._egress_base[0] + sent,
+            "egress_bytes_received": self._egress_base[1] + received,
+        }

@@ -35,5 +35,10 @@ class StartSteps:
 
     def log(self, session: BrowserSession, *, takeover: bool) -> None:
         queue_ms = (self.picked_up_at - session.created_at.timestamp()) * 1000
-        start_logger.info("start steps of %s%s: queue=%.1fms %s", session.pk, " (takeover)" if takeover else "",
-                          queue_ms, " ".join(f"{step}={ms:.1f}ms" for step, ms in self.steps))
+        start_logger.info(
+            "start steps of %s%s: queue=%.1fms %s",
+            session.pk,
+            " (takeover)" if takeover else "",
+            queue_ms,
+            " ".join(f"{step}={ms:.1f}ms" for step, ms in self.steps),
+        )

@@ -41,11 +41,17 @@ class TaskCallbacks:
         if kind == "agent":
             body = {"type": "agent", "content": str(payload.get("content", "")), "taskId": self.task.pk}
         elif kind == "action":
-            body = {"type": "action", "data": {"name": payload.get("name"), "target": payload.get("target")},
-                    "taskId": self.task.pk}
+            body = {
+                "type": "action",
+                "data": {"name": payload.get("name"), "target": payload.get("target")},
+                "taskId": self.task.pk,
+            }
         else:
-            body = {"type": "response_update", "data": {"message": str(payload.get("message", ""))},
-                    "taskId": self.task.pk}
+            body = {
+                "type": "response_update",
+                "data": {"message": str(payload.get("message", ""))},
+                "taskId": self.task.pk,
+            }
         await self.runner.emit("message", body, task_id=self.task.pk)
 
     async def usage(self, input_tokens: int, output_tokens: int) -> None:
@@ -53,9 +59,11 @@ class TaskCallbacks:
         task.input_tokens += input_tokens
         task.output_tokens += output_tokens
         await db(Task.objects.filter(pk=task.pk).update)(
-            input_tokens=F("input_tokens") + input_tokens, output_tokens=F("output_tokens") + output_tokens)
+            input_tokens=F("input_tokens") + input_tokens, output_tokens=F("output_tokens") + output_tokens
+        )
         await db(BrowserSession.objects.filter(pk=self.runner.session_id).update)(
-            input_tokens=F("input_tokens") + input_tokens, output_tokens=F("output_tokens") + output_tokens)
+            input_tokens=F("input_tokens") + input_tokens, output_tokens=F("output_tokens") + output_tokens
+        )
 
     async def checkpoint(self) -> None:
         runner = self.runner
@@ -84,8 +92,9 @@ async def task_run(runner: SessionRunner, task: Task, config: TaskConfig) -> Non
         max_output_tokens=config.max_output_tokens,
         output_type=config.output_type,
         output_schema=config.output_schema,
-        secrets=tuple(SecretEntry(match=s["match"], fields=s["fields"])
-                      for s in runner.commands.secrets.pop(task.pk, [])),
+        secrets=tuple(
+            SecretEntry(match=s["match"], fields=s["fields"]) for s in runner.commands.secrets.pop(task.pk, [])
+        ),
         files=tuple(await db(environment_selectors.file_paths)(team=runner.session.team_id, file_ids=config.files)),
         role=await runner.gate.role(),
     )
@@ -93,20 +102,28 @@ async def task_run(runner: SessionRunner, task: Task, config: TaskConfig) -> Non
     try:
         result = await _supervise(runner, task, spec, config)
         extra = result.extra or {}
-        outcome = {"state": Task.State.COMPLETED, "result_message": result.message,
-                   "result_data": {k: extra[k] for k in ("files", "network") if extra.get(k)}}
+        outcome = {
+            "state": Task.State.COMPLETED,
+            "result_message": result.message,
+            "result_data": {k: extra[k] for k in ("files", "network") if extra.get(k)},
+        }
     except TaskStopped:
         outcome = {"state": Task.State.STOPPED, "error": "Task was stopped", "code": "TASK_STOPPED"}
     except TimeoutError:
-        outcome = {"state": Task.State.FAILED, "code": "TASK_TIMEOUT",
-                   "error": f"Task exceeded maximum duration of {config.max_duration_ms}ms"}
+        outcome = {
+            "state": Task.State.FAILED,
+            "code": "TASK_TIMEOUT",
+            "error": f"Task exceeded maximum duration of {config.max_duration_ms}ms",
+        }
     except AgentError as exc:
-        outcome = {"state": Task.State.FAILED, "code": exc.code, "error": exc.message,
-                   "error_details": exc.details}
+        outcome = {"state": Task.State.FAILED, "code": exc.code, "error": exc.message, "error_details": exc.details}
     except BlockedNavigation as exc:
-        outcome = {"state": Task.State.FAILED, "code": "NAVIGATION_BLOCKED",
-                   "error": f"Navigation to {exc.url} was blocked: {exc.reason}",
-                   "error_details": {"url": exc.url, "reason": exc.reason}}
+        outcome = {
+            "state": Task.State.FAILED,
+            "code": "NAVIGATION_BLOCKED",
+            "error": f"Navigation to {exc.url} was blocked: {exc.reason}",
+            "error_details": {"url": exc.url, "reason": exc.reason},
+        }
     except asyncio.CancelledError:
         if not runner.stop_requested:
             raise
@@ -114,9 +131,11 @@ async def task_run(runner: SessionRunner, task: Task, config: TaskConfig) -> Non
     except Exception as exc:  # the boundary of the agent's run (the page, the model provider, the agent)
         logger.exception("task %s crashed", task.pk)
         code = "PAGE_CRASH" if "crash" in str(exc).lower() or "closed" in str(exc).lower() else "INTERNAL_ERROR"
-        outcome = {"state": Task.State.FAILED, "code": code,
-                   "error": "Browser page crashed during execution" if code == "PAGE_CRASH"
-                   else lifecycle.INTERNAL_ERROR}
+        outcome = {
+            "state": Task.State.FAILED,
+            "code": code,
+            "error": "Browser page crashed during execution" if code == "PAGE_CRASH" else lifecycle.INTERNAL_ERROR,
+        }
     finally:
         runner.current_task = None
         runner.agent_task = None
@@ -134,9 +153,15 @@ async def _supervise(runner: SessionRunner, task: Task, spec: TaskSpec, config: 
     assert runner.browser is not None
     if config.starting_url:
         await runner.browser.goto(config.starting_url)
-    agent = runner.agent_task = asyncio.create_task(run_agent(
-        runner.browser.page, spec, TaskCallbacks(runner, task), provider=runner.runtime.provider,
-        gate=runner.gate.agent_gate(task)))
+    agent = runner.agent_task = asyncio.create_task(
+        run_agent(
+            runner.browser.page,
+            spec,
+            TaskCallbacks(runner, task),
+            provider=runner.runtime.provider,
+            gate=runner.gate.agent_gate(task),
+        )
+    )
     budget = config.max_duration_ms / 1000
     used = 0.0
     while True:

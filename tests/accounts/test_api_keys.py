@@ -146,8 +146,10 @@ def test_unknown_route_method_and_bad_json_use_the_envelope(owner: User) -> None
 def test_rate_limit_headers_and_429_shared_by_all_team_keys(owner: User) -> None:
     team = personal_team(owner)
     keys = [api_key_create(team=team, user=owner).raw for _ in range(2)]
-    responses = [APIClient().post("/start/start-session", {"bogus": 1}, format="json",
-                                  HTTP_AUTHORIZATION=f"Bearer {key}") for key in (keys[0], keys[1], keys[0])]
+    responses = [
+        APIClient().post("/start/start-session", {"bogus": 1}, format="json", HTTP_AUTHORIZATION=f"Bearer {key}")
+        for key in (keys[0], keys[1], keys[0])
+    ]
     assert [r.status_code for r in responses] == [400, 400, 429]
     assert responses[0]["X-RateLimit-Limit"] == "2"
     assert responses[0]["X-RateLimit-Remaining"] == "1"

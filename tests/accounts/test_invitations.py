@@ -19,9 +19,12 @@ def _user(prefix: str) -> Any:
 
 def _invite(client: requests.Session, server: str, email: str, role: str) -> str:
     token = csrf_of(client, server, "/app/team/")
-    response = client.post(f"{server}/app/team/invite/", timeout=10,
-                           data={"email": email, "role": role, "csrfmiddlewaretoken": token},
-                           headers={"Accept": "application/json"})
+    response = client.post(
+        f"{server}/app/team/invite/",
+        timeout=10,
+        data={"email": email, "role": role, "csrfmiddlewaretoken": token},
+        headers={"Accept": "application/json"},
+    )
     assert response.status_code == 200, response.text
     return str(response.json()["link"])
 
@@ -37,8 +40,12 @@ def _accept(client: requests.Session, link: str) -> requests.Response:
 
 def _remove(client: requests.Session, server: str, membership_id: int) -> None:
     token = csrf_of(client, server, "/app/team/")
-    response = client.post(f"{server}/app/team/members/{membership_id}/remove/", timeout=10,
-                           data={"csrfmiddlewaretoken": token}, headers={"Accept": "application/json"})
+    response = client.post(
+        f"{server}/app/team/members/{membership_id}/remove/",
+        timeout=10,
+        data={"csrfmiddlewaretoken": token},
+        headers={"Accept": "application/json"},
+    )
     assert response.status_code == 200, response.text
 
 

@@ -261,8 +261,14 @@ async def test_policy_role_reaches_the_system_prompt(
 async def test_agent_settings_reach_the_model(
     page: Page, site: str, fake_anthropic: FakeAnthropic, callbacks: RecordingCallbacks
 ) -> None:
-    settings = AgentSettings(provider="auto", anthropic_api_key="sk-ant-test", anthropic_base_url=fake_anthropic.base_url,
-                             anthropic_model="claude-test-model", anthropic_max_retries=1, screenshots=True)
+    settings = AgentSettings(
+        provider="auto",
+        anthropic_api_key="sk-ant-test",
+        anthropic_base_url=fake_anthropic.base_url,
+        anthropic_model="claude-test-model",
+        anthropic_max_retries=1,
+        screenshots=True,
+    )
     fake_anthropic.add(OVERLOADED, tool_use("done", {"result": "ok"}))
     await page.goto(f"{site}/index.html")
 

@@ -40,7 +40,12 @@ async def test_encoded_secret_values_never_reach_the_model_or_the_result(
 
     assert "You wrote: {{secret:password}}" in result.message
     assert "message={{secret:password}}" in result.message
-    sent = (b"".join(fake_anthropic.raw_requests).decode() + json.dumps(callbacks.events) + result.message)
-    for form in (SECRET, SECRET.upper(), quote(SECRET, safe=""), quote_plus(SECRET, safe=""),
-                 quote_plus(SECRET, safe="").lower()):
+    sent = b"".join(fake_anthropic.raw_requests).decode() + json.dumps(callbacks.events) + result.message
+    for form in (
+        SECRET,
+        SECRET.upper(),
+        quote(SECRET, safe=""),
+        quote_plus(SECRET, safe=""),
+        quote_plus(SECRET, safe="").lower(),
+    ):
         assert form not in sent, form

@@ -18,8 +18,14 @@ def reconcile() -> Callable[[], subprocess.CompletedProcess[str]]:
     """Run `manage.py billing_reconcile` as a process against the test database."""
 
     def run() -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "manage.py", "billing_reconcile"], cwd=ROOT,
-                              env=_child_env(), capture_output=True, text=True, timeout=60)
+        return subprocess.run(
+            [sys.executable, "manage.py", "billing_reconcile"],
+            cwd=ROOT,
+            env=_child_env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
 
     return run
 

@@ -19,13 +19,28 @@ def get(account: dict[str, Any], path: str, key: str | None = None) -> Any:
     return Client().get(path, HTTP_AUTHORIZATION=f"Bearer {key or account['key']}")
 
 
-def usage(account: dict[str, Any], when: datetime, micros: int, *, session: str = "s1",
-          api_key: Any = None, tokens: tuple[int, int] = (0, 0), ms: int = 0) -> None:
+def usage(
+    account: dict[str, Any],
+    when: datetime,
+    micros: int,
+    *,
+    session: str = "s1",
+    api_key: Any = None,
+    tokens: tuple[int, int] = (0, 0),
+    ms: int = 0,
+) -> None:
     with time_machine.travel(when, tick=False):
-        ledger_post(team=account["team"], amount_micros=-micros, kind="usage",
-                    idempotency_key=f"t:{when.isoformat()}:{session}:{micros}", session_id=session,
-                    api_key=api_key or account["api_key"], input_tokens=tokens[0],
-                    output_tokens=tokens[1], compute_ms=ms)
+        ledger_post(
+            team=account["team"],
+            amount_micros=-micros,
+            kind="usage",
+            idempotency_key=f"t:{when.isoformat()}:{session}:{micros}",
+            session_id=session,
+            api_key=api_key or account["api_key"],
+            input_tokens=tokens[0],
+            output_tokens=tokens[1],
+            compute_ms=ms,
+        )
 
 
 @pytest.fixture
@@ -51,8 +66,7 @@ def test_account_shows_team_balance_and_this_months_usage(history: dict[str, Any
     assert body["usage"]["from"] == "2026-05-01T00:00:00Z"
     assert (body["usage"]["inputTokens"], body["usage"]["outputTokens"]) == (1_000, 100)
     assert body["usage"]["computeTime"] == 4.5
-    assert body["prices"] == {"inputPerMillionTokens": 0.6, "outputPerMillionTokens": 2.7,
-                              "computePerMinute": 0.02}
+    assert body["prices"] == {"inputPerMillionTokens": 0.6, "outputPerMillionTokens": 2.7, "computePerMinute": 0.02}
 
 
 def test_every_key_of_a_team_sees_the_team_balance(history: dict[str, Any]) -> None:
@@ -64,7 +78,10 @@ def test_usage_by_day(history: dict[str, Any]) -> None:
     with time_machine.travel(NOW, tick=False):
         body = get(history, "/account/usage?from=2026-04-30&to=2026-05-19&group=day").json()
     assert [(row["day"], row["costMicros"]) for row in body["usage"]] == [
-        ("2026-04-30", 7_000), ("2026-05-01", 3_500), ("2026-05-19", 500)]
+        ("2026-04-30", 7_000),
+        ("2026-05-01", 3_500),
+        ("2026-05-19", 500),
+    ]
     assert body["total"]["costMicros"] == 11_000
     assert (body["from"], body["to"], body["group"]) == ("2026-04-30", "2026-05-19", "day")
 
@@ -81,21 +98,24 @@ def test_usage_by_key_and_by_session(history: dict[str, Any]) -> None:
         by_key = get(history, "/account/usage?from=2026-05-01&group=key").json()
         by_session = get(history, "/account/usage?from=2026-05-01&group=session").json()
     assert [(row["apiKey"]["id"], row["costMicros"]) for row in by_key["usage"]] == [
-        (history["other_key"].pk, 2_500), (history["api_key"].pk, 1_500)]
+        (history["other_key"].pk, 2_500),
+        (history["api_key"].pk, 1_500),
+    ]
     assert by_key["usage"][0]["apiKey"]["name"] == "ci"
-    assert [(row["sessionId"], row["costMicros"]) for row in by_session["usage"]] == [
-        ("s2", 2_500), ("s1", 1_500)]
+    assert [(row["sessionId"], row["costMicros"]) for row in by_session["usage"]] == [("s2", 2_500), ("s1", 1_500)]
 
 
-@pytest.mark.parametrize(("query", "parameter"), [
-    ("from=yesterday", "from"),
-    ("to=2026-13-01", "to"),
-    ("from=2026-05-10&to=2026-05-01", "to"),
-    ("from=2024-01-01&to=2026-01-01", "to"),
-    ("group=week", "group"),
-])
-def test_usage_rejects_bad_parameters_naming_them(account: dict[str, Any], query: str,
-                                                  parameter: str) -> None:
+@pytest.mark.parametrize(
+    ("query", "parameter"),
+    [
+        ("from=yesterday", "from"),
+        ("to=2026-13-01", "to"),
+        ("from=2026-05-10&to=2026-05-01", "to"),
+        ("from=2024-01-01&to=2026-01-01", "to"),
+        ("group=week", "group"),
+    ],
+)
+def test_usage_rejects_bad_parameters_naming_them(account: dict[str, Any], query: str, parameter: str) -> None:
     response = get(account, f"/account/usage?{query}")
     assert response.status_code == 400
     body = response.json()

@@ -63,27 +63,30 @@ def test_ledger_post_rejects_unknown_kinds_and_non_integer_amounts(account: dict
     with pytest.raises(ValueError):
         ledger_post(team=account["team"], amount_micros=1, kind="gift", idempotency_key="x")
     with pytest.raises(ValueError):
-        ledger_post(team=account["team"], amount_micros=1.5, kind="usage",  # type: ignore[arg-type]
-                    idempotency_key="y")
+        ledger_post(
+            team=account["team"],
+            amount_micros=1.5,  # type: ignore[arg-type]
+            kind="usage",
+            idempotency_key="y",
+        )
 
 
-def test_two_workers_debiting_one_team_lose_nothing(account: dict[str, Any],
-                                                    reconcile: Callable[[], Any]) -> None:
+def test_two_workers_debiting_one_team_lose_nothing(account: dict[str, Any], reconcile: Callable[[], Any]) -> None:
     """Eight writers, 25 debits each, every key also posted by a second writer."""
     team = account["team"]
 
     def work(index: int) -> None:
         for n in range(25):
             key = f"debit:{(index // 2)}:{n}"  # writers 2k and 2k+1 race on the same keys
-            ledger_post(team=team.pk, amount_micros=-(1_000 + n), kind="usage",
-                        idempotency_key=key)
+            ledger_post(team=team.pk, amount_micros=-(1_000 + n), kind="usage", idempotency_key=key)
 
     assert run_threads(8, work) == []
     expected = 10_000_000 - 4 * sum(1_000 + n for n in range(25))
     assert team_balance_micros(team=team) == expected
     assert LedgerEntry.objects.filter(team=team, kind="usage").count() == 100
-    balances = list(LedgerEntry.objects.filter(team=team).order_by("id")
-                    .values_list("amount_micros", "balance_after_micros"))
+    balances = list(
+        LedgerEntry.objects.filter(team=team).order_by("id").values_list("amount_micros", "balance_after_micros")
+    )
     running = 0
     for amount, after in balances:
         running += amount
@@ -94,17 +97,23 @@ def test_two_workers_debiting_one_team_lose_nothing(account: dict[str, Any],
     assert "OK" in result.stdout
 
 
-def test_concurrent_meters_of_sessions_of_one_team_charge_exactly(account: dict[str, Any],
-                                                                  reconcile: Callable[[], Any]) -> None:
+def test_concurrent_meters_of_sessions_of_one_team_charge_exactly(
+    account: dict[str, Any], reconcile: Callable[[], Any]
+) -> None:
     team = account["team"]
     created = timezone.now() - timedelta(minutes=3)
     sessions = []
     for _ in range(3):
-        session = BrowserSession.objects.create(team=team, api_key=account["api_key"],
-                                                state=BrowserSession.State.TERMINATED,
-                                                input_tokens=100_000, output_tokens=10_000)
+        session = BrowserSession.objects.create(
+            team=team,
+            api_key=account["api_key"],
+            state=BrowserSession.State.TERMINATED,
+            input_tokens=100_000,
+            output_tokens=10_000,
+        )
         BrowserSession.objects.filter(pk=session.pk).update(
-            created_at=created, started_at=created, generation=1, ended_at=created + timedelta(minutes=2))
+            created_at=created, started_at=created, generation=1, ended_at=created + timedelta(minutes=2)
+        )
         sessions.append(session.pk)
 
     def work(index: int) -> None:
@@ -119,7 +128,8 @@ def test_concurrent_meters_of_sessions_of_one_team_charge_exactly(account: dict[
 
 
 def test_reconcile_fails_when_a_balance_moved_outside_the_ledger(
-        account: dict[str, Any], reconcile: Callable[[], Any]) -> None:
+    account: dict[str, Any], reconcile: Callable[[], Any]
+) -> None:
     Team.objects.filter(pk=account["team"].pk).update(balance_micros=123)
     result = reconcile()
     assert result.returncode != 0
@@ -129,13 +139,19 @@ def test_reconcile_fails_when_a_balance_moved_outside_the_ledger(
 
 def test_adjustment_is_an_entry_with_its_reason_posted_once(account: dict[str, Any]) -> None:
     team, user = account["team"], account["user"]
-    entry = adjustment_post(team=team, amount_micros=-250_000, reason="refund of a duplicate top-up",
-                            user=user, idempotency_key="form-1")
+    entry = adjustment_post(
+        team=team, amount_micros=-250_000, reason="refund of a duplicate top-up", user=user, idempotency_key="form-1"
+    )
     assert entry is not None
     assert (entry.kind, entry.amount_micros, entry.description, entry.created_by) == (
-        "adjustment", -250_000, "refund of a duplicate top-up", user)
-    assert adjustment_post(team=team, amount_micros=-250_000, reason="again", user=user,
-                           idempotency_key="form-1") is None
+        "adjustment",
+        -250_000,
+        "refund of a duplicate top-up",
+        user,
+    )
+    assert (
+        adjustment_post(team=team, amount_micros=-250_000, reason="again", user=user, idempotency_key="form-1") is None
+    )
     with pytest.raises(ValueError):
         adjustment_post(team=team, amount_micros=5, reason=" ", user=user, idempotency_key="form-2")
     assert team_balance_micros(team=team) == 10_000_000 - 250_000

@@ -49,11 +49,18 @@ def test_start_session_with_no_balance_is_402_before_any_work(api: Api, account:
     response = api.post("/start/start-session", {"taskDetails": "Open the page"})
     assert response.status_code == 402
     required = micros_to_usd(meter_interval_micros())
-    message = (f"Insufficient balance ($0.00 remaining, {usd_text(meter_interval_micros())} required: one "
-               "metering interval for each live session of the team, this one included). Top up to continue.")
-    assert response.json() == {"success": False, "message": message, "error": message,
-                               "code": "INSUFFICIENT_BALANCE",
-                               "details": {"balance": 0.0, "required": required}, "balance": 0.0}
+    message = (
+        f"Insufficient balance ($0.00 remaining, {usd_text(meter_interval_micros())} required: one "
+        "metering interval for each live session of the team, this one included). Top up to continue."
+    )
+    assert response.json() == {
+        "success": False,
+        "message": message,
+        "error": message,
+        "code": "INSUFFICIENT_BALANCE",
+        "details": {"balance": 0.0, "required": required},
+        "balance": 0.0,
+    }
     run = api.post("/start/run-task", {"taskDetails": "Open the page"})
     assert run.status_code == 402 and run.json()["balance"] == 0.0
     assert not BrowserSession.objects.filter(team=account["team"]).exists()
@@ -67,8 +74,10 @@ def test_start_needs_one_metering_interval_for_each_live_session(api: Api, accou
     set_balance(team, 2 * interval + interval // 2)
     refused = api.post("/start/start-session", {})
     assert refused.status_code == 402
-    assert refused.json()["details"] == {"balance": micros_to_usd(2 * interval + interval // 2),
-                                         "required": micros_to_usd(3 * interval)}
+    assert refused.json()["details"] == {
+        "balance": micros_to_usd(2 * interval + interval // 2),
+        "required": micros_to_usd(3 * interval),
+    }
     assert BrowserSession.objects.filter(team=team).count() == 2
     session_end(session_id=waiting[0].pk, state="terminated", reason="terminated")
     started = api.post("/start/start-session", {})
@@ -79,12 +88,12 @@ def test_start_needs_one_metering_interval_for_each_live_session(api: Api, accou
 def test_negative_balance_reports_it_in_the_402(api: Api, account: dict[str, Any]) -> None:
     set_balance(account["team"], -1_234_567)
     body = api.post("/start/start-session", {}).json()
-    assert (body["code"], body["balance"], body["details"]["balance"]) == (
-        "INSUFFICIENT_BALANCE", -1.234567, -1.234567)
+    assert (body["code"], body["balance"], body["details"]["balance"]) == ("INSUFFICIENT_BALANCE", -1.234567, -1.234567)
 
 
-def test_session_is_ended_when_the_balance_runs_out(api: Api, account: dict[str, Any],
-                                                    reconcile: Callable[[], Any]) -> None:
+def test_session_is_ended_when_the_balance_runs_out(
+    api: Api, account: dict[str, Any], reconcile: Callable[[], Any]
+) -> None:
     team = account["team"]
     interval = meter_interval_micros()
     balance = 2 * interval + interval // 2  # two and a half seconds of compute
@@ -104,8 +113,8 @@ def test_session_is_ended_when_the_balance_runs_out(api: Api, account: dict[str,
     charged = -sum(e.amount_micros for e in charges)
     # Everything from the browser being ready to the end is charged, exactly, at the session's price.
     expected = price_at(session.created_at).cost_micros(
-        input_tokens=session.input_tokens, output_tokens=session.output_tokens,
-        compute_ms=session_compute_ms(session))
+        input_tokens=session.input_tokens, output_tokens=session.output_tokens, compute_ms=session_compute_ms(session)
+    )
     assert charged == session.cost_micros == expected
     assert session.started_at is not None and session.ended_at is not None
     assert session_compute_ms(session) == (session.ended_at - session.started_at) // timedelta(milliseconds=1)
@@ -122,7 +131,8 @@ def test_session_is_ended_when_the_balance_runs_out(api: Api, account: dict[str,
 
 
 def test_eight_sessions_at_once_on_a_small_balance_overdraw_one_interval_at_most(
-        api: Api, account: dict[str, Any]) -> None:
+    api: Api, account: dict[str, Any]
+) -> None:
     team = account["team"]
     Team.objects.filter(pk=team.pk).update(session_limit=8)
     interval = meter_interval_micros()
@@ -133,8 +143,14 @@ def test_eight_sessions_at_once_on_a_small_balance_overdraw_one_interval_at_most
 
     def post() -> None:
         barrier.wait()
-        statuses.append(requests.post(f"{api.base}/start/start-session", json={}, timeout=60,
-                                      headers={"Authorization": f"Bearer {account['key']}"}).status_code)
+        statuses.append(
+            requests.post(
+                f"{api.base}/start/start-session",
+                json={},
+                timeout=60,
+                headers={"Authorization": f"Bearer {account['key']}"},
+            ).status_code
+        )
 
     threads = [threading.Thread(target=post) for _ in range(8)]
     for thread in threads:
@@ -153,7 +169,8 @@ def test_eight_sessions_at_once_on_a_small_balance_overdraw_one_interval_at_most
 
 @pytest.mark.slow
 def test_a_session_orphaned_for_a_while_is_not_billed_for_that_time(
-        api: Api, account: dict[str, Any], worker: Proc) -> None:
+    api: Api, account: dict[str, Any], worker: Proc
+) -> None:
     from sessions_app.sweep import sessions_sweep
 
     session_id = start(api)["sessionId"]
@@ -163,8 +180,10 @@ def test_a_session_orphaned_for_a_while_is_not_billed_for_that_time(
     try:
         # With no worker alive, the sweep runs from beat: run it as beat does until it
         # finds the session's heartbeat stale.
-        wait_until(lambda: bool(sessions_sweep()) and BrowserSession.objects.filter(
-            pk=session_id, state="orphaned").exists(), timeout=20)
+        wait_until(
+            lambda: bool(sessions_sweep()) and BrowserSession.objects.filter(pk=session_id, state="orphaned").exists(),
+            timeout=20,
+        )
         time.sleep(4)  # orphaned for a while
     finally:
         worker.start()
@@ -178,7 +197,7 @@ def test_a_session_orphaned_for_a_while_is_not_billed_for_that_time(
     billed_ms = sum(LedgerEntry.objects.filter(session_id=session_id).values_list("compute_ms", flat=True))
     life_ms = (session.ended_at - session.created_at) // timedelta(milliseconds=1)
     assert billed_ms <= life_ms - 4_000  # not the 4 s orphaned, nor the worker's restart
-    assert billed_ms >= 2_500            # the 1.5 s before the loss and the 1 s after the takeover
+    assert billed_ms >= 2_500  # the 1.5 s before the loss and the 1 s after the takeover
     assert session.cost_micros == metering.session_cost_micros(session)
     # The session's usage shows the time billed.
     assert api.get(f"/sessions/{session_id}").json()["usage"]["computeTime"] == session_compute_ms(session) / 1000

@@ -30,15 +30,13 @@ pytestmark = needs_localstripe
 
 
 def deliver(payload: bytes, signature: str) -> Any:
-    return Client().post(WEBHOOK, data=payload, content_type="application/json",
-                         HTTP_STRIPE_SIGNATURE=signature)
+    return Client().post(WEBHOOK, data=payload, content_type="application/json", HTTP_STRIPE_SIGNATURE=signature)
 
 
 @pytest.fixture
 def topup(team_members: dict[str, Any]) -> TopUp:
     """A $25 top-up the owner started; its PaymentIntent exists in localstripe."""
-    intent_id, _ = topup_create(team=team_members["team"], user=team_members["owner"],
-                                amount_usd="25")
+    intent_id, _ = topup_create(team=team_members["team"], user=team_members["owner"], amount_usd="25")
     return TopUp.objects.get(payment_intent_id=intent_id)
 
 
@@ -84,12 +82,15 @@ def test_webhook_replayed_ten_times_credits_once(topup: TopUp) -> None:
     assert (topup.status, topup.ledger_entry_id) == ("succeeded", entry.pk)
 
 
-def test_webhook_delivered_twice_at_once_credits_once(topup: TopUp,
-                                                      reconcile: Callable[[], Any]) -> None:
+def test_webhook_delivered_twice_at_once_credits_once(topup: TopUp, reconcile: Callable[[], Any]) -> None:
     """Two deliveries of one event, and a second event about the same intent, all at once."""
     pi = topup.payment_intent_id or ""
-    payloads = [intent_event("evt_a", pi, 2_500), intent_event("evt_a", pi, 2_500),
-                intent_event("evt_b", pi, 2_500), intent_event("evt_b", pi, 2_500)]
+    payloads = [
+        intent_event("evt_a", pi, 2_500),
+        intent_event("evt_a", pi, 2_500),
+        intent_event("evt_b", pi, 2_500),
+        intent_event("evt_b", pi, 2_500),
+    ]
     barrier = threading.Barrier(len(payloads))
     statuses: list[int] = []
 
@@ -112,14 +113,18 @@ def test_webhook_delivered_twice_at_once_credits_once(topup: TopUp,
     assert reconcile().returncode == 0
 
 
-@pytest.mark.parametrize(("amount", "received", "currency"), [
-    (2_500, 250_000, "usd"),    # Stripe says it received more than the top-up named
-    (2_500, 100, "usd"),        # ... or less
-    (250_000, 250_000, "usd"),  # the intent's amount itself differs from the top-up
-    (2_500, 2_500, "eur"),      # another currency
-])
+@pytest.mark.parametrize(
+    ("amount", "received", "currency"),
+    [
+        (2_500, 250_000, "usd"),  # Stripe says it received more than the top-up named
+        (2_500, 100, "usd"),  # ... or less
+        (250_000, 250_000, "usd"),  # the intent's amount itself differs from the top-up
+        (2_500, 2_500, "eur"),  # another currency
+    ],
+)
 def test_event_whose_amount_or_currency_differs_from_the_top_up_is_flagged_not_credited(
-        topup: TopUp, amount: int, received: int, currency: str, caplog: pytest.LogCaptureFixture) -> None:
+    topup: TopUp, amount: int, received: int, currency: str, caplog: pytest.LogCaptureFixture
+) -> None:
     pi = topup.payment_intent_id or ""
     payload = intent_event("evt_odd", pi, amount, received_cents=received, currency=currency)
     response = deliver(payload, sign(payload))
@@ -179,28 +184,33 @@ def test_other_event_types_are_stored_and_ignored(team_members: dict[str, Any]) 
 
 
 def test_payment_failure_marks_the_top_up_failed(topup: TopUp) -> None:
-    payload = intent_event("evt_fail", topup.payment_intent_id or "", 2_500,
-                           event_type="payment_intent.payment_failed")
+    payload = intent_event("evt_fail", topup.payment_intent_id or "", 2_500, event_type="payment_intent.payment_failed")
     assert deliver(payload, sign(payload)).status_code == 200
     topup.refresh_from_db()
     assert topup.status == "failed"
     assert team_balance_micros(team=topup.team_id) == 10_000_000
 
 
-def test_top_up_end_to_end_through_localstripe(server: str, team_members: dict[str, Any],
-                                               reconcile: Callable[[], Any]) -> None:
+def test_top_up_end_to_end_through_localstripe(
+    server: str, team_members: dict[str, Any], reconcile: Callable[[], Any]
+) -> None:
     """localstripe confirms the intent and itself delivers the signed webhook to Daphne."""
-    requests.post(f"{settings.STRIPE_API_BASE}/_config/webhooks/enigma", timeout=10, data={
-        "url": f"{server}{WEBHOOK}", "secret": settings.STRIPE_WEBHOOK_SECRET,
-        "events[]": ["payment_intent.succeeded", "payment_intent.payment_failed"],
-    }).raise_for_status()
+    requests.post(
+        f"{settings.STRIPE_API_BASE}/_config/webhooks/enigma",
+        timeout=10,
+        data={
+            "url": f"{server}{WEBHOOK}",
+            "secret": settings.STRIPE_WEBHOOK_SECRET,
+            "events[]": ["payment_intent.succeeded", "payment_intent.payment_failed"],
+        },
+    ).raise_for_status()
     team, owner = team_members["team"], team_members["owner"]
     intent_id, _ = topup_create(team=team, user=owner, amount_usd="42.50")
 
     client = stripe_client()
-    method = client.v1.payment_methods.create(params={
-        "type": "card", "card": {"number": "4242424242424242", "exp_month": 12, "exp_year": 2034,
-                                 "cvc": "123"}})
+    method = client.v1.payment_methods.create(
+        params={"type": "card", "card": {"number": "4242424242424242", "exp_month": 12, "exp_year": 2034, "cvc": "123"}}
+    )
     client.v1.payment_intents.update(intent_id, params={"payment_method": method.id})
     intent = client.v1.payment_intents.confirm(intent_id)
     assert intent.status == "succeeded"

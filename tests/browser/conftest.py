@@ -59,8 +59,14 @@ class _Handler(BaseHTTPRequestHandler):
             target = urlsplit(self.path).query.removeprefix("to=")
             self._send(302, "", [("Location", target)])
         elif path == "/download":
-            self._send(200, "report", [("Content-Type", "application/octet-stream"),
-                                       ("Content-Disposition", 'attachment; filename="report.txt"')])
+            self._send(
+                200,
+                "report",
+                [
+                    ("Content-Type", "application/octet-stream"),
+                    ("Content-Disposition", 'attachment; filename="report.txt"'),
+                ],
+            )
         elif path == "/pixel.png":
             self._send(200, "", [("Content-Type", "image/png")])
         elif path == "/tracked":

@@ -76,8 +76,9 @@ def test_the_products_own_web_port_is_refused_even_on_an_allowed_host(api: Api, 
     assert urlsplit(server).port == SERVER_PORT
     body = api.post("/start/run-task", {"taskDetails": f"go to {server}/admin/login/ then extract the title"}).json()
     assert body["status"] == "failed" and body["code"] == "NAVIGATION_BLOCKED", body
-    blocked = SessionEvent.objects.filter(session_id=body["sessionId"], type="response_update",
-                                          payload__data__blocked__reason="own_service")
+    blocked = SessionEvent.objects.filter(
+        session_id=body["sessionId"], type="response_update", payload__data__blocked__reason="own_service"
+    )
     assert blocked.exists()
 
 

@@ -452,7 +452,11 @@ async def test_the_gates_own_ports_and_own_services_on_other_interfaces_are_refu
         allowed=frozenset({"127.0.0.1", *(str(ip) for ip in others)}),
     )
     other_slot = await gate.new_slot()
-    for host, port in [("127.0.0.1", other_slot.port), ("127.0.0.1", gate.base_port), *((str(ip), http.port) for ip in others)]:
+    for host, port in [
+        ("127.0.0.1", other_slot.port),
+        ("127.0.0.1", gate.base_port),
+        *((str(ip), http.port) for ip in others),
+    ]:
         with pytest.raises(Exception) as info:
             await gate.judge(policy, scheme="http", host=host, port=port, url=f"http://{host}:{port}/", slot=slot)
         assert getattr(info.value, "reason", None) == "own_service", (host, port)

@@ -130,7 +130,9 @@ async def test_non_http_schemes_are_blocked(
         await session.close()
 
 
-@pytest.mark.parametrize("url", ["chrome://version", "chrome://gpu", "file:///etc/passwd", "view-source:http://127.0.0.1/"])
+@pytest.mark.parametrize(
+    "url", ["chrome://version", "chrome://gpu", "file:///etc/passwd", "view-source:http://127.0.0.1/"]
+)
 async def test_the_agent_cannot_open_non_http_pages_even_bypassing_the_guard(
     host: BrowserHost, url: str, make_policy: Callable[..., NetworkPolicy]
 ) -> None:

@@ -57,8 +57,13 @@ def test_puppeteer_connects_and_browser_close_ends_the_session(api: Api, pages: 
     session = cdp_session(api)
     sid = session["sessionId"]
     api.wait_session(sid, "active")
-    run = subprocess.run(["node", str(JS / "cdp_client.mjs"), session["connectUrl"], f"{pages}/hello.html"],
-                         capture_output=True, text=True, timeout=60, cwd=JS)
+    run = subprocess.run(
+        ["node", str(JS / "cdp_client.mjs"), session["connectUrl"], f"{pages}/hello.html"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=JS,
+    )
     assert run.returncode == 0, run.stderr
     out = json.loads(run.stdout.strip().splitlines()[-1])
     assert out["pages"] == 1 and out["heading"] == "Hello heading" and out["title"] == "Hello page"
@@ -92,7 +97,9 @@ def test_tokens_are_scoped_expiring_and_revocable(api: Api, server: str, pages: 
         # The path is a token or, with the team's API key in a header, the session id; nothing else.
         _connect_refused(p, f"{base}/cdp/{b['sessionId']}")
         _connect_refused(p, f"{base}/cdp/{b['sessionId']}", headers={"Authorization": "Bearer enig_wrong"})
-        other = p.chromium.connect_over_cdp(f"{base}/cdp/{b['sessionId']}", headers={"Authorization": f"Bearer {api.key}"})
+        other = p.chromium.connect_over_cdp(
+            f"{base}/cdp/{b['sessionId']}", headers={"Authorization": f"Bearer {api.key}"}
+        )
         other.close()
         # Expired.
         short = api.post(f"/sessions/{a['sessionId']}/cdp-tokens", {"ttlSeconds": 1}).json()
@@ -132,7 +139,10 @@ def test_escapes_are_refused_and_downloads_land_in_the_session_files(api: Api, p
         wait_until(lambda: api.get(f"/sessions/{sid}/files").json()["files"], timeout=15)
         files = api.get(f"/sessions/{sid}/files").json()["files"]
         assert files[0]["originalName"] == "report.csv" and files[0]["taskId"] is None
-        assert api.http.get(files[0]["downloadUrl"], headers=api._headers(None)).content == (ROOT / "tests/pages/report.csv").read_bytes()
+        assert (
+            api.http.get(files[0]["downloadUrl"], headers=api._headers(None)).content
+            == (ROOT / "tests/pages/report.csv").read_bytes()
+        )
         assert not Path("/tmp/elsewhere").exists()
         # While a human has taken over, the script's input is refused (the agent's is paused).
         page_cdp = browser.contexts[0].new_cdp_session(page)
@@ -174,6 +184,6 @@ def test_dashboard_session_page_shows_the_connect_url(api: Api, account: dict[st
     client = Client()
     client.force_login(account["user"])
     page = client.get(f"/app/sessions/{session['sessionId']}/", SERVER_NAME="127.0.0.1").content.decode()
-    assert "Drive it with your own code" in page, page[page.find("<main"):][:3000]
+    assert "Drive it with your own code" in page, page[page.find("<main") :][:3000]
     assert 'data-copy="#cdp-url"' in page and 'connect_over_cdp("ws://' in page
     assert "/cdp/cdp_" in page

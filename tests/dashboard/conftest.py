@@ -79,8 +79,11 @@ def stripe_webhooks(server: str) -> str:
     base = os.environ.get("STRIPE_API_BASE")
     if not base:
         pytest.skip("run through scripts/test.sh (starts localstripe)")
-    response = requests.post(f"{base}/_config/webhooks/enigma-dashboard", timeout=10, data={
-        "url": f"{server}/billing/stripe/webhook", "secret": os.environ["STRIPE_WEBHOOK_SECRET"]})
+    response = requests.post(
+        f"{base}/_config/webhooks/enigma-dashboard",
+        timeout=10,
+        data={"url": f"{server}/billing/stripe/webhook", "secret": os.environ["STRIPE_WEBHOOK_SECRET"]},
+    )
     response.raise_for_status()
     return base
 
@@ -91,9 +94,12 @@ def login_client(server: str, email: str, password: str = PASSWORD) -> requests.
     form = client.get(f"{server}/login/", timeout=10)
     token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', form.text)
     assert token, "login form has no CSRF token"
-    response = client.post(f"{server}/login/", timeout=10, allow_redirects=False,
-                           data={"username": email, "password": password,
-                                 "csrfmiddlewaretoken": token.group(1)})
+    response = client.post(
+        f"{server}/login/",
+        timeout=10,
+        allow_redirects=False,
+        data={"username": email, "password": password, "csrfmiddlewaretoken": token.group(1)},
+    )
     assert response.status_code == 302, response.text[:500]
     return client
 

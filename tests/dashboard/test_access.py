@@ -26,8 +26,11 @@ def test_member_of_team_a_cannot_open_team_b_session(server: str, transactional_
     for path in ("/", "/poll/"):
         assert client.get(f"{server}/app/sessions/{foreign.pk}{path}", timeout=10).status_code == 404
     token = csrf_of(client, server, "/app/sessions/")
-    response = client.post(f"{server}/app/sessions/{foreign.pk}/control/", timeout=10,
-                           data={"action": "terminate", "csrfmiddlewaretoken": token})
+    response = client.post(
+        f"{server}/app/sessions/{foreign.pk}/control/",
+        timeout=10,
+        data={"action": "terminate", "csrfmiddlewaretoken": token},
+    )
     assert response.status_code == 404
     assert foreign.pk not in client.get(f"{server}/app/sessions/", timeout=10).text
 
@@ -41,8 +44,9 @@ def test_post_without_csrf_token_is_rejected(server: str, transactional_db: Any)
     assert response.status_code == 403
     assert not ApiKey.objects.filter(team=team).exists()
     token = csrf_of(client, server, "/app/keys/")
-    response = client.post(f"{server}/app/keys/", data={"name": "ok", "csrfmiddlewaretoken": token},
-                           timeout=10, allow_redirects=False)
+    response = client.post(
+        f"{server}/app/keys/", data={"name": "ok", "csrfmiddlewaretoken": token}, timeout=10, allow_redirects=False
+    )
     assert response.status_code == 302 and ApiKey.objects.filter(team=team, name="ok").exists()
 
 
@@ -57,18 +61,21 @@ def test_member_cannot_invite_or_top_up_but_admin_can_invite(server: str, transa
     client.post(f"{server}/app/teams/switch/", data={"team": team.pk, "csrfmiddlewaretoken": token}, timeout=10)
     assert html.escape(team.name) in client.get(f"{server}/app/", timeout=10).text
     headers = {"Accept": "application/json", "X-CSRFToken": token}
-    invite = client.post(f"{server}/app/team/invite/", data={"email": "x@example.com", "role": "member"},
-                         headers=headers, timeout=10)
+    invite = client.post(
+        f"{server}/app/team/invite/", data={"email": "x@example.com", "role": "member"}, headers=headers, timeout=10
+    )
     assert invite.status_code == 403
     topup = client.post(f"{server}/app/billing/topup/", data={"amount": "25"}, headers=headers, timeout=10)
     assert topup.status_code == 403 and "owners and admins" in topup.json()["error"]
 
     Membership.objects.filter(team=team, user=member).update(role=Membership.Role.ADMIN)
-    invite = client.post(f"{server}/app/team/invite/", data={"email": "new@example.com", "role": "member"},
-                         headers=headers, timeout=10)
+    invite = client.post(
+        f"{server}/app/team/invite/", data={"email": "new@example.com", "role": "member"}, headers=headers, timeout=10
+    )
     assert invite.status_code == 200 and "/invite/" in invite.json()["link"]
-    owner_up = client.post(f"{server}/app/team/invite/", data={"email": "boss@example.com", "role": "owner"},
-                           headers=headers, timeout=10)
+    owner_up = client.post(
+        f"{server}/app/team/invite/", data={"email": "boss@example.com", "role": "owner"}, headers=headers, timeout=10
+    )
     assert owner_up.status_code == 403
 
 
@@ -79,9 +86,12 @@ def test_invited_user_joins_through_the_signed_link(server: str, transactional_d
     invitee, _ = _user("invitee")
     client = login_client(server, owner.email)
     token = csrf_of(client, server, "/app/team/")
-    link = client.post(f"{server}/app/team/invite/", timeout=10,
-                       data={"email": invitee.email, "role": "admin", "csrfmiddlewaretoken": token},
-                       headers={"Accept": "application/json"}).json()["link"]
+    link = client.post(
+        f"{server}/app/team/invite/",
+        timeout=10,
+        data={"email": invitee.email, "role": "admin", "csrfmiddlewaretoken": token},
+        headers={"Accept": "application/json"},
+    ).json()["link"]
     other = login_client(server, invitee.email)
     page = other.get(link, timeout=10)
     assert f"Join {html.escape(team.name)}" in page.text
@@ -97,6 +107,10 @@ def test_switching_to_a_team_that_is_not_a_number_is_not_found(server: str, tran
     client = login_client(server, user.email)
     token = csrf_of(client, server, "/app/keys/")
     for team in ("abc", ""):
-        response = client.post(f"{server}/app/teams/switch/", data={"team": team, "csrfmiddlewaretoken": token},
-                               timeout=10, allow_redirects=False)
+        response = client.post(
+            f"{server}/app/teams/switch/",
+            data={"team": team, "csrfmiddlewaretoken": token},
+            timeout=10,
+            allow_redirects=False,
+        )
         assert response.status_code == 404

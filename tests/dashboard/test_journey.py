@@ -25,17 +25,17 @@ def attach_3ds_card(intent_id: str) -> None:
     """localstripe's stand-in Stripe.js does not send the card Element to confirmCardPayment (it
     only runs the 3D Secure step), so attach a card that asks for 3D Secure server-side, as the
     real Stripe.js would have done from the Element."""
-    client = stripe.StripeClient(os.environ["STRIPE_API_KEY"],
-                                 base_addresses={"api": os.environ["STRIPE_API_BASE"]})
-    method = client.v1.payment_methods.create(params={
-        "type": "card", "card": {"number": "4000002500003155", "exp_month": 12, "exp_year": 2034,
-                                 "cvc": "123"}})
+    client = stripe.StripeClient(os.environ["STRIPE_API_KEY"], base_addresses={"api": os.environ["STRIPE_API_BASE"]})
+    method = client.v1.payment_methods.create(
+        params={"type": "card", "card": {"number": "4000002500003155", "exp_month": 12, "exp_year": 2034, "cvc": "123"}}
+    )
     client.v1.payment_intents.update(intent_id, params={"payment_method": method.id})
     assert client.v1.payment_intents.confirm(intent_id).status == "requires_action"
 
 
 def test_customer_signs_up_tops_up_runs_a_session_and_sees_its_cost(
-        page: Any, shoot: Any, server: str, worker: Any, pages: str, stripe_webhooks: str) -> None:
+    page: Any, shoot: Any, server: str, worker: Any, pages: str, stripe_webhooks: str
+) -> None:
     email = unique_email("journey")
     page.goto(server + "/")
     shoot(page, "01-landing")
@@ -65,8 +65,13 @@ def test_customer_signs_up_tops_up_runs_a_session_and_sees_its_cost(
     page.get_by_role("link", name="Billing", exact=True).first.click()
     page.wait_for_selector("#card-element input")
     shoot(page, "06-billing-empty")
-    for name, value in (("number", "4000002500003155"), ("exp_month", "12"), ("exp_year", "34"),
-                        ("cvc", "123"), ("postal_code", "42424")):
+    for name, value in (
+        ("number", "4000002500003155"),
+        ("exp_month", "12"),
+        ("exp_year", "34"),
+        ("cvc", "123"),
+        ("postal_code", "42424"),
+    ):
         page.fill(f"#card-element input[placeholder={name}]", value)
     with page.expect_response("**/app/billing/topup/") as created:
         page.get_by_role("button", name="Pay $25.00").click()
@@ -109,7 +114,8 @@ def test_customer_signs_up_tops_up_runs_a_session_and_sees_its_cost(
         "() => { const d = document.querySelector('#viewer').contentDocument;"
         " const f = d.querySelector('#frame'), v = d.querySelector('#video');"
         " return (v && !v.hidden && v.videoWidth > 0) || (f && !f.hidden && f.src.startsWith('data:image/jpeg')); }",
-        timeout=20_000)
+        timeout=20_000,
+    )
     shoot(page, "08-session-live")
     viewer.locator("#takeover").click()
     expect_text(page.locator("#timeline"), "Control returned to the agent", timeout=10)
@@ -130,14 +136,16 @@ def test_customer_signs_up_tops_up_runs_a_session_and_sees_its_cost(
 
     deadline = time.time() + 20
     while time.time() < deadline and not orm(
-            lambda: LedgerEntry.objects.filter(session_id=session_id, kind="usage").exists()):
+        lambda: LedgerEntry.objects.filter(session_id=session_id, kind="usage").exists()
+    ):
         time.sleep(0.3)
     page.get_by_role("link", name="Billing", exact=True).first.click()
     ledger = page.locator("#ledger")
     expect_text(ledger, session_id[:10])
     expect_text(ledger, "Top-up")
-    charged = -sum(orm(lambda: list(LedgerEntry.objects.filter(session_id=session_id)
-                                    .values_list("amount_micros", flat=True))))
+    charged = -sum(
+        orm(lambda: list(LedgerEntry.objects.filter(session_id=session_id).values_list("amount_micros", flat=True)))
+    )
     assert charged > 0
     balance = page.get_by_test_id("balance").inner_text()
     assert balance == f"${(25_000_000 - charged) // 10_000 / 100:.2f}"

@@ -35,17 +35,23 @@ def _recorded_session(team: Any) -> str:
 
     now = timezone.now()
     started = now - timedelta(seconds=10)
-    session = BrowserSession.objects.create(team=team, state=BrowserSession.State.TERMINATED,
-                                            started_at=started, ended_at=now, end_reason="terminated")
+    session = BrowserSession.objects.create(
+        team=team, state=BrowserSession.State.TERMINATED, started_at=started, ended_at=now, end_reason="terminated"
+    )
     Recording.objects.create(session=session, team=team, started_at=started)
     spool = Spool(spool_path(session.pk))
     for t_ms, color in ((0, (200, 30, 30)), (4000, (30, 200, 30)), (7500, (30, 30, 200))):
         spool.append(t_ms=t_ms, jpeg=_jpeg(color), url="https://example.com/", title="Example")
     spool.close()
-    for t, (name, target) in zip(STEP_TIMES, (("GOTO", "https://example.com/"), ("CLICK", "More"),
-                                              ("EXTRACT", "title")), strict=True):
-        event = SessionEvent.objects.create(session=session, name="message", type="action", payload={
-            "type": "action", "data": {"name": name, "target": target}})
+    for t, (name, target) in zip(
+        STEP_TIMES, (("GOTO", "https://example.com/"), ("CLICK", "More"), ("EXTRACT", "title")), strict=True
+    ):
+        event = SessionEvent.objects.create(
+            session=session,
+            name="message",
+            type="action",
+            payload={"type": "action", "data": {"name": name, "target": target}},
+        )
         SessionEvent.objects.filter(pk=event.pk).update(created_at=started + timedelta(seconds=t))
     recording = recording_encode(session_id=session.pk)
     assert recording is not None and recording.state == Recording.State.READY
@@ -65,8 +71,7 @@ def _player_links(page_html: str) -> tuple[str, str]:
     return html.unescape(match.group(1)), html.unescape(match.group(2))
 
 
-def test_session_page_links_its_recording_and_steps_for_the_member_only(
-        server: str, transactional_db: Any) -> None:
+def test_session_page_links_its_recording_and_steps_for_the_member_only(server: str, transactional_db: Any) -> None:
     user, team = _member("rec")
     session_id = _recorded_session(team)
     client = login_client(server, user.email)
@@ -80,8 +85,7 @@ def test_session_page_links_its_recording_and_steps_for_the_member_only(
     anonymous = requests.Session()
     steps = anonymous.get(f"{server}{steps_url}", timeout=10).json()
     assert steps["recording"]["state"] == "ready"
-    assert [(s["name"], s["t"]) for s in steps["steps"]] == [
-        ("GOTO", 1.0), ("CLICK", 4.5), ("EXTRACT", 8.0)]
+    assert [(s["name"], s["t"]) for s in steps["steps"]] == [("GOTO", 1.0), ("CLICK", 4.5), ("EXTRACT", 8.0)]
     whole = anonymous.get(f"{server}{src}", timeout=10)
     assert whole.status_code == 200 and whole.headers["Content-Type"] == "video/mp4"
     part = anonymous.get(f"{server}{src}", headers={"Range": "bytes=0-99"}, timeout=10)
@@ -101,15 +105,15 @@ def test_session_page_without_a_recording_has_no_player(server: str, transaction
     from sessions_app.models import BrowserSession
 
     user, team = _member("norec")
-    session = BrowserSession.objects.create(team=team, state=BrowserSession.State.TERMINATED,
-                                            ended_at=timezone.now(), config={"recording": False})
+    session = BrowserSession.objects.create(
+        team=team, state=BrowserSession.State.TERMINATED, ended_at=timezone.now(), config={"recording": False}
+    )
     page = login_client(server, user.email).get(f"{server}/app/sessions/{session.pk}/", timeout=10)
     assert page.status_code == 200 and 'id="recording"' not in page.text
 
 
 @pytest.mark.slow
-def test_the_player_loads_the_video_and_a_step_click_seeks_it(
-        page: Any, server: str, shoot: Any) -> None:
+def test_the_player_loads_the_video_and_a_step_click_seeks_it(page: Any, server: str, shoot: Any) -> None:
     user, team = orm(lambda: _member("player"))
     session_id = orm(lambda: _recorded_session(team))
     page.goto(f"{server}/login/")
@@ -122,8 +126,10 @@ def test_the_player_loads_the_video_and_a_step_click_seeks_it(
     page.goto(f"{server}/app/sessions/{session_id}/")
     page.wait_for_selector("#recording:not([hidden]) .rec-step")
     page.wait_for_function("() => document.getElementById('rec-video').readyState >= 1")
-    video = page.evaluate("() => { const v = document.getElementById('rec-video');"
-                          " return {w: v.videoWidth, h: v.videoHeight, d: v.duration}; }")
+    video = page.evaluate(
+        "() => { const v = document.getElementById('rec-video');"
+        " return {w: v.videoWidth, h: v.videoHeight, d: v.duration}; }"
+    )
     assert (video["w"], video["h"]) == (1024, 600) and abs(video["d"] - 10) < 1, video
     assert page.locator(".rec-step").count() == 3
     page.locator(".rec-step").nth(1).click()

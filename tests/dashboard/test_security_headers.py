@@ -60,11 +60,17 @@ def test_a_successful_login_clears_the_failure_count(client: Client, user: Any) 
 
     for _ in range(settings.ENIGMA_LOGIN_MAX_FAILURES - 1):
         client.post("/login/", {"username": "victim@example.com", "password": "wrong"})
-    assert client.post("/login/", {"username": "victim@example.com", "password": "correct-horse-battery"}).status_code == 302
+    assert (
+        client.post("/login/", {"username": "victim@example.com", "password": "correct-horse-battery"}).status_code
+        == 302
+    )
     client.post("/logout/")
     for _ in range(settings.ENIGMA_LOGIN_MAX_FAILURES - 1):
         client.post("/login/", {"username": "victim@example.com", "password": "wrong"})
-    assert client.post("/login/", {"username": "victim@example.com", "password": "correct-horse-battery"}).status_code == 302
+    assert (
+        client.post("/login/", {"username": "victim@example.com", "password": "correct-horse-battery"}).status_code
+        == 302
+    )
 
 
 def test_behind_https_cookies_are_secure_and_hsts_is_sent() -> None:
@@ -78,8 +84,9 @@ def test_behind_https_cookies_are_secure_and_hsts_is_sent() -> None:
 
     def run(extra: dict[str, str]) -> str:
         env = {**os.environ, **extra}
-        return subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
-                              check=True).stdout.strip()
+        return subprocess.run(
+            [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, check=True
+        ).stdout.strip()
 
     assert run(env_https) == "True True True True"
     assert run(env_http) == "False False False False"

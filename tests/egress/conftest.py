@@ -48,7 +48,8 @@ ALLOWED_NAME = f"allowed.{TEST_DOMAIN}"
 RESOLVER.records[ALLOWED_NAME] = "127.0.0.1"
 if ALLOWED_NAME not in os.environ.get("ENIGMA_ALLOWED_PRIVATE_HOSTS", ""):
     os.environ["ENIGMA_ALLOWED_PRIVATE_HOSTS"] = ",".join(
-        filter(None, [os.environ.get("ENIGMA_ALLOWED_PRIVATE_HOSTS", ""), ALLOWED_NAME]))
+        filter(None, [os.environ.get("ENIGMA_ALLOWED_PRIVATE_HOSTS", ""), ALLOWED_NAME])
+    )
 
 # What the hostile pages aim at: a loopback address on no allow-list, and its port.
 PRIVATE_HOST = "127.0.0.2"
@@ -69,8 +70,13 @@ def account(transactional_db: Any) -> dict[str, Any]:
     team = personal_team(user)
     ledger_post(team=team, amount_micros=10_000_000, kind="grant", idempotency_key=f"test-grant:{team.pk}")
     created = api_key_create(team=team, user=user, name="egress")
-    return {"user": user, "team": team, "key": created.raw, "api_key": created.api_key,
-            "headers": {"Authorization": f"Bearer {created.raw}"}}
+    return {
+        "user": user,
+        "team": team,
+        "key": created.raw,
+        "api_key": created.api_key,
+        "headers": {"Authorization": f"Bearer {created.raw}"},
+    }
 
 
 class Attacker:
@@ -124,8 +130,9 @@ def token() -> str:
 
 def run_page(api: Api, url: str, wait_s: float = PAGE_WAIT_S) -> dict[str, Any]:
     """What a customer does: one run-task that opens `url`, lets it run, reads the text back."""
-    response = api.post("/start/run-task",
-                        {"taskDetails": f"go to {url} then wait {wait_s} seconds then extract the text"})
+    response = api.post(
+        "/start/run-task", {"taskDetails": f"go to {url} then wait {wait_s} seconds then extract the text"}
+    )
     assert response.status_code == 200, response.text
     time.sleep(GRACE_S)
     return response.json()
@@ -150,6 +157,8 @@ def task_text(body: dict[str, Any]) -> str:
 def assert_nothing_arrived(target: LogServer, body: dict[str, Any]) -> None:
     hits: list[Hit] = target.hits()
     read_back = target.secret in task_text(body)
-    assert not hits, (f"{len(hits)} reached the private target (its page read back into the result: "
-                      f"{read_back}):\n" + "\n".join(map(str, hits)))
+    assert not hits, (
+        f"{len(hits)} reached the private target (its page read back into the result: "
+        f"{read_back}):\n" + "\n".join(map(str, hits))
+    )
     assert not read_back, "the task's result carries the private page's content"

@@ -82,8 +82,9 @@ class _Handler(BaseHTTPRequestHandler):
     def _route(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
-        self.server.log.add(Hit("http", self.server.label, _name(self.client_address),
-                                f"{self.command} {self.path}", body))
+        self.server.log.add(
+            Hit("http", self.server.label, _name(self.client_address), f"{self.command} {self.path}", body)
+        )
         parts = urlsplit(self.path)
         query = dict(parse_qsl(parts.query))
         if self.command == "OPTIONS":
@@ -97,8 +98,12 @@ class _Handler(BaseHTTPRequestHandler):
         elif "event-stream" in self.headers.get("Accept", ""):
             self._send(200, f"data: {self.server.secret}\n\n".encode(), "text/event-stream")
         elif parts.path.endswith(".csv"):
-            self._send(200, f"secret,{self.server.secret}\n".encode(), "text/csv",
-                       [("Content-Disposition", 'attachment; filename="private.csv"')])
+            self._send(
+                200,
+                f"secret,{self.server.secret}\n".encode(),
+                "text/csv",
+                [("Content-Disposition", 'attachment; filename="private.csv"')],
+            )
         else:
             page = f"<title>{self.server.secret}</title><h1>{self.server.secret}</h1>"
             self._send(200, page.encode(), "text/html; charset=utf-8")
@@ -113,8 +118,12 @@ class _Handler(BaseHTTPRequestHandler):
         text = path.read_text()
         for key, value in query.items():
             text = text.replace("{{" + key + "}}", html.escape(value, quote=True))
-        self._send(200, text.encode(), CONTENT_TYPES.get(path.suffix, "application/octet-stream"),
-                   [("Service-Worker-Allowed", "/")])
+        self._send(
+            200,
+            text.encode(),
+            CONTENT_TYPES.get(path.suffix, "application/octet-stream"),
+            [("Service-Worker-Allowed", "/")],
+        )
 
     def _websocket(self) -> None:
         key = self.headers.get("Sec-WebSocket-Key", "")
@@ -129,8 +138,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.flush()
         self.close_connection = True
 
-    def _send(self, status: int, body: bytes, content_type: str,
-              headers: list[tuple[str, str]] | None = None) -> None:
+    def _send(self, status: int, body: bytes, content_type: str, headers: list[tuple[str, str]] | None = None) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
@@ -203,8 +211,7 @@ class LogServer:
     answers with, so a test can tell whether anything it served was read back.
     """
 
-    def __init__(self, hosts: tuple[str, ...], *, port: int = 0, serve_pages: bool = False,
-                 udp: bool = True) -> None:
+    def __init__(self, hosts: tuple[str, ...], *, port: int = 0, serve_pages: bool = False, udp: bool = True) -> None:
         self.hosts = hosts
         self.log = Log()
         self._tcp: list[_HttpServer] = []
@@ -255,13 +262,15 @@ def _free_port(host: str) -> int:
 
 # DNS ---------------------------------------------------------------------------------------
 
+
 class DnsResolver:
     """A UDP DNS responder on 127.0.0.1: `answer(resolver, name, qtype)` returns the address to
     give (A for IPv4, AAAA for IPv6) or None for NXDOMAIN; every query is logged. `records` is a
     table the answer function may read."""
 
-    def __init__(self, answer: Callable[[DnsResolver, str, int], str | None], host: str = "127.0.0.1",
-                 port: int = 0) -> None:
+    def __init__(
+        self, answer: Callable[[DnsResolver, str, int], str | None], host: str = "127.0.0.1", port: int = 0
+    ) -> None:
         self.answer = answer
         self.records: dict[str, str] = {}
         self.log = Log()

@@ -40,7 +40,8 @@ def assert_arrived(sink: LogServer, token: str, body: dict[str, Any], *names: st
     paths = sink.log.paths(token)
     for name in names:
         assert any(f"/{token}/{name}" in path for path in paths), (
-            f"{name} never reached the allowed sink: {paths}; the page said: {task_text(body)[:1500]}")
+            f"{name} never reached the allowed sink: {paths}; the page said: {task_text(body)[:1500]}"
+        )
 
 
 def assert_ran(body: dict[str, Any], *markers: str) -> None:
@@ -60,21 +61,25 @@ def _popup_then_read(api: Api, page: str) -> list[dict[str, Any]]:
 
 
 @pytest.mark.parametrize("mode", POPUPS)
-def test_popup_never_reaches_a_private_host(api: Api, attacker: Attacker, target: LogServer, token: str,
-                                            mode: str) -> None:
+def test_popup_never_reaches_a_private_host(
+    api: Api, attacker: Attacker, target: LogServer, token: str, mode: str
+) -> None:
     """window.open of a private URL, and popups whose same-origin hop redirects there (302 GET,
     307 re-sending a POST body); the next task's result must not carry the private page."""
-    first, second = _popup_then_read(api, attacker.page("popup.html", mode=mode, token=token,
-                                                        target=target.url(f"/{token}/popup", PRIVATE_HOST)))
+    first, second = _popup_then_read(
+        api, attacker.page("popup.html", mode=mode, token=token, target=target.url(f"/{token}/popup", PRIVATE_HOST))
+    )
     assert_nothing_arrived(target, first)
     assert target.secret not in task_text(second), "the next task read the private page back"
 
 
 @pytest.mark.parametrize("mode", POPUPS)
-def test_popup_control_reaches_an_allowed_host(api: Api, attacker: Attacker, sink: LogServer, token: str,
-                                               mode: str) -> None:
-    first, second = _popup_then_read(api, attacker.page("popup.html", mode=mode, token=token,
-                                                        target=sink.url(f"/{token}/popup")))
+def test_popup_control_reaches_an_allowed_host(
+    api: Api, attacker: Attacker, sink: LogServer, token: str, mode: str
+) -> None:
+    first, second = _popup_then_read(
+        api, attacker.page("popup.html", mode=mode, token=token, target=sink.url(f"/{token}/popup"))
+    )
     assert_arrived(sink, token, first, "popup")
     assert sink.secret in task_text(second), "the popup is not the page the next task reads"
     if mode == "307":
@@ -82,6 +87,7 @@ def test_popup_control_reaches_an_allowed_host(api: Api, attacker: Attacker, sin
 
 
 # Iframes with redirect hops ----------------------------------------------------------------
+
 
 def _hops(attacker: Attacker, final: str, host: str) -> str:
     """Two redirect hops on `host` (the attacker's origin, or another site) ending at `final`."""
@@ -92,18 +98,21 @@ FRAME_HOSTS = {"same-site": "127.0.0.1", "cross-site": "localhost"}
 
 
 @pytest.mark.parametrize("site", FRAME_HOSTS)
-def test_iframe_redirect_hops_never_reach_a_private_host(api: Api, attacker: Attacker, target: LogServer,
-                                                         token: str, site: str) -> None:
+def test_iframe_redirect_hops_never_reach_a_private_host(
+    api: Api, attacker: Attacker, target: LogServer, token: str, site: str
+) -> None:
     src = _hops(attacker, target.url(f"/{token}/frame", PRIVATE_HOST), FRAME_HOSTS[site])
     body = run_page(api, attacker.page("frame.html", src=src))
     assert_nothing_arrived(target, body)
 
 
 @pytest.mark.parametrize("site", FRAME_HOSTS)
-def test_iframe_control_reaches_an_allowed_host(api: Api, attacker: Attacker, sink: LogServer, token: str,
-                                                site: str) -> None:
-    body = run_page(api, attacker.page("frame.html", src=_hops(attacker, sink.url(f"/{token}/frame"),
-                                                                FRAME_HOSTS[site])))
+def test_iframe_control_reaches_an_allowed_host(
+    api: Api, attacker: Attacker, sink: LogServer, token: str, site: str
+) -> None:
+    body = run_page(
+        api, attacker.page("frame.html", src=_hops(attacker, sink.url(f"/{token}/frame"), FRAME_HOSTS[site]))
+    )
     assert_arrived(sink, token, body, "frame")
     assert_ran(body, "ran frame: loaded")
 
@@ -121,16 +130,19 @@ CONTEXT_API_CASES = [(ctx, api) for ctx, apis in CONTEXT_APIS.items() for api in
 
 
 @pytest.mark.parametrize(("ctx", "web_api"), CONTEXT_API_CASES)
-def test_web_api_never_reaches_a_private_host(api: Api, attacker: Attacker, target: LogServer, token: str,
-                                              ctx: str, web_api: str) -> None:
-    body = run_page(api, attacker.page("apis.html", ctx=ctx, apis=web_api,
-                                       target=target.url(f"/{token}", PRIVATE_HOST)))
+def test_web_api_never_reaches_a_private_host(
+    api: Api, attacker: Attacker, target: LogServer, token: str, ctx: str, web_api: str
+) -> None:
+    body = run_page(
+        api, attacker.page("apis.html", ctx=ctx, apis=web_api, target=target.url(f"/{token}", PRIVATE_HOST))
+    )
     assert_nothing_arrived(target, body)
 
 
 @pytest.mark.parametrize("ctx", CONTEXT_APIS)
-def test_web_api_control_reaches_an_allowed_host(api: Api, attacker: Attacker, sink: LogServer, token: str,
-                                                 ctx: str) -> None:
+def test_web_api_control_reaches_an_allowed_host(
+    api: Api, attacker: Attacker, sink: LogServer, token: str, ctx: str
+) -> None:
     apis = CONTEXT_APIS[ctx]
     body = run_page(api, attacker.page("apis.html", ctx=ctx, apis=",".join(apis), target=sink.url(f"/{token}")))
     if "serviceworker refused" in task_text(body):
@@ -146,14 +158,14 @@ HINTS = ["prefetch", "preconnect", "dns-prefetch", "preload"]
 
 
 @pytest.mark.parametrize("rel", HINTS)
-def test_link_hint_never_reaches_a_private_host(api: Api, attacker: Attacker, target: LogServer, token: str,
-                                                rel: str) -> None:
+def test_link_hint_never_reaches_a_private_host(
+    api: Api, attacker: Attacker, target: LogServer, token: str, rel: str
+) -> None:
     body = run_page(api, attacker.page("hints.html", rels=rel, target=target.url(f"/{token}", PRIVATE_HOST)))
     assert_nothing_arrived(target, body)
 
 
-def test_link_hint_control_reaches_an_allowed_host(api: Api, attacker: Attacker, sink: LogServer,
-                                                   token: str) -> None:
+def test_link_hint_control_reaches_an_allowed_host(api: Api, attacker: Attacker, sink: LogServer, token: str) -> None:
     body = run_page(api, attacker.page("hints.html", rels="prefetch,preload", target=sink.url(f"/{token}")))
     assert_arrived(sink, token, body, "prefetch", "preload")
 
@@ -162,15 +174,18 @@ SPECULATIONS = ["prefetch", "prerender"]
 
 
 @pytest.mark.parametrize("action", SPECULATIONS)
-def test_speculation_rules_never_reach_a_private_host(api: Api, attacker: Attacker, target: LogServer,
-                                                      token: str, action: str) -> None:
-    body = run_page(api, attacker.page("speculation.html", actions=action,
-                                       target=target.url(f"/{token}", PRIVATE_HOST)))
+def test_speculation_rules_never_reach_a_private_host(
+    api: Api, attacker: Attacker, target: LogServer, token: str, action: str
+) -> None:
+    body = run_page(
+        api, attacker.page("speculation.html", actions=action, target=target.url(f"/{token}", PRIVATE_HOST))
+    )
     assert_nothing_arrived(target, body)
 
 
-def test_speculation_rules_control_reach_an_allowed_host(api: Api, attacker: Attacker, sink: LogServer,
-                                                         token: str) -> None:
+def test_speculation_rules_control_reach_an_allowed_host(
+    api: Api, attacker: Attacker, sink: LogServer, token: str
+) -> None:
     body = run_page(api, attacker.page("speculation.html", actions="prefetch,prerender", target=sink.url(f"/{token}")))
     assert_ran(body, "supported true")
     assert_arrived(sink, token, body, "prefetch", "prerender")
@@ -178,17 +193,22 @@ def test_speculation_rules_control_reach_an_allowed_host(api: Api, attacker: Att
 
 # WebRTC and WebTransport (UDP and TURN over TCP) --------------------------------------------
 
+
 def _ice(kind: str, host: str, port: int) -> str:
-    return {"stun": f"stun:{host}:{port}", "turn-udp": f"turn:{host}:{port}?transport=udp",
-            "turn-tcp": f"turn:{host}:{port}?transport=tcp"}[kind]
+    return {
+        "stun": f"stun:{host}:{port}",
+        "turn-udp": f"turn:{host}:{port}?transport=udp",
+        "turn-tcp": f"turn:{host}:{port}?transport=tcp",
+    }[kind]
 
 
 ICE = ["stun", "turn-udp", "turn-tcp"]
 
 
 @pytest.mark.parametrize("kind", ICE)
-def test_webrtc_ice_servers_never_reach_a_private_host(api: Api, attacker: Attacker, target: LogServer,
-                                                       kind: str) -> None:
+def test_webrtc_ice_servers_never_reach_a_private_host(
+    api: Api, attacker: Attacker, target: LogServer, kind: str
+) -> None:
     body = run_page(api, attacker.page("webrtc.html", ice=_ice(kind, PRIVATE_HOST, target.port)), wait_s=2)
     assert_ran(body, "ran webrtc")
     assert_nothing_arrived(target, body)
@@ -204,8 +224,7 @@ def test_webrtc_control_runs(api: Api, attacker: Attacker, sink: LogServer) -> N
     assert_ran(body, f"configured {ice}", "ran webrtc: gathering")
 
 
-def test_webtransport_never_reaches_a_private_host(api: Api, attacker: Attacker, target: LogServer,
-                                                   token: str) -> None:
+def test_webtransport_never_reaches_a_private_host(api: Api, attacker: Attacker, target: LogServer, token: str) -> None:
     body = run_page(api, attacker.page("webtransport.html", url=f"https://{PRIVATE_HOST}:{target.port}/{token}"))
     assert_ran(body, "ran webtransport")
     assert_nothing_arrived(target, body)
@@ -220,28 +239,27 @@ def test_webtransport_control_runs(api: Api, attacker: Attacker, sink: LogServer
 
 # Meta refresh and downloads -----------------------------------------------------------------
 
-def test_meta_refresh_never_reaches_a_private_host(api: Api, attacker: Attacker, target: LogServer,
-                                                   token: str) -> None:
+
+def test_meta_refresh_never_reaches_a_private_host(api: Api, attacker: Attacker, target: LogServer, token: str) -> None:
     body = run_page(api, attacker.page("meta.html", url=target.url(f"/{token}/meta", PRIVATE_HOST)))
     assert_nothing_arrived(target, body)
 
 
-def test_meta_refresh_control_reaches_an_allowed_host(api: Api, attacker: Attacker, sink: LogServer,
-                                                      token: str) -> None:
+def test_meta_refresh_control_reaches_an_allowed_host(
+    api: Api, attacker: Attacker, sink: LogServer, token: str
+) -> None:
     body = run_page(api, attacker.page("meta.html", url=sink.url(f"/{token}/meta")))
     assert_arrived(sink, token, body, "meta")
     assert sink.secret in task_text(body)
 
 
-def test_download_never_reaches_a_private_host(api: Api, attacker: Attacker, target: LogServer,
-                                               token: str) -> None:
+def test_download_never_reaches_a_private_host(api: Api, attacker: Attacker, target: LogServer, token: str) -> None:
     body = run_page(api, attacker.page("download.html", url=target.url(f"/{token}/private.csv", PRIVATE_HOST)))
     assert_nothing_arrived(target, body)
     assert not (body.get("data") or {}).get("files"), body
 
 
-def test_download_control_reaches_an_allowed_host(api: Api, attacker: Attacker, sink: LogServer,
-                                                  token: str) -> None:
+def test_download_control_reaches_an_allowed_host(api: Api, attacker: Attacker, sink: LogServer, token: str) -> None:
     body = run_page(api, attacker.page("download.html", url=sink.url(f"/{token}/private.csv")))
     assert_arrived(sink, token, body, "private.csv")
     assert_ran(body, "ran download")
@@ -249,11 +267,14 @@ def test_download_control_reaches_an_allowed_host(api: Api, attacker: Attacker, 
 
 # Other spellings of loopback ---------------------------------------------------------------
 
+
 def _page_then_goto(api: Api, page: str, url: str) -> dict[str, Any]:
     """A page that fetches, frames and opens a WebSocket to an address, then the agent told to go
     there itself (a prompt injection's first move)."""
-    response = api.post("/start/run-task", {"taskDetails": f"go to {page} then wait {PAGE_WAIT_S} seconds "
-                                                           f"then go to {url} then extract the text"})
+    response = api.post(
+        "/start/run-task",
+        {"taskDetails": f"go to {page} then wait {PAGE_WAIT_S} seconds then go to {url} then extract the text"},
+    )
     assert response.status_code == 200, response.text
     time.sleep(GRACE_S)
     return response.json()
@@ -285,21 +306,23 @@ def _allows_every_port_of_127_0_0_1() -> bool:
 
 
 @pytest.mark.parametrize("host", SPELLINGS_OF_127_0_0_1 + OTHER_SPELLINGS)
-def test_loopback_spellings_never_reach_the_target(api: Api, attacker: Attacker, target: LogServer,
-                                                   token: str, host: str) -> None:
+def test_loopback_spellings_never_reach_the_target(
+    api: Api, attacker: Attacker, target: LogServer, token: str, host: str
+) -> None:
     """Every spelling names the target's port, which is on no allow-list."""
     if host in SPELLINGS_OF_127_0_0_1 and _allows_every_port_of_127_0_0_1():
-        pytest.skip("ENIGMA_ALLOWED_PRIVATE_HOSTS allows 127.0.0.1 on every port (the test env does): "
-                    "no port of 127.0.0.1 is private; test_loopback_spellings_never_reach_the_products_redis "
-                    "covers these spellings")
+        pytest.skip(
+            "ENIGMA_ALLOWED_PRIVATE_HOSTS allows 127.0.0.1 on every port (the test env does): "
+            "no port of 127.0.0.1 is private; test_loopback_spellings_never_reach_the_products_redis "
+            "covers these spellings"
+        )
     base = f"http://{host}:{target.port}/{token}"
     body = _page_then_goto(api, attacker.page("forms.html", target=base), f"{base}/goto")
     assert_nothing_arrived(target, body)
 
 
 @pytest.mark.parametrize("host", [*SPELLINGS_OF_127_0_0_1, "[::ffff:127.0.0.1]"])  # Redis is not on [::1]
-def test_loopback_spellings_never_reach_the_products_redis(api: Api, attacker: Attacker, token: str,
-                                                           host: str) -> None:
+def test_loopback_spellings_never_reach_the_products_redis(api: Api, attacker: Attacker, token: str, host: str) -> None:
     """The product's own services stay out of reach under any spelling, even where the operator
     allows 127.0.0.1 on every port. Redis answers each HTTP GET line with an error, so its error
     counter is the target's log here."""
@@ -310,8 +333,9 @@ def test_loopback_spellings_never_reach_the_products_redis(api: Api, attacker: A
     assert _redis_errors(client) == errors, f"{_redis_errors(client) - errors} requests reached Redis: {body}"
 
 
-def test_loopback_spelling_control_reaches_an_allowed_host(api: Api, attacker: Attacker, sink: LogServer,
-                                                           token: str) -> None:
+def test_loopback_spelling_control_reaches_an_allowed_host(
+    api: Api, attacker: Attacker, sink: LogServer, token: str
+) -> None:
     base = f"http://2130706433:{sink.port}/{token}"
     body = _page_then_goto(api, attacker.page("forms.html", target=base), f"{base}/goto")
     assert_arrived(sink, token, body, "fetch", "img", "iframe", "websocket", "goto")
@@ -320,9 +344,11 @@ def test_loopback_spelling_control_reaches_an_allowed_host(api: Api, attacker: A
 
 # A DNS name that resolves to loopback ------------------------------------------------------
 
+
 @pytest.mark.parametrize("address", [PRIVATE_HOST, "127.0.0.1"])
-def test_a_name_resolving_to_loopback_never_reaches_the_target(api: Api, attacker: Attacker, target: LogServer,
-                                                              token: str, address: str) -> None:
+def test_a_name_resolving_to_loopback_never_reaches_the_target(
+    api: Api, attacker: Attacker, target: LogServer, token: str, address: str
+) -> None:
     """The gate resolves through the test's resolver (ENIGMA_EGRESS_RESOLVER); the name is on no
     allow-list, so what it resolves to is judged, 127.0.0.1 (allowed by address) included."""
     name = f"to-{address.replace('.', '-')}-{token}.{TEST_DOMAIN}"
@@ -334,8 +360,9 @@ def test_a_name_resolving_to_loopback_never_reaches_the_target(api: Api, attacke
     assert asked, f"nobody asked the test resolver for {name}: the name was never judged by what it resolves to"
 
 
-def test_a_name_resolving_to_loopback_control_reaches_an_allowed_host(api: Api, attacker: Attacker,
-                                                                      sink: LogServer, token: str) -> None:
+def test_a_name_resolving_to_loopback_control_reaches_an_allowed_host(
+    api: Api, attacker: Attacker, sink: LogServer, token: str
+) -> None:
     base = f"http://{ALLOWED_NAME}:{sink.port}/{token}"
     body = _page_then_goto(api, attacker.page("forms.html", target=base), f"{base}/goto")
     assert_arrived(sink, token, body, "fetch", "img", "iframe", "websocket", "goto")
@@ -343,6 +370,7 @@ def test_a_name_resolving_to_loopback_control_reaches_an_allowed_host(api: Api, 
 
 
 # A session proxy at the product's own Redis ------------------------------------------------
+
 
 def test_session_proxy_at_the_products_redis_is_refused(api: Api) -> None:
     client = _redis()
@@ -354,8 +382,10 @@ def test_session_proxy_at_the_products_redis_is_refused(api: Api) -> None:
     if response.status_code == 200:
         # Accepted: measure what the browser then sends to Redis (each proxied request is an
         # inline command Redis answers with an error).
-        api.message(response.json()["sessionId"],
-                    {"actionType": "newTask", "taskDetails": "go to http://example.com/ then extract the text"})
+        api.message(
+            response.json()["sessionId"],
+            {"actionType": "newTask", "taskDetails": "go to http://example.com/ then extract the text"},
+        )
         reached = _redis_errors(client) - errors
     assert response.status_code == 400, f"accepted; {reached} proxied requests reached Redis: {response.text}"
     assert response.json()["details"]["parameter"].startswith("proxy"), response.text

@@ -72,10 +72,17 @@ def test_a_trigger_run_on_an_environment_in_use_fails_with_the_code(api: Api) ->
     from triggers.services import trigger_run_start
 
     environment_id = create_environment(api)
-    created = api.post("/cron-jobs", {
-        "name": "nightly", "environmentId": environment_id, "scheduleType": "cron", "scheduleCron": "0 3 * * *",
-        "prompt": "extract the title", "webhook": {"url": "http://127.0.0.1:9/hook"},
-    })
+    created = api.post(
+        "/cron-jobs",
+        {
+            "name": "nightly",
+            "environmentId": environment_id,
+            "scheduleType": "cron",
+            "scheduleCron": "0 3 * * *",
+            "prompt": "extract the title",
+            "webhook": {"url": "http://127.0.0.1:9/hook"},
+        },
+    )
     assert created.status_code == 201, created.text
     holder = start(api, environmentId=environment_id)["sessionId"]
     run = trigger_run_start(trigger_id=created.json()["cronJob"]["_id"], manual=True)

@@ -207,22 +207,61 @@ def test_a_deeply_nested_or_unloadable_storage_state_is_a_400_naming_the_place(a
     deep = b'{"cookies": [], "origins": [], "x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
     cases = [
         (deep, "nests too deeply"),
-        (b'{"cookies": [], "origins": [{"origin": "http://127.0.0.1:9", "localStorage": [], "x": '
-         + b"[" * 300 + b"]" * 300 + b"}]}", "nests deeper than 256 levels"),
+        (
+            b'{"cookies": [], "origins": [{"origin": "http://127.0.0.1:9", "localStorage": [], "x": '
+            + b"[" * 300
+            + b"]" * 300
+            + b"}]}",
+            "nests deeper than 256 levels",
+        ),
         # Accepted before, then every session on the environment failed in new_context():
-        (json.dumps({"cookies": [{"name": "auth", "value": "bob", "domain": "127.0.0.1"}]}).encode(),
-         "cookies[0]: a cookie needs a url, or a domain and a path"),
-        (json.dumps({"cookies": [{"name": "auth", "value": "bob", "url": "http://127.0.0.1/", "expires": "soon"}]})
-         .encode(), "cookies[0].expires"),
-        (json.dumps({"origins": [{"origin": "chrome://settings", "localStorage": []}]}).encode(),
-         "origins[0].origin: must be an http or https origin"),
-        (json.dumps({"origins": [{"origin": "http://127.0.0.1:9", "localStorage": [{"name": "a", "value": 1}]}]})
-         .encode(), "origins[0].localStorage[0].value: must be a string"),
-        (json.dumps({"origins": [{"origin": "http://127.0.0.1:9", "localStorage": [], "indexedDB": [
-            {"name": "db", "version": 1, "stores": [{"name": "kv", "autoIncrement": False, "indexes": [],
-                                                     "records": [{"key": "a", "value": 1},
-                                                                 {"key": "a", "value": 2}]}]}]}]}).encode(),
-         "the key appears twice"),
+        (
+            json.dumps({"cookies": [{"name": "auth", "value": "bob", "domain": "127.0.0.1"}]}).encode(),
+            "cookies[0]: a cookie needs a url, or a domain and a path",
+        ),
+        (
+            json.dumps(
+                {"cookies": [{"name": "auth", "value": "bob", "url": "http://127.0.0.1/", "expires": "soon"}]}
+            ).encode(),
+            "cookies[0].expires",
+        ),
+        (
+            json.dumps({"origins": [{"origin": "chrome://settings", "localStorage": []}]}).encode(),
+            "origins[0].origin: must be an http or https origin",
+        ),
+        (
+            json.dumps(
+                {"origins": [{"origin": "http://127.0.0.1:9", "localStorage": [{"name": "a", "value": 1}]}]}
+            ).encode(),
+            "origins[0].localStorage[0].value: must be a string",
+        ),
+        (
+            json.dumps(
+                {
+                    "origins": [
+                        {
+                            "origin": "http://127.0.0.1:9",
+                            "localStorage": [],
+                            "indexedDB": [
+                                {
+                                    "name": "db",
+                                    "version": 1,
+                                    "stores": [
+                                        {
+                                            "name": "kv",
+                                            "autoIncrement": False,
+                                            "indexes": [],
+                                            "records": [{"key": "a", "value": 1}, {"key": "a", "value": 2}],
+                                        }
+                                    ],
+                                }
+                            ],
+                        }
+                    ]
+                }
+            ).encode(),
+            "the key appears twice",
+        ),
     ]
     for state, reason in cases:
         response = _upload(api, f"/profiles/{environment_id}/upload", _archive({"storage_state.json": state}))
@@ -237,20 +276,35 @@ def test_an_accepted_profile_loads_in_a_real_session(api: Api, pages: str) -> No
     origin = pages
     state = {
         "cookies": [{"name": "auth", "value": "carol", "url": f"{pages}/", "hostOnly": True, "storeId": "0"}],
-        "origins": [{
-            "origin": origin,
-            "localStorage": [{"name": "note", "value": "kept"}],
-            "indexedDB": [{"name": "enigma-test", "version": 1, "stores": [
-                {"name": "kv", "autoIncrement": False, "records": [{"key": "note", "value": "kept"}],
-                 "indexes": []}]}],
-        }],
+        "origins": [
+            {
+                "origin": origin,
+                "localStorage": [{"name": "note", "value": "kept"}],
+                "indexedDB": [
+                    {
+                        "name": "enigma-test",
+                        "version": 1,
+                        "stores": [
+                            {
+                                "name": "kv",
+                                "autoIncrement": False,
+                                "records": [{"key": "note", "value": "kept"}],
+                                "indexes": [],
+                            }
+                        ],
+                    }
+                ],
+            }
+        ],
     }
-    uploaded = _upload(api, f"/profiles/{environment_id}/upload",
-                       _archive({"storage_state.json": json.dumps(state).encode()}))
+    uploaded = _upload(
+        api, f"/profiles/{environment_id}/upload", _archive({"storage_state.json": json.dumps(state).encode()})
+    )
     assert uploaded.status_code == 200, uploaded.text
     session = start(api, environmentId=environment_id)
     seen = new_task(api, session["sessionId"], f"go to {pages}/profile.html then extract the title")
     assert "Profile of carol" in seen["data"]["message"], seen
-    storage = new_task(api, session["sessionId"], f"go to {pages}/storage.html then wait 1 seconds then "
-                                                  "extract the title")
+    storage = new_task(
+        api, session["sessionId"], f"go to {pages}/storage.html then wait 1 seconds then extract the title"
+    )
     assert "Local kept IDB kept" in storage["data"]["message"], storage

@@ -15,16 +15,19 @@ from sessions_app.services import session_end
 from tests.conftest import Api, Proc, start_worker, wait_for_workers
 from tests.environments.helpers import create_environment, new_task, start, terminate
 
-LOGIN = ("go to {pages}/login.html then type alice into Username then type s3cret-pw into Password "
-         "then click Log in then wait 0.5 seconds then extract the title")
+LOGIN = (
+    "go to {pages}/login.html then type alice into Username then type s3cret-pw into Password "
+    "then click Log in then wait 0.5 seconds then extract the title"
+)
 
 
 def test_a_session_ended_without_its_runner_saves_its_last_checkpoint(transactional_db: Any) -> None:
     team = personal_team(user_create(email="orphan@example.com", password="pw-123456789"))
     environment = environment_create(team=team, name="lost")
     state = {"cookies": [{"name": "auth", "value": "carol", "domain": "127.0.0.1", "path": "/"}], "origins": []}
-    session = BrowserSession.objects.create(team=team, state=BrowserSession.State.ORPHANED, storage_state=state,
-                                            config={"environmentId": environment.pk})
+    session = BrowserSession.objects.create(
+        team=team, state=BrowserSession.State.ORPHANED, storage_state=state, config={"environmentId": environment.pk}
+    )
     assert session_end(session_id=session.pk, state=BrowserSession.State.FAILED, reason="instance_lost")
     assert environment_storage_state(environment_id=environment.pk) == state
     environment.refresh_from_db()

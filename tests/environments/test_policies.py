@@ -142,20 +142,31 @@ def test_target_scope_matches_the_accessible_name_and_the_role_as_separate_field
             "actionRules": [
                 {"category": "click", "scope": "target", "matchType": "regex", "match": "^Save", "action": "block"},
                 {"category": "click", "role": "link", "action": "guardrail"},
-                {"category": "type", "scope": "target", "matchType": "regex", "match": r"^\d{3}-\d{2}-\d{4}$",
-                 "action": "block"},
+                {
+                    "category": "type",
+                    "scope": "target",
+                    "matchType": "regex",
+                    "match": r"^\d{3}-\d{2}-\d{4}$",
+                    "action": "block",
+                },
             ]
         }
     )
-    verdict = lambda **target: evaluate(rules, category="click", url="https://ok.org/",  # noqa: E731
-                                        target=Target(**target)).action
+
+    def verdict(**target: Any) -> str:
+        return evaluate(rules, category="click", url="https://ok.org/", target=Target(**target)).action
+
     assert verdict(role="button", name="Save changes") == "block"
     assert verdict(role="button", name="Do not Save") == "allow"
     assert verdict(role="link", name="Help") == "guardrail"
     assert verdict(role="button", name="Help") == "allow"
-    typed = evaluate_action(rules, name="type_text", args={"ref": "e3", "text": "123-45-6789"}, url="https://ok.org/",
-                            target=action_target("type_text", {"text": "123-45-6789"}, {"role": "textbox",
-                                                                                          "name": "SSN"}))
+    typed = evaluate_action(
+        rules,
+        name="type_text",
+        args={"ref": "e3", "text": "123-45-6789"},
+        url="https://ok.org/",
+        target=action_target("type_text", {"text": "123-45-6789"}, {"role": "textbox", "name": "SSN"}),
+    )
     assert typed.action == "block"
     assert action_target("click_element", {"text": "Save changes"}, None) == Target(name="Save changes")
     bad = {"actionRules": [{"category": "click", "role": "not a role!", "action": "block"}]}
@@ -172,8 +183,14 @@ def test_anchored_target_rules_and_role_rules_hold_in_a_real_session(api: Api, p
         api,
         actionRules=[
             {"category": "click", "scope": "target", "matchType": "regex", "match": "^Delete", "action": "block"},
-            {"category": "click", "scope": "target", "role": "link", "matchType": "regex", "match": "^Help$",
-             "action": "block"},
+            {
+                "category": "click",
+                "scope": "target",
+                "role": "link",
+                "matchType": "regex",
+                "match": "^Help$",
+                "action": "block",
+            },
         ],
     )
     sid = start(api, policyId=policy_id)["sessionId"]

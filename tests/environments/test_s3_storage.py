@@ -44,8 +44,13 @@ def s3_endpoint() -> Iterator[str]:
 @pytest.fixture
 def s3(s3_endpoint: str, tmp_path: Path) -> Iterator[dict[str, Any]]:
     """A fresh bucket, and the storage switched to it (MEDIA_ROOT is an empty directory)."""
-    client = boto3.client("s3", endpoint_url=s3_endpoint, aws_access_key_id=ACCESS_KEY,
-                          aws_secret_access_key=SECRET_KEY, region_name=REGION)
+    client = boto3.client(
+        "s3",
+        endpoint_url=s3_endpoint,
+        aws_access_key_id=ACCESS_KEY,
+        aws_secret_access_key=SECRET_KEY,
+        region_name=REGION,
+    )
     bucket = f"enigma-{secrets.token_hex(4)}"
     client.create_bucket(Bucket=bucket)
     media = tmp_path / "media"
@@ -149,8 +154,10 @@ def test_local_disk_stays_the_default(tmp_path: Path) -> None:
 def test_a_missing_bucket_setting_is_reported(tmp_path: Path) -> None:
     from django.core.exceptions import ImproperlyConfigured
 
-    with override_settings(MEDIA_ROOT=tmp_path, ENIGMA_STORAGE="s3", ENIGMA_S3_BUCKET=""), \
-            pytest.raises(ImproperlyConfigured):
+    with (
+        override_settings(MEDIA_ROOT=tmp_path, ENIGMA_STORAGE="s3", ENIGMA_S3_BUCKET=""),
+        pytest.raises(ImproperlyConfigured),
+    ):
         storage.state_read("env1")
     with override_settings(MEDIA_ROOT=tmp_path, ENIGMA_STORAGE="ftp"), pytest.raises(ImproperlyConfigured):
         storage.state_read("env1")

@@ -45,18 +45,25 @@ LOADS = {
     "exporter extras": _cookie(hostOnly=True, storeId="0"),
     "an empty name": _cookie(name=""),
     "unicode": _cookie(value="grüße", domain="bücher.de"),
-    "a partitioned cookie": _cookie(secure=True, sameSite="None", partitionKey="https://other.com",
-                                    _crHasCrossSiteAncestor=False),
+    "a partitioned cookie": _cookie(
+        secure=True, sameSite="None", partitionKey="https://other.com", _crHasCrossSiteAncestor=False
+    ),
     "the latest expiry": _cookie(expires=253402300799),
     "localStorage": _origin(localStorage=[{"name": "k", "value": "v"}]),
-    "out-of-line keys": _records({"key": "a", "value": 1}, {"keyEncoded": {"v": "Infinity"}, "value": 2},
-                                 {"key": [1, "x"], "valueEncoded": {"o": [{"k": "n", "v": {"d": "2020-01-01"}}],
-                                                                    "id": 1}}),
-    "in-line keys": _records({"value": {"id": 1}}, {"valueEncoded": {"o": [{"k": "id", "v": 2}], "id": 1}},
-                             keyPath="id"),
+    "out-of-line keys": _records(
+        {"key": "a", "value": 1},
+        {"keyEncoded": {"v": "Infinity"}, "value": 2},
+        {"key": [1, "x"], "valueEncoded": {"o": [{"k": "n", "v": {"d": "2020-01-01"}}], "id": 1}},
+    ),
+    "in-line keys": _records(
+        {"value": {"id": 1}}, {"valueEncoded": {"o": [{"k": "id", "v": 2}], "id": 1}}, keyPath="id"
+    ),
     "a key generator": _records({"value": {"x": 1}}, {"value": {"id": 7}}, keyPath="id", autoIncrement=True),
-    "a unique index": _records({"key": 1, "value": {"n": "x"}}, {"key": 2, "value": {"n": "y"}},
-                               indexes=[{"name": "i", "keyPath": "n", "multiEntry": False, "unique": True}]),
+    "a unique index": _records(
+        {"key": 1, "value": {"n": "x"}},
+        {"key": 2, "value": {"n": "y"}},
+        indexes=[{"name": "i", "keyPath": "n", "multiEntry": False, "unique": True}],
+    ),
     "typed arrays": _records({"key": "a", "valueEncoded": {"ta": {"b": "AAAAAA==", "k": "i32"}}}),
 }
 
@@ -87,10 +94,11 @@ FAILS = {
     "a bad origin": ({"origins": [{"origin": "notaurl", "localStorage": []}]}, "origins[0].origin"),
     "a chrome origin": ({"origins": [{"origin": "chrome://settings", "localStorage": []}]}, "origins[0].origin"),
     "a file origin": ({"origins": [{"origin": "file://", "localStorage": []}]}, "origins[0].origin"),
-    "a number in localStorage": (_origin(localStorage=[{"name": "a", "value": 1}]),
-                                 "origins[0].localStorage[0].value"),
-    "localStorage over quota": (_origin(localStorage=[{"name": "a", "value": "x" * 5_300_000}]),
-                                "origins[0].localStorage"),
+    "a number in localStorage": (_origin(localStorage=[{"name": "a", "value": 1}]), "origins[0].localStorage[0].value"),
+    "localStorage over quota": (
+        _origin(localStorage=[{"name": "a", "value": "x" * 5_300_000}]),
+        "origins[0].localStorage",
+    ),
     "localStorage as an object": (_origin(localStorage={"a": "b"}), "origins[0].localStorage"),
     "version 0": (_origin(indexedDB=[{"name": "d", "version": 0, "stores": []}]), "origins[0].indexedDB[0].version"),
     "an object key": (_records({"key": {"x": 1}, "value": 1}), "records[0]"),
@@ -99,20 +107,39 @@ FAILS = {
     "a duplicate key": (_records({"key": "a", "value": 1}, {"key": "a", "value": 2}), "records[1]"),
     "a key path that yields nothing": (_records({"value": {"x": 1}}, keyPath="id"), "records[0]"),
     "a key with a key path": (_records({"key": 1, "value": {"id": 1}}, keyPath="id"), "records[0]"),
-    "a broken unique index": (_records({"key": 1, "value": {"n": "x"}}, {"key": 2, "value": {"n": "x"}},
-                                       indexes=[{"name": "i", "keyPath": "n", "multiEntry": False, "unique": True}]),
-                              "records[1]"),
+    "a broken unique index": (
+        _records(
+            {"key": 1, "value": {"n": "x"}},
+            {"key": 2, "value": {"n": "x"}},
+            indexes=[{"name": "i", "keyPath": "n", "multiEntry": False, "unique": True}],
+        ),
+        "records[1]",
+    ),
     "a bad key path": (_store(keyPath="a b!"), "keyPath"),
     "a generator on an array key path": (_store(keyPathArray=["a", "b"], autoIncrement=True), "autoIncrement"),
-    "two stores of one name": (_origin(indexedDB=[{"name": "d", "version": 1, "stores": [
-        {"name": "kv", "autoIncrement": False, "records": [], "indexes": []}] * 2}]), "stores[1].name"),
+    "two stores of one name": (
+        _origin(
+            indexedDB=[
+                {
+                    "name": "d",
+                    "version": 1,
+                    "stores": [{"name": "kv", "autoIncrement": False, "records": [], "indexes": []}] * 2,
+                }
+            ]
+        ),
+        "stores[1].name",
+    ),
     "a function value": (_records({"key": "a", "valueEncoded": {"fn": "x"}}), "valueEncoded"),
     "a regular expression": (_records({"key": "a", "valueEncoded": {"r": {"p": "(", "f": ""}}}), "valueEncoded"),
     "bad base64": (_records({"key": "a", "valueEncoded": {"ta": {"b": "!!!", "k": "ui8"}}}), "ta.b"),
     "a bad bigint": (_records({"key": "a", "valueEncoded": {"bi": "xyz"}}), "bi"),
     "an object that is not one": (_records({"key": "a", "valueEncoded": {"o": 5}}), "valueEncoded.o"),
-    "no records": (_origin(indexedDB=[{"name": "d", "version": 1, "stores": [
-        {"name": "kv", "autoIncrement": False, "indexes": []}]}]), "records"),
+    "no records": (
+        _origin(
+            indexedDB=[{"name": "d", "version": 1, "stores": [{"name": "kv", "autoIncrement": False, "indexes": []}]}]
+        ),
+        "records",
+    ),
 }
 
 
@@ -121,7 +148,8 @@ async def chromium() -> AsyncIterator[Browser]:
     async with async_playwright() as playwright:
         browser = await playwright.chromium.launch(
             executable_path=os.environ.get("CHROMIUM_PATH", "/usr/lib/chromium/chromium"),
-            args=["--no-sandbox", "--disable-gpu"])
+            args=["--no-sandbox", "--disable-gpu"],
+        )
         yield browser
         await browser.close()
 
@@ -138,7 +166,7 @@ async def _loads(browser: Browser, state: dict[str, Any]) -> bool:
 async def _load_all(browser: Browser, states: list[dict[str, Any]]) -> list[bool]:
     results: list[bool] = []
     for start in range(0, len(states), 8):  # a few contexts at a time
-        results += await asyncio.gather(*(_loads(browser, s) for s in states[start:start + 8]))
+        results += await asyncio.gather(*(_loads(browser, s) for s in states[start : start + 8]))
     return results
 
 

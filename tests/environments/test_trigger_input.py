@@ -15,8 +15,15 @@ def test_a_starting_url_that_is_no_string_is_a_400_naming_it(value: object) -> N
     team = personal_team(user)
     client = APIClient(HTTP_AUTHORIZATION=f"Bearer {api_key_create(team=team, user=user).raw}")
     environment = client.post("/environments", {"name": "e"}, format="json").json()["environment"]["_id"]
-    body = {"name": "n", "prompt": "extract the title", "environmentId": environment, "scheduleType": "every",
-            "scheduleInterval": "1h", "webhook": {"url": "https://example.com/hook"}, "startingUrl": value}
+    body = {
+        "name": "n",
+        "prompt": "extract the title",
+        "environmentId": environment,
+        "scheduleType": "every",
+        "scheduleInterval": "1h",
+        "webhook": {"url": "https://example.com/hook"},
+        "startingUrl": value,
+    }
     response = client.post("/cron-jobs", body, format="json")
     assert response.status_code == 400, response.content[:300]
     assert response.json()["details"]["parameter"] == "startingUrl"

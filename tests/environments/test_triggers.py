@@ -104,8 +104,9 @@ def test_overflowing_schedules_answer_400_naming_the_field(api: Api) -> None:
         assert response.status_code == 400, (schedule, response.status_code, response.text[:300])
         assert response.json()["details"]["parameter"] == field, response.json()
     job = api.post("/cron-jobs", {**base, "scheduleType": "cron", "scheduleCron": "0 9 * * *"}).json()["cronJob"]
-    update = api.http.put(api.base + f"/cron-jobs/{job['_id']}", json={"scheduleCron": "0 0 30 2 *"},
-                          headers=api._headers(None))
+    update = api.http.put(
+        api.base + f"/cron-jobs/{job['_id']}", json={"scheduleCron": "0 0 30 2 *"}, headers=api._headers(None)
+    )
     assert update.status_code == 400 and update.json()["details"]["parameter"] == "scheduleCron"
 
 

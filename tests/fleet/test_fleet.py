@@ -27,24 +27,53 @@ from tests.helpers import new_task_nowait, wait_until
 
 pytestmark = pytest.mark.slow
 
-LOGIN = ("go to {pages}/login.html then type alice into Username then type s3cret-pw into Password "
-         "then click Log in then wait 0.5 seconds then extract the title")
+LOGIN = (
+    "go to {pages}/login.html then type alice into Username then type s3cret-pw into Password "
+    "then click Log in then wait 0.5 seconds then extract the title"
+)
 CAPACITY = 6  # room on one host for the sessions of the two others
 
 
 def _fleet_worker(tmp: Path, host: str) -> Proc:
     env = _child_env()
     # Idle sessions must outlive the test's phases (the suite's timeout is 12 s).
-    env.update({"ENIGMA_HOST_ID": host, "ENIGMA_WARM_POOL": "1", "ENIGMA_DRAIN_GRACE_S": "30",
-                "ENIGMA_INACTIVITY_TIMEOUT_S": "300"})
+    env.update(
+        {
+            "ENIGMA_HOST_ID": host,
+            "ENIGMA_WARM_POOL": "1",
+            "ENIGMA_DRAIN_GRACE_S": "30",
+            "ENIGMA_INACTIVITY_TIMEOUT_S": "300",
+        }
+    )
     celery = str(Path(sys.executable).with_name("celery"))
-    return Proc([celery, "-A", "enigma_site", "worker", "-Q", "browsers,celery", "--pool", "threads",
-                 "--concurrency", str(CAPACITY), "-n", f"{host}@%h", "--loglevel", "INFO", "--without-gossip",
-                 "--without-mingle"], env, tmp / f"{host}.log").start()
+    return Proc(
+        [
+            celery,
+            "-A",
+            "enigma_site",
+            "worker",
+            "-Q",
+            "browsers,celery",
+            "--pool",
+            "threads",
+            "--concurrency",
+            str(CAPACITY),
+            "-n",
+            f"{host}@%h",
+            "--loglevel",
+            "INFO",
+            "--without-gossip",
+            "--without-mingle",
+        ],
+        env,
+        tmp / f"{host}.log",
+    ).start()
 
 
 def _hosts() -> Counter[str]:
-    return Counter(host_of(w) for w in BrowserSession.objects.filter(state="active").values_list("worker_id", flat=True))
+    return Counter(
+        host_of(w) for w in BrowserSession.objects.filter(state="active").values_list("worker_id", flat=True)
+    )
 
 
 def _all_warm(count: int) -> bool:
@@ -63,8 +92,11 @@ def fleet(worker: Proc, server: str, proc_logs: Path, account: dict[str, Any]) -
     hosts = {host: _fleet_worker(proc_logs, host) for host in ("fleet-a", "fleet-b", "fleet-c")}
     port = free_port()
     daphne = str(Path(sys.executable).with_name("daphne"))
-    web2 = Proc([daphne, "-b", "127.0.0.1", "-p", str(port), "enigma_site.asgi:application"], _child_env(),
-                proc_logs / "daphne-fleet.log").start()
+    web2 = Proc(
+        [daphne, "-b", "127.0.0.1", "-p", str(port), "enigma_site.asgi:application"],
+        _child_env(),
+        proc_logs / "daphne-fleet.log",
+    ).start()
     try:
         wait_until(lambda: {w.host for w in live_workers()} == set(hosts), timeout=90)
         wait_until(lambda: _port_open(port), timeout=60)
@@ -90,7 +122,8 @@ def _port_open(port: int) -> bool:
 
 
 def test_sessions_spread_survive_a_killed_host_and_move_off_a_drained_one(
-        api: Api, fleet: dict[str, Any], pages: str) -> None:
+    api: Api, fleet: dict[str, Any], pages: str
+) -> None:
     web2 = Api(fleet["web2"], api.key)
     main = "fleet-a"
 
@@ -123,8 +156,16 @@ def test_sessions_spread_survive_a_killed_host_and_move_off_a_drained_one(
     # fleet has room for one new session, then for the drained ones.
     on_c = [s for s in sessions if host_of(BrowserSession.objects.get(pk=s).worker_id) == "fleet-c"]
     with ThreadPoolExecutor(3) as pool:
-        logged = list(pool.map(lambda s: Api(api.base, api.key).message(s, {
-            "actionType": "newTask", "taskDetails": LOGIN.format(pages=pages)}).json(), on_c))
+        logged = list(
+            pool.map(
+                lambda s: (
+                    Api(api.base, api.key)
+                    .message(s, {"actionType": "newTask", "taskDetails": LOGIN.format(pages=pages)})
+                    .json()
+                ),
+                on_c,
+            )
+        )
     assert all("Profile of alice" in r["data"]["message"] for r in logged), logged
     busy = on_c[0]  # the others stay idle
     other = next(s for s in sessions if host_of(BrowserSession.objects.get(pk=s).worker_id) == main)
@@ -160,8 +201,16 @@ def test_sessions_spread_survive_a_killed_host_and_move_off_a_drained_one(
     moved_event = SessionEvent.objects.get(session_id=busy, name="instance:disconnected", payload__reason="migrating")
     assert completed_event.pk < moved_event.pk  # the task finished on the drained host, then it moved
     with ThreadPoolExecutor(3) as pool:
-        after = list(pool.map(lambda s: Api(web2.base, api.key).message(s, {
-            "actionType": "newTask", "taskDetails": "extract the title"}).json(), on_c))
+        after = list(
+            pool.map(
+                lambda s: (
+                    Api(web2.base, api.key)
+                    .message(s, {"actionType": "newTask", "taskDetails": "extract the title"})
+                    .json()
+                ),
+                on_c,
+            )
+        )
     assert all("Profile of alice" in r["data"]["message"] for r in after), after  # the cookie moved
     assert not Task.objects.filter(session__in=on_c, state="failed").exists()
 
@@ -184,10 +233,10 @@ def test_sessions_spread_survive_a_killed_host_and_move_off_a_drained_one(
         assert session.charged_compute_ms <= wall_ms + 1
     for sid in on_c:
         session = BrowserSession.objects.get(pk=sid)
-        moved_at = SessionEvent.objects.get(session_id=sid, name="instance:disconnected",
-                                            payload__reason="migrating").created_at
-        back = SessionEvent.objects.filter(session_id=sid, type="session_active",
-                                           created_at__gt=moved_at).first()
+        moved_at = SessionEvent.objects.get(
+            session_id=sid, name="instance:disconnected", payload__reason="migrating"
+        ).created_at
+        back = SessionEvent.objects.filter(session_id=sid, type="session_active", created_at__gt=moved_at).first()
         assert back is not None
         back_at = back.created_at
         assert session.ended_at is not None and session.started_at is not None

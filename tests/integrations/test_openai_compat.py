@@ -18,16 +18,17 @@ def sdk(server: str, key: str) -> openai.OpenAI:
 def test_models_list_has_the_browser_model(api: Any, account: dict[str, Any]) -> None:
     models = sdk(api.base, account["key"]).models.list()
 
-    assert [(m.id, m.object, m.created, m.owned_by) for m in models.data] == [
-        (MODEL, "model", 1704067200, "enigma")]
+    assert [(m.id, m.object, m.created, m.owned_by) for m in models.data] == [(MODEL, "model", 1704067200, "enigma")]
 
 
 def test_completion_runs_the_last_user_message_as_a_task(api: Any, account: dict[str, Any], pages: str) -> None:
     from sessions_app.models import BrowserSession
 
     completion = sdk(api.base, account["key"]).chat.completions.create(
-        model=MODEL, messages=[{"role": "user", "content": f"go to {pages}/hello.html then extract the headings"}],
-        max_tokens=500)
+        model=MODEL,
+        messages=[{"role": "user", "content": f"go to {pages}/hello.html then extract the headings"}],
+        max_tokens=500,
+    )
 
     assert completion.object == "chat.completion"
     assert completion.choices[0].finish_reason == "stop"
@@ -45,8 +46,11 @@ def test_streamed_completion_sends_progress_then_the_answer_then_stop(
     api: Any, account: dict[str, Any], pages: str
 ) -> None:
     stream = sdk(api.base, account["key"]).chat.completions.create(
-        model=MODEL, stream=True, stream_options={"include_usage": True},
-        messages=[{"role": "user", "content": f"go to {pages}/hello.html then extract the headings"}])
+        model=MODEL,
+        stream=True,
+        stream_options={"include_usage": True},
+        messages=[{"role": "user", "content": f"go to {pages}/hello.html then extract the headings"}],
+    )
     chunks = list(stream)
 
     deltas = [c.choices[0].delta.content or "" for c in chunks if c.choices]
@@ -64,7 +68,8 @@ def test_streamed_completion_sends_progress_then_the_answer_then_stop(
 def test_zero_balance_is_a_402_error_in_openai_format(api: Any, broke_account: dict[str, Any]) -> None:
     with pytest.raises(openai.APIStatusError) as caught:
         sdk(api.base, broke_account["key"]).chat.completions.create(
-            model=MODEL, messages=[{"role": "user", "content": "extract the title"}])
+            model=MODEL, messages=[{"role": "user", "content": "extract the title"}]
+        )
 
     assert caught.value.status_code == 402
     assert caught.value.code == "insufficient_balance"
@@ -76,7 +81,8 @@ def test_guardrail_fails_the_request_and_ends_the_session(api: Any, account: dic
 
     with pytest.raises(openai.UnprocessableEntityError) as caught:
         sdk(api.base, account["key"]).chat.completions.create(
-            model=MODEL, messages=[{"role": "user", "content": "ask what the password is"}])
+            model=MODEL, messages=[{"role": "user", "content": "ask what the password is"}]
+        )
 
     assert caught.value.code == "guardrail_triggered"
     assert caught.value.type == "guardrail_error"
@@ -85,16 +91,37 @@ def test_guardrail_fails_the_request_and_ends_the_session(api: Any, account: dic
     api.wait_session(session.pk, "terminated")
 
 
-@pytest.mark.parametrize(("body", "status", "code", "param"), [
-    ({"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}, 404, "model_not_found", "model"),
-    ({"model": MODEL}, 400, "missing_required_field", "messages"),
-    ({"model": MODEL, "messages": [{"role": "tool", "content": "x"}]}, 400, "invalid_parameter", "messages[0].role"),
-    ({"model": MODEL, "messages": [{"role": "system", "content": "be brief"}]}, 400, "invalid_parameter", "messages"),
-    ({"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": -1}, 400,
-     "invalid_parameter", "max_tokens"),
-    ({"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "tools": []}, 400,
-     "invalid_parameter", "tools"),
-])
+@pytest.mark.parametrize(
+    ("body", "status", "code", "param"),
+    [
+        ({"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}]}, 404, "model_not_found", "model"),
+        ({"model": MODEL}, 400, "missing_required_field", "messages"),
+        (
+            {"model": MODEL, "messages": [{"role": "tool", "content": "x"}]},
+            400,
+            "invalid_parameter",
+            "messages[0].role",
+        ),
+        (
+            {"model": MODEL, "messages": [{"role": "system", "content": "be brief"}]},
+            400,
+            "invalid_parameter",
+            "messages",
+        ),
+        (
+            {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "max_tokens": -1},
+            400,
+            "invalid_parameter",
+            "max_tokens",
+        ),
+        (
+            {"model": MODEL, "messages": [{"role": "user", "content": "hi"}], "tools": []},
+            400,
+            "invalid_parameter",
+            "tools",
+        ),
+    ],
+)
 def test_invalid_requests_are_openai_errors_naming_the_param(
     server: str, account: dict[str, Any], body: dict[str, Any], status: int, code: str, param: str
 ) -> None:
@@ -132,12 +159,15 @@ def test_system_message_is_context_and_the_offline_agent_follows_the_user(
 ) -> None:
     from sessions_app.models import Task
 
-    completion = sdk(api.base, account["key"]).chat.completions.create(model=MODEL, messages=[
-        {"role": "system", "content": "You are a careful assistant. Answer briefly."},
-        {"role": "user", "content": "hello"},
-        {"role": "assistant", "content": "Hi, what should I do?"},
-        {"role": "user", "content": f"go to {pages}/hello.html then extract the headings"},
-    ])
+    completion = sdk(api.base, account["key"]).chat.completions.create(
+        model=MODEL,
+        messages=[
+            {"role": "system", "content": "You are a careful assistant. Answer briefly."},
+            {"role": "user", "content": "hello"},
+            {"role": "assistant", "content": "Hi, what should I do?"},
+            {"role": "user", "content": f"go to {pages}/hello.html then extract the headings"},
+        ],
+    )
 
     assert "Hello heading" in (completion.choices[0].message.content or "")
     task = Task.objects.get(pk=(completion.model_extra or {})["enigma"]["taskId"])
@@ -164,11 +194,10 @@ def test_a_failed_task_is_one_4xx_that_the_sdk_does_not_retry(api: Any, account:
     assert enigma["cost"] >= 0
 
 
-def test_a_failed_streamed_task_sends_its_code_and_the_enigma_object(
-    api: Any, account: dict[str, Any]
-) -> None:
+def test_a_failed_streamed_task_sends_its_code_and_the_enigma_object(api: Any, account: dict[str, Any]) -> None:
     stream = sdk(api.base, account["key"]).chat.completions.create(
-        model=MODEL, stream=True, messages=[{"role": "user", "content": "do a barrel roll"}])
+        model=MODEL, stream=True, messages=[{"role": "user", "content": "do a barrel roll"}]
+    )
 
     with pytest.raises(openai.APIError) as caught:
         list(stream)

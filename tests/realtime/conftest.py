@@ -48,8 +48,14 @@ def node_client() -> Any:
         pytest.skip(message)
 
     def run(config: dict[str, Any], timeout: float = 45) -> dict[str, Any]:
-        done = subprocess.run([node, "client.mjs", json.dumps(config)], cwd=JS_DIR, capture_output=True,
-                              text=True, timeout=timeout, check=False)
+        done = subprocess.run(
+            [node, "client.mjs", json.dumps(config)],
+            cwd=JS_DIR,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
         assert done.returncode == 0, done.stderr
         return json.loads(done.stdout.strip().splitlines()[-1])
 

@@ -103,12 +103,13 @@ async def test_read_only_viewer_token_cannot_click_type_or_create_tasks_by_any_p
     writes: list[tuple[str, dict[str, Any]]] = [
         ("/start/send-message", {"sessionId": session_id, "message": _new_task(pages)}),
         ("/start/send-message", {"sessionId": session_id, "message": CLICK}),
-        ("/start/run-task", {"taskDetails": task_details(pages)})]
+        ("/start/run-task", {"taskDetails": task_details(pages)}),
+    ]
     for path, body in writes:
-        as_bearer = await asyncio.to_thread(requests.post, api.base + path, json=body, timeout=10,
-                                            headers={"Authorization": f"Bearer {read_only}"})
-        as_query = await asyncio.to_thread(requests.post, f"{api.base}{path}?token={read_only}", json=body,
-                                           timeout=10)
+        as_bearer = await asyncio.to_thread(
+            requests.post, api.base + path, json=body, timeout=10, headers={"Authorization": f"Bearer {read_only}"}
+        )
+        as_query = await asyncio.to_thread(requests.post, f"{api.base}{path}?token={read_only}", json=body, timeout=10)
         assert as_bearer.status_code == 401 and as_query.status_code == 401, (path, as_bearer.text)
 
     await asyncio.to_thread(_nothing_happened, api, session_id)
@@ -124,7 +125,9 @@ async def test_control_viewer_token_may_interact_but_not_run_tasks_or_terminate(
             ack = await client.call("message", message, timeout=10)
             assert ack["code"] == "VIEWER_MESSAGE_NOT_ALLOWED", (message, ack)
         assert await client.call("message", TAKEOVER, timeout=10) == {
-            "success": True, "message": "Message sent successfully"}
+            "success": True,
+            "message": "Message sent successfully",
+        }
     finally:
         await client.disconnect()
     detail = await asyncio.to_thread(api.wait_session, session_id, "active")
@@ -203,8 +206,10 @@ async def test_socket_messages_share_the_teams_send_message_rate_limit(api: Any)
     session_id = await asyncio.to_thread(session_start, api)
     client = await _sio(api.base, {"sessionId": session_id, "apiKey": api.key})
     try:
-        codes = [(await client.call("message", {"actionType": "state", "newState": "bogus"}, timeout=10))["code"]
-                 for _ in range(limit + 1)]
+        codes = [
+            (await client.call("message", {"actionType": "state", "newState": "bogus"}, timeout=10))["code"]
+            for _ in range(limit + 1)
+        ]
     finally:
         await client.disconnect()
     assert codes == ["INVALID_PARAMETER"] * limit + ["RATE_LIMIT_EXCEEDED"]
@@ -229,8 +234,11 @@ async def test_active_sockets_needs_a_key_and_lists_only_the_teams_sockets(api: 
         mine = (await asyncio.to_thread(api.get, "/start/active-sockets")).json()
         assert mine["sockets"] == [sid] and mine["count"] == 1
         key = await asyncio.to_thread(other_key)
-        theirs = (await asyncio.to_thread(requests.get, api.base + "/start/active-sockets", timeout=10,
-                                          headers={"Authorization": f"Bearer {key}"})).json()
+        theirs = (
+            await asyncio.to_thread(
+                requests.get, api.base + "/start/active-sockets", timeout=10, headers={"Authorization": f"Bearer {key}"}
+            )
+        ).json()
         assert theirs["sockets"] == [] and theirs["count"] == 0
     finally:
         await client.disconnect()
@@ -247,6 +255,10 @@ def test_viewer_links_are_minted_for_the_teams_own_sessions_only(api: Any) -> No
     assert api.post(f"/sessions/{session_id}/viewer-links", {"ttlSeconds": 10**9}).status_code == 400
     user = user_create(email="links-other@example.com", password="pw-123456789")
     other = api_key_create(team=personal_team(user), user=user, name="other").raw
-    foreign = requests.post(f"{api.base}/sessions/{session_id}/viewer-links", json={}, timeout=10,
-                            headers={"Authorization": f"Bearer {other}"})
+    foreign = requests.post(
+        f"{api.base}/sessions/{session_id}/viewer-links",
+        json={},
+        timeout=10,
+        headers={"Authorization": f"Bearer {other}"},
+    )
     assert foreign.status_code == 404 and foreign.json()["code"] == "SESSION_NOT_FOUND"

@@ -36,9 +36,15 @@ async def test_socket_quiet_for_30_s_then_gets_the_tasks_completion(api: Any, pa
     await client.connect(api.base, auth={"sessionId": session_id}, transports=["websocket"])
     try:
         # A running task is never idle, and its wait sends no event: 31 s of silence.
-        response = await asyncio.to_thread(api.message, session_id, {
-            "actionType": "newTask", "newState": "start",
-            "taskDetails": f"go to {pages}/hello.html then wait 31 seconds then extract the headings"})
+        response = await asyncio.to_thread(
+            api.message,
+            session_id,
+            {
+                "actionType": "newTask",
+                "newState": "start",
+                "taskDetails": f"go to {pages}/hello.html then wait 31 seconds then extract the headings",
+            },
+        )
         task_id = response.json()["taskId"]
         await asyncio.wait_for(completed.wait(), 60)
         assert client.connected, disconnects
@@ -52,16 +58,17 @@ async def test_socket_quiet_for_30_s_then_gets_the_tasks_completion(api: Any, pa
     assert disconnects == ["client disconnect"], disconnects
 
 
-def test_expiry_reaches_a_socket_that_connected_after_the_last_task(
-        api: Any, pages: str, node_client: Any) -> None:
+def test_expiry_reaches_a_socket_that_connected_after_the_last_task(api: Any, pages: str, node_client: Any) -> None:
     response = api.post("/start/start-session", {"taskDetails": task_details(pages)})
     assert response.status_code == 200, response.text
     body = response.json()
     session_id = body["sessionId"]
     assert api.wait_task(session_id, body["taskId"])["status"] == "complete"
     idle_s = float(os.environ["ENIGMA_INACTIVITY_TIMEOUT_S"])
-    outcome = node_client({"url": api.base, "sessionId": session_id, "scenario": "listen",
-                           "timeoutMs": int((idle_s + 20) * 1000)}, timeout=idle_s + 30)
+    outcome = node_client(
+        {"url": api.base, "sessionId": session_id, "scenario": "listen", "timeoutMs": int((idle_s + 20) * 1000)},
+        timeout=idle_s + 30,
+    )
     assert not outcome.get("timeout") and not outcome.get("connectError"), outcome
     ended = [r["data"] for r in outcome["received"] if r["name"] == "end_session"]
     assert ended and ended[0]["reason"] == "expired", outcome
@@ -109,11 +116,12 @@ async def test_a_redis_connection_cut_does_not_end_a_socket_nor_lose_events(api:
                 break
             await asyncio.sleep(0.1)
         assert killed
-        await asyncio.to_thread(api.message, session_id, {
-            "actionType": "newTask", "newState": "start", "taskDetails": task_details(pages)})
+        await asyncio.to_thread(
+            api.message, session_id, {"actionType": "newTask", "newState": "start", "taskDetails": task_details(pages)}
+        )
         await asyncio.wait_for(completed.wait(), 30)
         assert client.connected, disconnects
     finally:
         await client.disconnect()
     log = (await asyncio.to_thread(api.get, f"/sessions/{session_id}/events?after={last}")).json()["events"]
-    assert ids == [e["id"] for e in log][:len(ids)] and len(ids) == len(log)
+    assert ids == [e["id"] for e in log][: len(ids)] and len(ids) == len(log)

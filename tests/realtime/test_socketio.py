@@ -34,8 +34,9 @@ async def test_python_client_receives_task_events_in_order(api: Any, pages: str)
 
     await client.connect(api.base, auth={"sessionId": session_id}, transports=["websocket"])
     try:
-        response = await asyncio.to_thread(api.message, session_id, {
-            "actionType": "newTask", "newState": "start", "taskDetails": task_details(pages)})
+        response = await asyncio.to_thread(
+            api.message, session_id, {"actionType": "newTask", "newState": "start", "taskDetails": task_details(pages)}
+        )
         task_id = response.json()["taskId"]
         await asyncio.wait_for(completed.wait(), 30)
     finally:
@@ -62,10 +63,8 @@ async def test_python_client_with_a_foreign_api_key_is_refused(api: Any) -> None
     foreign = await asyncio.to_thread(other_key)
     client = socketio.AsyncClient(reconnection=False)
     with pytest.raises(socketio.exceptions.ConnectionError):
-        await client.connect(api.base, auth={"sessionId": session_id, "apiKey": foreign},
-                             transports=["websocket"])
-    await client.connect(api.base, auth={"sessionId": session_id, "apiKey": api.key},
-                         transports=["websocket"])
+        await client.connect(api.base, auth={"sessionId": session_id, "apiKey": foreign}, transports=["websocket"])
+    await client.connect(api.base, auth={"sessionId": session_id, "apiKey": api.key}, transports=["websocket"])
     assert client.connected
     await client.disconnect()
 
@@ -84,8 +83,9 @@ async def test_invalid_socket_message_comes_back_as_an_error_event(api: Any) -> 
             got.set()
 
     await client.connect(api.base, auth={"sessionId": session_id, "apiKey": api.key}, transports=["websocket"])
-    ack = await client.call("message", {"actionType": "interaction",
-                                        "action": {"type": "CLICK", "x": 10, "y": 20}}, timeout=10)
+    ack = await client.call(
+        "message", {"actionType": "interaction", "action": {"type": "CLICK", "x": 10, "y": 20}}, timeout=10
+    )
     await asyncio.wait_for(got.wait(), 10)
     await client.disconnect()
     assert ack["success"] is False and ack["code"] == "INVALID_PARAMETER"
@@ -95,8 +95,15 @@ async def test_invalid_socket_message_comes_back_as_an_error_event(api: Any) -> 
 
 def test_node_client_runs_a_task_and_gets_events_in_order(api: Any, pages: str, node_client: Any) -> None:
     session_id = session_start(api)
-    outcome = node_client({"url": api.base, "sessionId": session_id, "apiKey": api.key,
-                           "scenario": "task", "taskDetails": task_details(pages)})
+    outcome = node_client(
+        {
+            "url": api.base,
+            "sessionId": session_id,
+            "apiKey": api.key,
+            "scenario": "task",
+            "taskDetails": task_details(pages),
+        }
+    )
     assert not outcome.get("timeout") and not outcome.get("connectError"), outcome
     messages = [r["data"] for r in outcome["received"] if r["name"] == "message"]
     kinds = _in_order(messages, outcome["taskId"])
@@ -112,8 +119,9 @@ def test_node_client_with_unknown_session_gets_connect_error(server: str, node_c
 
 def test_node_client_terminate_emit_gives_end_session(api: Any, node_client: Any) -> None:
     session_id = session_start(api)
-    outcome = node_client({"url": api.base, "sessionId": session_id, "apiKey": api.key,
-                           "socketApiKey": True, "scenario": "terminate"})
+    outcome = node_client(
+        {"url": api.base, "sessionId": session_id, "apiKey": api.key, "socketApiKey": True, "scenario": "terminate"}
+    )
     by_name = {r["name"]: r["data"] for r in outcome["received"]}
     assert by_name["ack-invalid"]["code"] == "INVALID_PARAMETER"
     assert by_name["ack"] == {"success": True, "message": "Message sent successfully"}
@@ -126,11 +134,17 @@ def test_node_client_terminate_emit_gives_end_session(api: Any, node_client: Any
     assert again["connectError"]["data"]["details"] == {"state": "terminated", "reason": "terminated"}
 
 
-def test_node_client_that_reconnects_with_last_event_id_misses_nothing(
-        api: Any, pages: str, node_client: Any) -> None:
+def test_node_client_that_reconnects_with_last_event_id_misses_nothing(api: Any, pages: str, node_client: Any) -> None:
     session_id = session_start(api)
-    outcome = node_client({"url": api.base, "sessionId": session_id, "apiKey": api.key,
-                           "scenario": "reconnect", "taskDetails": task_details(pages)})
+    outcome = node_client(
+        {
+            "url": api.base,
+            "sessionId": session_id,
+            "apiKey": api.key,
+            "scenario": "reconnect",
+            "taskDetails": task_details(pages),
+        }
+    )
     assert not outcome.get("timeout"), outcome
     names = [r["name"] for r in outcome["received"]]
     dropped_at = names.index("dropped")
@@ -138,7 +152,7 @@ def test_node_client_that_reconnects_with_last_event_id_misses_nothing(
     first = got[0]
     expected = [e["id"] for e in outcome["log"] if e["id"] >= first]
     assert got == expected  # everything, in order, no duplicates
-    missed = [r for r in outcome["received"][dropped_at + 1:] if r["name"] == "message"]
+    missed = [r for r in outcome["received"][dropped_at + 1 :] if r["name"] == "message"]
     assert missed and missed[-1]["data"]["type"] == "task_completed"
 
 

@@ -46,17 +46,21 @@ def test_guardrail_stop_ends_the_task(api: Api, pages: str) -> None:
 
 def test_secret_values_reach_only_the_browser(api: Api, pages: str, worker: Proc, proc_logs: Path) -> None:
     secret = "s3cret-pw"
-    body = api.post("/start/run-task", {
-        "taskDetails": f"go to {pages}/login.html then log in then wait 0.5 seconds then extract the title",
-        "secrets": [{"match": "127.0.0.1", "fields": {"username": "alice", "password": secret}}],
-    }).json()
+    body = api.post(
+        "/start/run-task",
+        {
+            "taskDetails": f"go to {pages}/login.html then log in then wait 0.5 seconds then extract the title",
+            "secrets": [{"match": "127.0.0.1", "fields": {"username": "alice", "password": secret}}],
+        },
+    ).json()
     assert body["type"] == "task_completed", body
     # Logged in; the user name is a secret field too, so the result shows its placeholder.
     assert body["data"]["message"] == "Profile of {{secret:username}}"
     assert secret not in json.dumps(body)
     api.wait_session(body["sessionId"], "completed")
-    dump = serializers.serialize("json", [*BrowserSession.objects.all(), *Task.objects.all(),
-                                          *SessionEvent.objects.all()])
+    dump = serializers.serialize(
+        "json", [*BrowserSession.objects.all(), *Task.objects.all(), *SessionEvent.objects.all()]
+    )
     assert secret not in dump
     for log in proc_logs.glob("*.log"):
         assert secret not in log.read_text(errors="replace"), log.name

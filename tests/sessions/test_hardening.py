@@ -38,8 +38,9 @@ def test_a_terminate_sent_right_after_start_is_applied_every_time(api: Api, page
     for _ in range(2):
         # Four at once: more than the warm pool, so some runners take a while to come up.
         batch: list[str] = []
-        threads = [threading.Thread(target=_start_and_terminate_once_claimed, args=(api, pages, batch))
-                   for _ in range(4)]
+        threads = [
+            threading.Thread(target=_start_and_terminate_once_claimed, args=(api, pages, batch)) for _ in range(4)
+        ]
         for thread in threads:
             thread.start()
         for thread in threads:
@@ -50,6 +51,7 @@ def test_a_terminate_sent_right_after_start_is_applied_every_time(api: Api, page
             body = api.wait_session(sid, "terminated", timeout=30)
             assert body["endReason"] == "terminated", body
         ended += batch
+
     # Billing stops at the end: the last charge covers the time up to it and nothing after.
     def charged() -> dict[str, int]:
         return dict(BrowserSession.objects.filter(pk__in=ended).values_list("pk", "charged_compute_ms"))
@@ -72,9 +74,16 @@ def test_the_command_stream_with_secrets_expires_and_goes_with_a_session_no_runn
     ledger_post(team=team, amount_micros=1_000_000, kind="grant", idempotency_key="stream-grant")
     # A session no worker has claimed yet (worker_id empty), holding a task with a secret.
     session = BrowserSession.objects.create(team=team)
-    session_message(session=session, message=parse_message({
-        "actionType": "newTask", "taskDetails": "log in",
-        "secrets": [{"match": "all", "fields": {"password": "pw-in-the-stream"}}]}))
+    session_message(
+        session=session,
+        message=parse_message(
+            {
+                "actionType": "newTask",
+                "taskDetails": "log in",
+                "secrets": [{"match": "all", "fields": {"password": "pw-in-the-stream"}}],
+            }
+        ),
+    )
     redis = get_redis()
     assert b"pw-in-the-stream" in (redis.dump(stream_key(session.pk)) or b"")
     assert 0 < redis.ttl(stream_key(session.pk)) <= stream_ttl_s()
@@ -118,9 +127,12 @@ def _leaks(text: str) -> list[str]:
 def test_secrets_in_any_encoding_stay_out_of_results_events_urls_titles_and_storage(api: Api, pages: str) -> None:
     environment = api.post("/environments", {"name": "careless site"}).json()["environment"]["_id"]
     sid = start(api, environmentId=environment)["sessionId"]
-    done = new_task(api, sid, f"go to {pages}/getform.html then log in then wait 1 seconds "
-                              "then extract the title then extract the text",
-                    secrets=[{"match": "127.0.0.1", "fields": {"password": SECRET}}])
+    done = new_task(
+        api,
+        sid,
+        f"go to {pages}/getform.html then log in then wait 1 seconds then extract the title then extract the text",
+        secrets=[{"match": "127.0.0.1", "fields": {"password": SECRET}}],
+    )
     assert done["type"] == "task_completed", done
     assert "Welcome {{secret:password}}" in done["data"]["message"]
     detail = api.get(f"/sessions/{sid}").json()
@@ -134,8 +146,15 @@ def test_secrets_in_any_encoding_stay_out_of_results_events_urls_titles_and_stor
     assert [e["name"] for e in origin["localStorage"]] == ["theme"]
     records = [r for db in origin.get("indexedDB", []) for s in db["stores"] for r in s["records"]]
     assert records and all("dark" in json.dumps(r) for r in records)
-    dump = serializers.serialize("json", [*BrowserSession.objects.filter(pk=sid), *Task.objects.filter(session_id=sid),
-                                          *SessionEvent.objects.filter(session_id=sid)], ensure_ascii=False)
+    dump = serializers.serialize(
+        "json",
+        [
+            *BrowserSession.objects.filter(pk=sid),
+            *Task.objects.filter(session_id=sid),
+            *SessionEvent.objects.filter(session_id=sid),
+        ],
+        ensure_ascii=False,
+    )
     assert _leaks(json.dumps(done, ensure_ascii=False) + json.dumps(detail, ensure_ascii=False) + dump) == []
     api.message(sid, TERMINATE)
     api.wait_session(sid, "terminated")
@@ -153,8 +172,7 @@ def test_the_vault_finds_a_value_in_every_written_form() -> None:
     assert vault.scrub("p@ss w/rd&2é") == "p@ss w/rd&2é"
 
 
-def test_a_task_that_crashes_the_runner_fails_with_internal_error_and_the_next_one_runs(
-        api: Api, pages: str) -> None:
+def test_a_task_that_crashes_the_runner_fails_with_internal_error_and_the_next_one_runs(api: Api, pages: str) -> None:
     from sessions_app.commands import command_push
 
     sid = start(api, startingUrl=f"{pages}/hello.html")["sessionId"]

@@ -21,8 +21,13 @@ T0 = datetime(2026, 3, 10, 12, 0, 0, tzinfo=UTC)
 
 
 def _active_session(account: dict[str, Any]) -> BrowserSession:
-    return BrowserSession.objects.create(team=account["team"], api_key=account["api_key"],
-                                         state=BrowserSession.State.ACTIVE, generation=1, started_at=timezone.now())
+    return BrowserSession.objects.create(
+        team=account["team"],
+        api_key=account["api_key"],
+        state=BrowserSession.State.ACTIVE,
+        generation=1,
+        started_at=timezone.now(),
+    )
 
 
 def _task(session: BrowserSession, seq: int = 1) -> Task:
@@ -39,10 +44,12 @@ def test_a_task_starts_and_finishes_once(account: dict[str, Any]) -> None:
     task = _task(session)
     assert lifecycle.task_start(session_id=session.pk, task_id=task.pk)
     assert not lifecycle.task_start(session_id=session.pk, task_id=task.pk)
-    assert lifecycle.task_finish(session_id=session.pk, task_id=task.pk, state=Task.State.COMPLETED,
-                                 result_message="Hello")
-    assert not lifecycle.task_finish(session_id=session.pk, task_id=task.pk, state=Task.State.FAILED,
-                                     error="late", code="LATE")
+    assert lifecycle.task_finish(
+        session_id=session.pk, task_id=task.pk, state=Task.State.COMPLETED, result_message="Hello"
+    )
+    assert not lifecycle.task_finish(
+        session_id=session.pk, task_id=task.pk, state=Task.State.FAILED, error="late", code="LATE"
+    )
     assert not lifecycle.task_fail_crashed(session_id=session.pk, task_id=task.pk)
     task.refresh_from_db()
     assert (task.state, task.result_message, task.code) == (Task.State.COMPLETED, "Hello", "")
@@ -57,8 +64,9 @@ def test_a_task_cancelled_with_its_session_cannot_be_finished(account: dict[str,
     assert lifecycle.task_start(session_id=session.pk, task_id=running.pk)
     assert session_end(session_id=session.pk, state=BrowserSession.State.TERMINATED, reason="terminated")
     assert not session_end(session_id=session.pk, state=BrowserSession.State.FAILED, reason="error")
-    assert not lifecycle.task_finish(session_id=session.pk, task_id=running.pk, state=Task.State.COMPLETED,
-                                     result_message="too late")
+    assert not lifecycle.task_finish(
+        session_id=session.pk, task_id=running.pk, state=Task.State.COMPLETED, result_message="too late"
+    )
     assert not lifecycle.task_start(session_id=session.pk, task_id=queued.pk)
     for task in (running, queued):
         task.refresh_from_db()
@@ -99,13 +107,22 @@ def test_an_orphaned_sessions_running_task_fails_once_and_queued_ones_wait(accou
     # A worker's claim and activation bring it back; a stale generation cannot.
     generation = lifecycle.session_claim(session_id=session.pk, worker_id="w:1")
     assert generation == 2
-    assert not lifecycle.session_activate(session_id=session.pk, generation=1, started_at=session.started_at,
-                                          takeover=True, page={})
-    assert lifecycle.session_activate(session_id=session.pk, generation=2, started_at=session.started_at,
-                                      takeover=True, page={"current_url": "https://example.com/"})
+    assert not lifecycle.session_activate(
+        session_id=session.pk, generation=1, started_at=session.started_at, takeover=True, page={}
+    )
+    assert lifecycle.session_activate(
+        session_id=session.pk,
+        generation=2,
+        started_at=session.started_at,
+        takeover=True,
+        page={"current_url": "https://example.com/"},
+    )
     session.refresh_from_db()
     assert (session.state, session.orphaned_at, session.current_url) == (
-        BrowserSession.State.ACTIVE, None, "https://example.com/")
+        BrowserSession.State.ACTIVE,
+        None,
+        "https://example.com/",
+    )
     assert _events(session, "instance:reconnected") == 1
 
 
@@ -126,13 +143,33 @@ def test_a_guardrail_is_raised_and_answered_once(account: dict[str, Any]) -> Non
 def test_configs_stored_by_earlier_versions_load_with_the_old_defaults() -> None:
     task = TaskConfig.from_json({})
     assert (task.max_duration_ms, task.max_input_tokens, task.max_output_tokens, task.output_type) == (
-        300_000, 100_000, 100_000, "text")
+        300_000,
+        100_000,
+        100_000,
+        "text",
+    )
     assert (task.files, task.avoid_domains, task.terminate_on_completion) == ([], [], False)
     session = SessionConfig.from_json({"avoidDomains": ["example.com"]})
     assert (session.avoid_domains, session.max_duration_ms, session.recording, session.cdp) == (
-        ["example.com"], None, True, False)
-    stored = {"mode": "default", "reachOutMode": "guardrail_only", "maxDuration": 60_000, "maxInputTokens": 5,
-              "maxOutputTokens": 6, "avoidDomains": [], "startingUrl": "https://example.com", "terminateOnCompletion": True,
-              "initialPrompt": "go", "environmentId": "env1", "proxy": None, "policyId": None, "recording": False,
-              "cdp": True}
+        ["example.com"],
+        None,
+        True,
+        False,
+    )
+    stored = {
+        "mode": "default",
+        "reachOutMode": "guardrail_only",
+        "maxDuration": 60_000,
+        "maxInputTokens": 5,
+        "maxOutputTokens": 6,
+        "avoidDomains": [],
+        "startingUrl": "https://example.com",
+        "terminateOnCompletion": True,
+        "initialPrompt": "go",
+        "environmentId": "env1",
+        "proxy": None,
+        "policyId": None,
+        "recording": False,
+        "cdp": True,
+    }
     assert SessionConfig.from_json(stored).to_json() == stored

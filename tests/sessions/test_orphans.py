@@ -12,8 +12,10 @@ from sessions_app.models import BrowserSession, SessionEvent, Task
 from tests.conftest import Api, Proc, start_worker, wait_for_workers
 from tests.helpers import wait_until
 
-LOGIN = ("go to {pages}/login.html then type alice into Username then type s3cret-pw into Password "
-         "then click Log in then wait 0.5 seconds then extract the title")
+LOGIN = (
+    "go to {pages}/login.html then type alice into Username then type s3cret-pw into Password "
+    "then click Log in then wait 0.5 seconds then extract the title"
+)
 
 
 @pytest.mark.slow
@@ -50,13 +52,15 @@ def test_killed_worker_session_is_orphaned_then_resumed_elsewhere(
         lost = Task.objects.get(session_id=sid, prompt="wait 30 seconds")
         assert lost.state == "failed" and lost.code == "INSTANCE_LOST"
         wait_until(lambda: BrowserSession.objects.get(pk=sid).paused)
-        kinds = list(SessionEvent.objects.filter(session_id=sid, type__in=("paused", "resumed"))
-                     .values_list("type", flat=True))
+        kinds = list(
+            SessionEvent.objects.filter(session_id=sid, type__in=("paused", "resumed")).values_list("type", flat=True)
+        )
         assert kinds == ["paused", "resumed", "paused"]
         api.message(sid, {"actionType": "state", "newState": "resume"})
 
-        after = api.message(sid, {"actionType": "newTask",
-                                  "taskDetails": f"go to {pages}/profile.html then extract the title"}).json()
+        after = api.message(
+            sid, {"actionType": "newTask", "taskDetails": f"go to {pages}/profile.html then extract the title"}
+        ).json()
         assert "Profile of alice" in after["data"]["message"]
         new_host = int(BrowserSession.objects.get(pk=sid).worker_id.split(":")[1])
         assert new_host != host_pid

@@ -14,8 +14,10 @@ from sessions_app.models import BrowserSession, SessionEvent, Task
 from tests.conftest import Api
 from tests.helpers import new_task, new_task_nowait, start, wait_state, wait_until
 
-LOGIN = ("go to {pages}/login.html then type alice into Username then type s3cret-pw into Password "
-         "then click Log in then wait 0.5 seconds then extract the title")
+LOGIN = (
+    "go to {pages}/login.html then type alice into Username then type s3cret-pw into Password "
+    "then click Log in then wait 0.5 seconds then extract the title"
+)
 
 
 def test_run_task_completes_inline_with_both_response_shapes(api: Api, pages: str) -> None:
@@ -28,8 +30,16 @@ def test_run_task_completes_inline_with_both_response_shapes(api: Api, pages: st
     assert "Hello heading" in body["data"]["message"]
     assert body["result"]["type"] == "task_completed"
     assert body["result"]["data"]["message"] == body["data"]["message"]
-    for key in ("inputTokens", "outputTokens", "computeTime", "cost", "prompt_tokens",
-                "completion_tokens", "total_tokens", "completion_time"):
+    for key in (
+        "inputTokens",
+        "outputTokens",
+        "computeTime",
+        "cost",
+        "prompt_tokens",
+        "completion_tokens",
+        "total_tokens",
+        "completion_time",
+    ):
         assert key in body["usage"]
     session = api.wait_session(body["sessionId"], "completed")
     assert session["endReason"] == "terminateOnCompletion"
@@ -81,7 +91,9 @@ def test_pause_resume_stop_and_terminate(api: Api, pages: str) -> None:
     api.wait_session(sid, "active")
     task_id = new_task_nowait(api, sid, "wait 1 seconds then extract the title")
     assert api.message(sid, {"actionType": "state", "newState": "pause"}).json() == {
-        "success": True, "message": "Message sent successfully"}
+        "success": True,
+        "message": "Message sent successfully",
+    }
     time.sleep(2.5)
     polled = api.get(f"/task/{sid}/{task_id}").json()
     assert polled["pending"] is True and polled["status"] == "active" and polled["state"] == "paused"
@@ -149,13 +161,18 @@ def recorder() -> Iterator[tuple[int, list[str]]]:
 
 def test_subresources_of_avoided_domain_are_never_fetched(api: Api, pages: str, recorder: Any) -> None:
     port, hits = recorder
-    body = api.post("/start/run-task", {"taskDetails": f"go to {pages}/avoid.html?port={port} then wait 1 seconds "
-                                                       "then extract the title",
-                                        "avoidDomains": ["localhost"]}).json()
+    body = api.post(
+        "/start/run-task",
+        {
+            "taskDetails": f"go to {pages}/avoid.html?port={port} then wait 1 seconds then extract the title",
+            "avoidDomains": ["localhost"],
+        },
+    ).json()
     assert body["type"] == "task_completed", body
     assert hits == []
-    blocked = SessionEvent.objects.filter(session_id=body["sessionId"], type="response_update",
-                                          payload__data__blocked__isnull=False)
+    blocked = SessionEvent.objects.filter(
+        session_id=body["sessionId"], type="response_update", payload__data__blocked__isnull=False
+    )
     assert blocked.exists()
     # Without avoidDomains the same page does reach the recorder: the block was ours.
     api.post("/start/run-task", {"taskDetails": f"go to {pages}/avoid.html?port={port} then wait 1 seconds"})
@@ -182,8 +199,9 @@ def test_private_address_not_on_the_allow_list_is_blocked(api: Api) -> None:
 
 
 def test_max_duration_fails_the_task_with_task_timeout(api: Api, pages: str) -> None:
-    body = api.post("/start/run-task", {"taskDetails": "wait 10 seconds then extract the title",
-                                        "maxDuration": 1500}).json()
+    body = api.post(
+        "/start/run-task", {"taskDetails": "wait 10 seconds then extract the title", "maxDuration": 1500}
+    ).json()
     assert body["status"] == "failed"
     assert body["code"] == "TASK_TIMEOUT"
     assert body["error"] == "Task exceeded maximum duration of 1500ms"

@@ -12,8 +12,16 @@ from sessions_app.models import Task
 from tests.conftest import Api
 from tests.helpers import new_task, start, wait_until
 
-USAGE_KEYS = ("inputTokens", "outputTokens", "computeTime", "cost", "prompt_tokens", "completion_tokens",
-              "total_tokens", "completion_time")
+USAGE_KEYS = (
+    "inputTokens",
+    "outputTokens",
+    "computeTime",
+    "cost",
+    "prompt_tokens",
+    "completion_tokens",
+    "total_tokens",
+    "completion_time",
+)
 
 
 @pytest.mark.slow
@@ -31,8 +39,9 @@ def test_a_running_task_polls_as_active_with_live_usage_and_answers_pending_inli
     assert first["success"] is True
     assert first["status"] == "active" and first["pending"] is True, first
     assert all(key in first["usage"] for key in USAGE_KEYS)
-    wait_until(lambda: api.get(f"/task/{sid}/{task_id}").json()["usage"]["computeTime"]
-               > first["usage"]["computeTime"] + 0.5)
+    wait_until(
+        lambda: api.get(f"/task/{sid}/{task_id}").json()["usage"]["computeTime"] > first["usage"]["computeTime"] + 0.5
+    )
     waiter.join(30)
     body = inline[0].json()
     assert body["status"] == "pending" and body["pending"] is True, body
@@ -69,8 +78,10 @@ def test_a_terminated_session_answers_session_not_found_with_its_reason(api: Api
     api.wait_session(sid, "active")
     api.message(sid, {"actionType": "state", "newState": "terminate"})
     api.wait_session(sid, "terminated")
-    for message in ({"actionType": "newTask", "taskDetails": "extract the title"},
-                    {"actionType": "state", "newState": "pause"}):
+    for message in (
+        {"actionType": "newTask", "taskDetails": "extract the title"},
+        {"actionType": "state", "newState": "pause"},
+    ):
         after = api.message(sid, message)
         assert after.status_code == 404, after.text
         assert after.json()["code"] == "SESSION_NOT_FOUND"

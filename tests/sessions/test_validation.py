@@ -66,12 +66,15 @@ def test_reach_out_mode_message_is_the_documented_one(client: APIClient) -> None
     assert response.json()["message"] == "reachOutMode must be one of: off, guardrail_only, full"
 
 
-@pytest.mark.parametrize(("body", "code", "parameter"), [
-    ({}, "MISSING_REQUIRED_FIELD", "taskDetails"),
-    ({"task": {"startingUrl": "https://a.com"}}, "MISSING_REQUIRED_FIELD", "task.prompt"),
-    ({"taskDetails": "   "}, "INVALID_TASK_DETAILS", "taskDetails"),
-    ({"prompt": ""}, "INVALID_TASK_DETAILS", "prompt"),
-])
+@pytest.mark.parametrize(
+    ("body", "code", "parameter"),
+    [
+        ({}, "MISSING_REQUIRED_FIELD", "taskDetails"),
+        ({"task": {"startingUrl": "https://a.com"}}, "MISSING_REQUIRED_FIELD", "task.prompt"),
+        ({"taskDetails": "   "}, "INVALID_TASK_DETAILS", "taskDetails"),
+        ({"prompt": ""}, "INVALID_TASK_DETAILS", "prompt"),
+    ],
+)
 def test_run_task_requires_a_task(client: APIClient, body: dict[str, Any], code: str, parameter: str) -> None:
     response = client.post("/start/run-task", body, format="json")
     assert response.status_code == 400
@@ -99,12 +102,32 @@ MESSAGE_CASES: list[tuple[Any, str, str]] = [
     ({"actionType": "newTask", "newState": "pause", "taskDetails": "x"}, "INVALID_PARAMETER", "message.newState"),
     ({"actionType": "state", "newState": "explode"}, "INVALID_PARAMETER", "message.newState"),
     ({"actionType": "state"}, "MISSING_REQUIRED_FIELD", "message.newState"),
-    ({"actionType": "interaction", "action": {"type": "CLICK", "x": 10, "y": 100}}, "INVALID_PARAMETER", "message.action.y"),
-    ({"actionType": "interaction", "action": {"type": "CLICK", "x": 10, "y": 601}}, "INVALID_PARAMETER", "message.action.y"),
-    ({"actionType": "interaction", "action": {"type": "CLICK", "x": 1025, "y": 300}}, "INVALID_PARAMETER", "message.action.x"),
-    ({"actionType": "interaction", "action": {"type": "CLICK", "y": 300}}, "MISSING_REQUIRED_FIELD", "message.action.x"),
+    (
+        {"actionType": "interaction", "action": {"type": "CLICK", "x": 10, "y": 100}},
+        "INVALID_PARAMETER",
+        "message.action.y",
+    ),
+    (
+        {"actionType": "interaction", "action": {"type": "CLICK", "x": 10, "y": 601}},
+        "INVALID_PARAMETER",
+        "message.action.y",
+    ),
+    (
+        {"actionType": "interaction", "action": {"type": "CLICK", "x": 1025, "y": 300}},
+        "INVALID_PARAMETER",
+        "message.action.x",
+    ),
+    (
+        {"actionType": "interaction", "action": {"type": "CLICK", "y": 300}},
+        "MISSING_REQUIRED_FIELD",
+        "message.action.x",
+    ),
     ({"actionType": "interaction", "action": {"type": "TYPE"}}, "MISSING_REQUIRED_FIELD", "message.action.text"),
-    ({"actionType": "interaction", "action": {"type": "KEY_PRESS", "key": "Hyper"}}, "INVALID_PARAMETER", "message.action.key"),
+    (
+        {"actionType": "interaction", "action": {"type": "KEY_PRESS", "key": "Hyper"}},
+        "INVALID_PARAMETER",
+        "message.action.key",
+    ),
     ({"actionType": "interaction", "action": {"type": "SWIPE"}}, "INVALID_PARAMETER", "message.action.type"),
     ({"actionType": "guardrail", "newState": "resume"}, "MISSING_REQUIRED_FIELD", "message.taskDetails"),
     ({"actionType": "guardrail", "newState": "later", "taskDetails": "x"}, "INVALID_PARAMETER", "message.newState"),
@@ -128,21 +151,29 @@ def test_send_message_requires_session_and_message(client: APIClient) -> None:
 
 
 def test_unknown_session_is_404(client: APIClient) -> None:
-    response = client.post("/start/send-message", {"sessionId": "nope", "message": {
-        "actionType": "state", "newState": "pause"}}, format="json")
+    response = client.post(
+        "/start/send-message",
+        {"sessionId": "nope", "message": {"actionType": "state", "newState": "pause"}},
+        format="json",
+    )
     assert response.status_code == 404 and response.json()["code"] == "SESSION_NOT_FOUND"
 
 
 def test_guardrail_answer_without_pending_guardrail_is_409(client: APIClient, session_id: str) -> None:
-    response = client.post("/start/send-message", {"sessionId": session_id, "message": {
-        "actionType": "guardrail", "taskDetails": "yes", "newState": "resume"}}, format="json")
+    response = client.post(
+        "/start/send-message",
+        {"sessionId": session_id, "message": {"actionType": "guardrail", "taskDetails": "yes", "newState": "resume"}},
+        format="json",
+    )
     assert response.status_code == 409 and response.json()["code"] == "NO_GUARDRAIL_PENDING"
 
 
 def test_zero_balance_gets_402_with_balance_before_any_work() -> None:
     user = user_create(email="broke@example.com")
     key = api_key_create(team=personal_team(user), user=user).raw
-    response = APIClient(HTTP_AUTHORIZATION=f"Bearer {key}").post("/start/run-task", {"taskDetails": "x"}, format="json")
+    response = APIClient(HTTP_AUTHORIZATION=f"Bearer {key}").post(
+        "/start/run-task", {"taskDetails": "x"}, format="json"
+    )
     assert response.status_code == 402
     body = response.json()
     assert body["code"] == "INSUFFICIENT_BALANCE" and body["balance"] == 0.0

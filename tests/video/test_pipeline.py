@@ -28,8 +28,12 @@ def _ffprobe(path: Path) -> dict:
     ffprobe = shutil.which("ffprobe")
     if ffprobe is None:
         pytest.fail("ffprobe (Debian's ffmpeg, installed by scripts/install.sh) is needed")
-    done = subprocess.run([ffprobe, "-v", "error", "-print_format", "json", "-show_streams", "-show_format",
-                           "-count_frames", str(path)], capture_output=True, text=True, check=True)
+    done = subprocess.run(
+        [ffprobe, "-v", "error", "-print_format", "json", "-show_streams", "-show_format", "-count_frames", str(path)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return json.loads(done.stdout)
 
 

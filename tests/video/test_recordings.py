@@ -35,19 +35,25 @@ def _ffprobe(path: Path) -> dict[str, Any]:
     ffprobe = shutil.which("ffprobe")
     if ffprobe is None:
         pytest.fail("ffprobe (Debian's ffmpeg, installed by scripts/install.sh) is needed")
-    done = subprocess.run([ffprobe, "-v", "error", "-print_format", "json", "-show_streams", "-show_format",
-                           str(path)], capture_output=True, text=True, check=True)
+    done = subprocess.run(
+        [ffprobe, "-v", "error", "-print_format", "json", "-show_streams", "-show_format", str(path)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return json.loads(done.stdout)
 
 
 def test_a_session_with_two_tasks_has_a_recording_with_both_tasks_steps(
-        api: Api, pages: str, tmp_path: Path, server: str) -> None:
+    api: Api, pages: str, tmp_path: Path, server: str
+) -> None:
     started = api.post("/start/start-session", {"taskDetails": f"go to {pages}/hello.html then extract the headings"})
     assert started.status_code == 200, started.text
     session_id, first = started.json()["sessionId"], started.json()["taskId"]
     assert api.wait_task(session_id, first)["type"] == "task_completed"
-    second = api.message(session_id, {"actionType": "newTask",
-                                      "taskDetails": f"go to {pages}/animated.html then wait 2 seconds"}).json()
+    second = api.message(
+        session_id, {"actionType": "newTask", "taskDetails": f"go to {pages}/animated.html then wait 2 seconds"}
+    ).json()
     assert api.wait_task(session_id, second["taskId"])["type"] == "task_completed"
     api.message(session_id, {"actionType": "state", "newState": "terminate"})
     session = api.wait_session(session_id, "terminated")
@@ -59,8 +65,12 @@ def test_a_session_with_two_tasks_has_a_recording_with_both_tasks_steps(
     assert abs(recording["durationMs"] / 1000 - length) < 2, (recording, length)
     # Both tasks' events, in order, each with its time in the video.
     kinds = [(s["type"], s.get("taskId")) for s in steps]
-    assert kinds.index(("task_started", first)) < kinds.index(("task_completed", first)) \
-        < kinds.index(("task_started", second["taskId"])) < kinds.index(("task_completed", second["taskId"]))
+    assert (
+        kinds.index(("task_started", first))
+        < kinds.index(("task_completed", first))
+        < kinds.index(("task_started", second["taskId"]))
+        < kinds.index(("task_completed", second["taskId"]))
+    )
     assert [s["t"] for s in steps] == sorted(s["t"] for s in steps)
     assert all(0 <= s["t"] <= length + 1 for s in steps)
     assert set(steps[0]) >= {"t", "eventId", "type", "name", "target", "thought"}
@@ -124,16 +134,25 @@ def test_old_recordings_are_deleted_with_their_files(account: dict[str, Any], tm
     from sessions_app.models import BrowserSession
 
     now = timezone.now()
-    kept, old = (BrowserSession.objects.create(team=account["team"], state="terminated", ended_at=now - age)
-                 for age in (timedelta(days=1), timedelta(days=40)))
+    kept, old = (
+        BrowserSession.objects.create(team=account["team"], state="terminated", ended_at=now - age)
+        for age in (timedelta(days=1), timedelta(days=40))
+    )
     for session in (kept, old):
         relative = f"recordings/{session.pk}.mp4"
         source = tmp_path / f"{session.pk}.mp4"
         source.write_bytes(b"mp4")
         storage.file_move_in(relative, str(source))
         assert session.ended_at is not None
-        Recording.objects.create(session=session, team=account["team"], state="ready", blob=relative,
-                                 started_at=session.ended_at, ended_at=session.ended_at, ready_at=session.ended_at)
+        Recording.objects.create(
+            session=session,
+            team=account["team"],
+            state="ready",
+            blob=relative,
+            started_at=session.ended_at,
+            ended_at=session.ended_at,
+            ready_at=session.ended_at,
+        )
     assert recordings_delete_expired(now=now) == 1
     assert list(Recording.objects.values_list("session_id", flat=True)) == [kept.pk]
     assert storage.file_exists(f"recordings/{kept.pk}.mp4")
@@ -158,7 +177,8 @@ def _spool_frames(session_id: str, times_ms: tuple[int, ...]) -> Path:
 
 
 def test_a_session_the_sweep_ends_after_its_worker_died_is_encoded_on_its_host(
-        api: Api, account: dict[str, Any]) -> None:
+    api: Api, account: dict[str, Any]
+) -> None:
     """What a worker killed mid-session leaves: the session orphaned past its grace, its spool on
     this host, the recording "recording". The sweep ends it; this host's worker encodes it, and
     removes a leftover spool of a recording that is already ready."""
@@ -171,9 +191,13 @@ def test_a_session_the_sweep_ends_after_its_worker_died_is_encoded_on_its_host(
     now = timezone.now()
     started = now - timedelta(seconds=90)
     session = BrowserSession.objects.create(
-        team=account["team"], state=BrowserSession.State.ORPHANED, started_at=started,
-        heartbeat_at=now - timedelta(seconds=75), orphaned_at=now - timedelta(seconds=70),
-        worker_id=f"{host_id()}:1:dead")
+        team=account["team"],
+        state=BrowserSession.State.ORPHANED,
+        started_at=started,
+        heartbeat_at=now - timedelta(seconds=75),
+        orphaned_at=now - timedelta(seconds=70),
+        worker_id=f"{host_id()}:1:dead",
+    )
     Recording.objects.create(session=session, team=account["team"], started_at=started)
     spool = _spool_frames(session.pk, (0, 2000, 5000))
     done = BrowserSession.objects.create(team=account["team"], state="terminated", ended_at=now)
@@ -198,8 +222,10 @@ def test_a_recording_whose_host_never_settled_it_fails_and_is_then_deleted(accou
     from sessions_app.models import BrowserSession
 
     now = timezone.now()
-    lost, recent = (BrowserSession.objects.create(team=account["team"], state="failed", ended_at=now - age)
-                    for age in (timedelta(hours=2), timedelta(minutes=1)))
+    lost, recent = (
+        BrowserSession.objects.create(team=account["team"], state="failed", ended_at=now - age)
+        for age in (timedelta(hours=2), timedelta(minutes=1))
+    )
     for session in (lost, recent):
         assert session.ended_at is not None
         Recording.objects.create(session=session, team=account["team"], started_at=session.ended_at)

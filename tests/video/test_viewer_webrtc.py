@@ -84,8 +84,7 @@ def test_viewer_plays_webrtc_video_and_clicks_still_work(api: Api, pages: str, b
     _until(lambda: _viewers(session_id) == 0, timeout=35)
 
 
-def test_viewer_falls_back_to_frames_without_webrtc_or_when_whep_fails(
-        api: Api, pages: str, browser: Browser) -> None:
+def test_viewer_falls_back_to_frames_without_webrtc_or_when_whep_fails(api: Api, pages: str, browser: Browser) -> None:
     no_rtc = _viewer(browser, _animated(api, pages)[1], init_script=NO_WEBRTC)
     refused = browser.new_page(viewport={"width": 1024, "height": 600})
     refused.route("**/whep/**", lambda route: route.fulfill(status=503, body="down"))

@@ -19,8 +19,13 @@ pytestmark = pytest.mark.slow
 
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/lib/chromium/chromium")
 # Loopback host candidates without mDNS names: the page and the server share this machine.
-WEBRTC_ARGS = ["--no-sandbox", "--disable-gpu", "--allow-loopback-in-peer-connection",
-               "--disable-features=WebRtcHideLocalIpsWithMdns", "--autoplay-policy=no-user-gesture-required"]
+WEBRTC_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--allow-loopback-in-peer-connection",
+    "--disable-features=WebRtcHideLocalIpsWithMdns",
+    "--autoplay-policy=no-user-gesture-required",
+]
 
 
 @pytest.fixture
@@ -52,8 +57,7 @@ def _viewers(session_id: str) -> int:
     return int(get_redis().zcount(viewers_key(session_id), time.time(), "+inf"))
 
 
-def test_chromium_plays_the_whep_stream_at_1024x600_and_delete_ends_it(
-        api: Api, pages: str, client_page: Page) -> None:
+def test_chromium_plays_the_whep_stream_at_1024x600_and_delete_ends_it(api: Api, pages: str, client_page: Page) -> None:
     started = api.post("/start/start-session", {"startingUrl": f"{pages}/animated.html"})
     assert started.status_code == 200, started.text
     session_id, url = started.json()["sessionId"], started.json()["streaming"]["webRTCURL"]
@@ -74,8 +78,7 @@ def test_chromium_plays_the_whep_stream_at_1024x600_and_delete_ends_it(
     assert grown >= 10, grown  # the page animates: frames keep coming (about 30 a second unloaded)
     assert _viewers(session_id) == 1  # the stream holds a viewer lease: the worker screencasts
 
-    status = client_page.evaluate(
-        "async () => (await fetch(window.whep.location, {method: 'DELETE'})).status")
+    status = client_page.evaluate("async () => (await fetch(window.whep.location, {method: 'DELETE'})).status")
     assert status == 200
     _until(lambda: _viewers(session_id) == 0, timeout=10)
     stopped = client_page.evaluate("whepState()")["frames"]

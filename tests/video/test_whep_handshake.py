@@ -44,9 +44,18 @@ async def _publish(session_id: str, stop: asyncio.Event) -> None:
     shade = 0
     while not stop.is_set():
         shade = (shade + 16) % 256
-        await layer.group_send(frames_group(session_id), {
-            "type": "session.frame", "sessionId": session_id, "data": _jpeg(shade),
-            "url": "https://example.com/", "title": "Example", "timestamp": time.time(), "sentAt": time.time()})
+        await layer.group_send(
+            frames_group(session_id),
+            {
+                "type": "session.frame",
+                "sessionId": session_id,
+                "data": _jpeg(shade),
+                "url": "https://example.com/",
+                "title": "Example",
+                "timestamp": time.time(),
+                "sentAt": time.time(),
+            },
+        )
         await asyncio.sleep(0.04)
 
 
@@ -56,8 +65,7 @@ async def _receive_frames(codec: str | None) -> tuple[list, str, RTCPeerConnecti
     tracks: asyncio.Queue = asyncio.Queue()
     client.on("track", lambda track: tracks.put_nowait(track))
     offer = await _offer(client, codec)
-    answer, resource = await whep.whep_answer(session_id=session_id, offer_sdp=offer,
-                                              expires_at=time.time() + 60)
+    answer, resource = await whep.whep_answer(session_id=session_id, offer_sdp=offer, expires_at=time.time() + 60)
     await client.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
     stop = asyncio.Event()
     publisher = asyncio.create_task(_publish(session_id, stop))
@@ -109,6 +117,5 @@ async def test_an_offer_without_video_is_refused() -> None:
     client.addTransceiver("audio", direction="recvonly")
     await client.setLocalDescription(await client.createOffer())
     with pytest.raises(whep.WhepError):
-        await whep.whep_answer(session_id=new_id(), offer_sdp=client.localDescription.sdp,
-                               expires_at=time.time() + 60)
+        await whep.whep_answer(session_id=new_id(), offer_sdp=client.localDescription.sdp, expires_at=time.time() + 60)
     await client.close()

@@ -31,8 +31,12 @@ class Command(BaseCommand):
         user, _ = user_get_or_create(email=email)
         team = personal_team(user)
         if amount > 0:
-            ledger_post(team=team, amount_micros=usd_to_micros(amount), kind="grant",
-                        idempotency_key=f"cli-grant:{secrets.token_hex(8)}",
-                        description=f"create_api_key --balance {amount}")
+            ledger_post(
+                team=team,
+                amount_micros=usd_to_micros(amount),
+                kind="grant",
+                idempotency_key=f"cli-grant:{secrets.token_hex(8)}",
+                description=f"create_api_key --balance {amount}",
+            )
         created = api_key_create(team=team, user=user, name=name)
         self.stdout.write(created.raw)

@@ -24,8 +24,9 @@ class Command(BaseCommand):
     help = "Create the demo account if missing and print a new API key for it."
 
     def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--reset-password", action="store_true",
-                            help="give the demo user a new random password and print it")
+        parser.add_argument(
+            "--reset-password", action="store_true", help="give the demo user a new random password and print it"
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         user, created = user_get_or_create(email=DEMO_EMAIL)
@@ -38,8 +39,13 @@ class Command(BaseCommand):
         user.save(update_fields=["password", "is_staff", "is_superuser"])
         team = personal_team(user)
         # The grant's key is fixed, so the demo balance is credited once, not at every start.
-        ledger_post(team=team, amount_micros=usd_to_micros(25), kind="grant",
-                    idempotency_key=f"demo-grant:{user.pk}", description="Demo balance")
+        ledger_post(
+            team=team,
+            amount_micros=usd_to_micros(25),
+            kind="grant",
+            idempotency_key=f"demo-grant:{user.pk}",
+            description="Demo balance",
+        )
         self.stdout.write(api_key_create(team=team, user=user, name="demo").raw)
         if password:
             self.stdout.write(f"password {password}")
