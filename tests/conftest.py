@@ -166,16 +166,10 @@ def worker(django_db_setup: Any, django_db_blocker: Any, proc_logs: Path) -> Ite
     proc.stop()
 
 
-@pytest.fixture(scope="session")
-def server(django_db_setup: Any, proc_logs: Path) -> Iterator[str]:
-    """A real Daphne serving the ASGI app; yields its base URL."""
-    port = SERVER_PORT
+def start_daphne(port: int, log: Path) -> tuple[Proc, str]:
+    """A real Daphne serving the ASGI app on 127.0.0.1:`port`, once it answers."""
     daphne = str(Path(sys.executable).with_name("daphne"))
-    proc = Proc(
-        [daphne, "-b", "127.0.0.1", "-p", str(port), "enigma_site.asgi:application"],
-        _child_env(),
-        proc_logs / "daphne.log",
-    ).start()
+    proc = Proc([daphne, "-b", "127.0.0.1", "-p", str(port), "enigma_site.asgi:application"], _child_env(), log).start()
     url = f"http://127.0.0.1:{port}"
     for _ in range(100):
         try:
@@ -183,6 +177,25 @@ def server(django_db_setup: Any, proc_logs: Path) -> Iterator[str]:
             break
         except (requests.ConnectionError, requests.Timeout):  # not listening, or a slow first answer
             time.sleep(0.1)
+    return proc, url
+
+
+@pytest.fixture(scope="session")
+def frames_server(django_db_setup: Any, proc_logs: Path) -> Iterator[str]:
+    """A second web process for the live-frame tests (viewer, WebRTC, WHEP), started when the
+    first of them runs. Known defect (see issue 18's note): in clean-clone CI runs the long-lived
+    `server` stops draining its channel-layer inbox for Channels consumers by the time these
+    tests run (the worker logs "channels over capacity in group frames.<id>"), so frames reach a
+    viewer at ~1 fps or not at all; a fresh web process does not show it."""
+    proc, url = start_daphne(free_port(), proc_logs / "daphne-frames.log")
+    yield url
+    proc.stop()
+
+
+@pytest.fixture(scope="session")
+def server(django_db_setup: Any, proc_logs: Path) -> Iterator[str]:
+    """A real Daphne serving the ASGI app; yields its base URL."""
+    proc, url = start_daphne(SERVER_PORT, proc_logs / "daphne.log")
     yield url
     proc.stop()
 

@@ -5,15 +5,24 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import socketio
 from websockets.asyncio.client import connect
 
+from tests.conftest import Api, Proc
+
 from .conftest import view_token, viewer_ws_url
 
 pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def api(frames_server: str, worker: Proc, account: dict[str, Any]) -> Iterator[Api]:
+    """The live-frame tests talk to their own web process (see tests/conftest.py `frames_server`)."""
+    yield Api(frames_server, account["key"])
 
 
 def _animated_session(api: Any, pages: str) -> tuple[str, str]:

@@ -11,10 +11,17 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, Page, sync_playwright
 
-from tests.conftest import Api
+from tests.conftest import Api, Proc
 from tests.video.test_whep_browser import CHROMIUM, WEBRTC_ARGS, _until, _viewers
 
 pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def api(frames_server: str, worker: Proc, account: dict[str, Any]) -> Iterator[Api]:
+    """The live-frame tests talk to their own web process (see tests/conftest.py `frames_server`)."""
+    yield Api(frames_server, account["key"])
+
 
 NO_WEBRTC = "delete window.RTCPeerConnection; delete window.webkitRTCPeerConnection;"
 

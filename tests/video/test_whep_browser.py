@@ -13,9 +13,16 @@ import pytest
 import requests
 from playwright.sync_api import Page, sync_playwright
 
-from tests.conftest import Api
+from tests.conftest import Api, Proc
 
 pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def api(frames_server: str, worker: Proc, account: dict[str, Any]) -> Iterator[Api]:
+    """The live-frame tests talk to their own web process (see tests/conftest.py `frames_server`)."""
+    yield Api(frames_server, account["key"])
+
 
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/lib/chromium/chromium")
 # Loopback host candidates without mDNS names: the page and the server share this machine.
