@@ -54,11 +54,21 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-import h11
-
 from agents.netguard import NetworkPolicy, matches_avoided, run_callback
 
 from . import EgressSettings
+from .http1 import (
+    END,
+    HOP_HEADERS,
+    LAST_CHUNK,
+    Head,
+    ProtocolError,
+    RequestStream,
+    ResponseStream,
+    chunk,
+    head_bytes,
+    response_bytes,
+)
 from .resolver import DnsServerResolver, ResolveError, Resolver
 from .rules import (
     IPAddress,
@@ -75,25 +85,13 @@ from .rules import (
 logger = logging.getLogger(__name__)
 
 READ_SIZE = 65536
-MAX_HEADER_BYTES = 64 * 1024
 MAX_LOGGED_URL = 200  # URLs in decisions and block reports are cut to this
 POOL_IDLE_S = 30.0  # an idle kept-alive upstream connection older than this is not reused
 POOL_MAX = 16  # idle upstream connections kept per session
-_HOP_HEADERS = frozenset(
-    {
-        b"connection",
-        b"keep-alive",
-        b"proxy-authenticate",
-        b"proxy-authorization",
-        b"proxy-connection",
-        b"te",
-        b"trailer",
-        b"transfer-encoding",
-        b"upgrade",
-    }
-)
-# A request's body framing stays: h11 re-encodes a chunked body when the header says so.
+_HOP_HEADERS = HOP_HEADERS
+# A request's body framing stays: a chunked body is sent on chunked.
 _REQUEST_HOP_HEADERS = _HOP_HEADERS - {b"transfer-encoding"}
+_PROXY_AUTH = [(b"Proxy-Authenticate", b'Basic realm="enigma"')]
 _DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
 
 
@@ -129,7 +127,7 @@ class _Pooled:
 
     reader: asyncio.StreamReader
     writer: asyncio.StreamWriter
-    conn: h11.Connection
+    conn: ResponseStream
     since: float
 
 
@@ -213,7 +211,7 @@ class Gate:
                 trusted.add((host, int(port)))
         self._trusted = frozenset(trusted)
         if control_socket is None:
-            server = await asyncio.start_server(lambda r, w: self._spawn(self._serve(r, w)), "127.0.0.1", 0)
+            server = await _client_server(lambda r, w: self._spawn(self._serve(r, w)))
             self._servers.append(server)
             self.base_port = server.sockets[0].getsockname()[1]
             self._gate_ports.add(self.base_port)
@@ -286,7 +284,11 @@ class Gate:
             self._spawn(self._serve_socket(sock, self.sessions.get(str(port))))
 
     async def _serve_socket(self, sock: socket.socket, slot: SessionEgress | None) -> None:
-        reader, writer = await asyncio.open_connection(sock=sock)
+        loop = asyncio.get_running_loop()
+        reader = _ClientReader(loop=loop)
+        protocol = asyncio.StreamReaderProtocol(reader, loop=loop)
+        transport, _ = await loop.connect_accepted_socket(lambda: protocol, sock=sock)
+        writer = asyncio.StreamWriter(transport, protocol, reader, loop)
         await self._serve(reader, writer, slot)
 
     # ----- sessions -------------------------------------------------------------------------
@@ -300,9 +302,8 @@ class Gate:
             slot = SessionEgress(token=str(port), port=port)
         else:
             # The callback spawns our own task (asyncio's would log each cancelled connection).
-            server = await asyncio.start_server(
-                lambda r, w: self._spawn(self._serve(r, w, self.sessions.get(token))), "127.0.0.1", 0
-            )
+            token = ""
+            server = await _client_server(lambda r, w: self._spawn(self._serve(r, w, self.sessions.get(token))))
             port = server.sockets[0].getsockname()[1]
             token = str(port)
             slot = SessionEgress(token=token, port=port, server=server)
@@ -432,7 +433,7 @@ class Gate:
     async def _serve(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, slot: SessionEgress | None = None
     ) -> None:
-        conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEADER_BYTES)
+        client = RequestStream(reader)
         task = asyncio.current_task()
         if slot is not None:
             if len(slot.writers) >= self.settings.max_connections:
@@ -444,23 +445,26 @@ class Gate:
                 slot.tasks.add(task)
         try:
             while True:
-                event = await _next_event(conn, reader)
-                if isinstance(event, h11.ConnectionClosed) or not isinstance(event, h11.Request):
+                event = await client.next()
+                if not isinstance(event, Head):
                     return
                 if slot is None:
                     # Chromium's own traffic (or a released context): refused, never billed.
                     self.decisions.append(("", cut(event.target.decode("latin-1")), "no_session"))
-                    await _drain_body(conn, reader)
-                    await _respond(conn, writer, 407, b"", [(b"Proxy-Authenticate", b'Basic realm="enigma"')])
+                    await _drain_body(client)
+                    writer.write(response_bytes(407, "Proxy Authentication Required", b"", _PROXY_AUTH))
+                    await writer.drain()
                     return
                 if event.method == b"CONNECT":
-                    await self._tunnel(conn, reader, writer, slot, event)
+                    await self._tunnel(client, writer, slot, event)
                     return
-                if not await self._forward(conn, reader, writer, slot, event):
+                if client.upgraded:  # an Upgrade on a plain request: not something a proxy relays
                     return
-                if not _next_cycle(conn):
+                if not await self._forward(client, writer, slot, event):
                     return
-        except (h11.ProtocolError, ConnectionError, asyncio.IncompleteReadError, OSError, TimeoutError):
+                if not event.keep_alive:
+                    return
+        except (ProtocolError, ConnectionError, asyncio.IncompleteReadError, OSError, TimeoutError):
             logger.debug("gate connection ended", exc_info=True)
         finally:
             if slot is not None:
@@ -471,29 +475,28 @@ class Gate:
 
     async def _tunnel(
         self,
-        conn: h11.Connection,
-        reader: asyncio.StreamReader,
+        client: RequestStream,
         writer: asyncio.StreamWriter,
         slot: SessionEgress,
-        event: h11.Request,
+        event: Head,
     ) -> None:
         target = event.target.decode("latin-1")
         host, port_text = split_host_port(target)
         port = int(port_text) if port_text and port_text.isdigit() else 0
         opened = await self._open_or_answer(
-            conn, reader, writer, slot, target, scheme="https", host=host, port=port, url=f"https://{target}/"
+            client, writer, slot, target, scheme="https", host=host, port=port, url=f"https://{target}/"
         )
         if opened is None:
             return
         upstream_reader, upstream_writer, _ = opened
         try:
-            await _drain_body(conn, reader)  # a CONNECT has no body; h11 wants its end read
-            writer.write(conn.send(h11.Response(status_code=200, reason=b"Connection established", headers=[])))
-            leftover = conn.trailing_data[0]
+            await _drain_body(client)  # a CONNECT has no body; its end is read
+            writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+            leftover = client.leftover
             if leftover:
                 upstream_writer.write(leftover)
                 slot.bytes_sent += len(leftover)
-            await self._splice(reader, writer, upstream_reader, upstream_writer, slot)
+            await self._splice(client.reader, writer, upstream_reader, upstream_writer, slot)
         finally:
             slot.upstream_writers.discard(upstream_writer)
             upstream_writer.close()
@@ -531,11 +534,10 @@ class Gate:
 
     async def _forward(
         self,
-        conn: h11.Connection,
-        reader: asyncio.StreamReader,
+        client: RequestStream,
         writer: asyncio.StreamWriter,
         slot: SessionEgress,
-        event: h11.Request,
+        event: Head,
     ) -> bool:
         """Relay one plain-HTTP request; return whether the client connection can go on."""
         url = event.target.decode("latin-1")
@@ -546,8 +548,7 @@ class Gate:
         except ValueError:
             scheme, host, port = "", "", 0
         opened = await self._open_or_answer(
-            conn,
-            reader,
+            client,
             writer,
             slot,
             url,
@@ -562,19 +563,19 @@ class Gate:
         key = pooled.key
         kept = False
         try:
-            result = await self._relay(conn, reader, writer, slot, event, parts, host, port, pooled)
+            result = await self._relay(client, writer, slot, event, parts, port, pooled)
             if result is _STALE:
                 # A kept-alive connection the server had closed: once more on a fresh one
                 # (only requests without a body get here).
                 slot.upstream_writers.discard(upstream_writer)
                 upstream_writer.close()
                 fresh = await self._open_or_answer(
-                    conn, reader, writer, slot, url, scheme=scheme, host=host, port=port, url=url, reuse=False
+                    client, writer, slot, url, scheme=scheme, host=host, port=port, url=url, reuse=False
                 )
                 if fresh is None:
                     return True
                 upstream_reader, upstream_writer, pooled = fresh
-                result = await self._relay(conn, reader, writer, slot, event, parts, host, port, pooled)
+                result = await self._relay(client, writer, slot, event, parts, port, pooled)
             outcome: tuple[bool, bool] = result if isinstance(result, tuple) else (False, False)
             client_ok, reusable = outcome
             if reusable and slot.policy is not None and key is not None:
@@ -588,25 +589,24 @@ class Gate:
     def _keep(self, slot: SessionEgress, key: tuple[str, str, int], pooled: _Upstream) -> bool:
         if sum(len(idle) for idle in slot.pool.values()) >= POOL_MAX:
             return False
-        pooled.conn.start_next_cycle()
+        pooled.conn = ResponseStream(pooled.reader)  # a fresh parser for the next response
         slot.pool.setdefault(key, []).append(_Pooled(pooled.reader, pooled.writer, pooled.conn, time.monotonic()))
         return True
 
     async def _relay(
         self,
-        conn: h11.Connection,
-        reader: asyncio.StreamReader,
+        client: RequestStream,
         writer: asyncio.StreamWriter,
         slot: SessionEgress,
-        event: h11.Request,
+        event: Head,
         parts: Any,
-        host: str,
         port: int,
         up: _Upstream,
     ) -> tuple[bool, bool] | object:
         """Relay one request and its response: (client connection can go on, upstream reusable),
-        or _STALE when a reused connection turned out closed before anything came back."""
-        upstream, upstream_reader, upstream_writer = up.conn, up.reader, up.writer
+        or _STALE when a reused connection turned out closed before anything came back.
+        What is already here goes out in one write (head and body together)."""
+        upstream, upstream_writer = up.conn, up.writer
         headers = [(n, v) for n, v in event.headers if n not in _REQUEST_HOP_HEADERS]
         path = ((parts.path or "/") + (f"?{parts.query}" if parts.query else "")).encode("latin-1")
         if up.absolute:
@@ -621,96 +621,144 @@ class Gate:
                 headers.append((b"Proxy-Authorization", _basic(slot.upstream.username, slot.upstream.password)))
         else:
             target = path
-        bodiless = not any(n in (b"content-length", b"transfer-encoding") for n, _ in headers) or (
-            (b"content-length", b"0") in headers
-        )
+        if event.value(b"host") is None:
+            headers.insert(0, (b"host", (parts.netloc or "").encode("latin-1")))
+        chunked = event.chunked
+        bodiless = not chunked and event.value(b"content-length") in (None, b"0")
         idle = self.settings.idle_timeout_s
         loop = asyncio.get_running_loop()
-        _send(upstream, upstream_writer, slot, h11.Request(method=event.method, target=target, headers=headers))
-        async with asyncio.timeout_at(loop.time() + idle) as deadline:
-            while True:
-                body_event = await _next_event(conn, reader)
-                if isinstance(body_event, h11.Data):
-                    _send(upstream, upstream_writer, slot, h11.Data(data=body_event.data))
-                    await upstream_writer.drain()  # back-pressure: a server that does not read stops the client
-                    deadline.reschedule(loop.time() + idle)
-                elif isinstance(body_event, h11.EndOfMessage):
-                    _send(upstream, upstream_writer, slot, h11.EndOfMessage())
-                    break
-                else:
+        out = [head_bytes(event.method + b" " + target + b" HTTP/1.1", headers)]
+        waiting_head = False
+        try:
+            # One deadline per request: idle while bytes move, the response timeout for the head.
+            async with _Deadline(idle) as deadline:
+                while True:
+                    piece = client.ready()
+                    if piece is None:
+                        if out:
+                            _write(upstream_writer, slot, b"".join(out))
+                            out = []
+                            await upstream_writer.drain()  # back-pressure: a server that does not read stops the client
+                            deadline.reschedule(loop.time() + idle)
+                        piece = await client.next()
+                    if piece is None or isinstance(piece, Head):
+                        return False, False
+                    if piece is END:
+                        if chunked:
+                            out.append(LAST_CHUNK)
+                        break
+                    out.append(chunk(piece) if chunked else piece)
+                if out:
+                    _write(upstream_writer, slot, b"".join(out))
+                await upstream_writer.drain()
+                deadline.reschedule(loop.time() + self.settings.response_timeout_s)
+                waiting_head = True
+                response = await self._response_head(client, upstream, slot)
+                waiting_head = False
+                if response is None:
                     return False, False
-            await upstream_writer.drain()
-        response = await self._response_head(conn, reader, writer, upstream, upstream_reader, slot)
-        if response is None:
+                if response is _STALE:
+                    return _STALE if up.reused and bodiless else (False, False)
+                assert isinstance(response, Head)
+                return await self._relay_response(writer, slot, event, response, upstream, deadline, idle)
+        except TimeoutError:
+            if waiting_head:
+                writer.write(response_bytes(504, "Gateway Timeout", b""))
+                await writer.drain()
             return False, False
-        if response is _STALE:
-            return _STALE if up.reused and bodiless else (False, False)
-        assert isinstance(response, h11.Response)
+
+    async def _relay_response(
+        self,
+        writer: asyncio.StreamWriter,
+        slot: SessionEgress,
+        event: Head,
+        response: Head,
+        upstream: ResponseStream,
+        deadline: _Deadline,
+        idle: float,
+    ) -> tuple[bool, bool]:
+        """Send the response on: what is already here in one write, the rest as it comes."""
+        loop = asyncio.get_running_loop()
+        deadline.reschedule(loop.time() + idle)
         kept = [(n, v) for n, v in response.headers if n not in _HOP_HEADERS]
-        writer.write(conn.send(h11.Response(status_code=response.status_code, reason=response.reason, headers=kept)))
-        async with asyncio.timeout_at(loop.time() + idle) as deadline:
-            while True:
-                part = await _next_event(upstream, upstream_reader, slot)
-                if isinstance(part, h11.Data):
-                    writer.write(conn.send(h11.Data(data=part.data)))
+        framing = upstream.framing
+        if event.method == b"HEAD":
+            framing = "none"
+        close_client = False
+        if framing in ("chunked", "close"):
+            if event.version == "1.1":
+                kept.append((b"transfer-encoding", b"chunked"))
+                framing = "chunked"
+            else:
+                close_client = True  # an HTTP/1.0 client: the body ends with the connection
+        out = [head_bytes(b"HTTP/1.1 %d %s" % (response.status, response.reason), kept)]
+        if framing == "none":
+            writer.write(out[0])
+            await writer.drain()
+            if event.method == b"HEAD":
+                return True, False  # the parser expects the body the head describes: not reused
+            return True, upstream.ready() is END and upstream.reusable
+        while True:
+            part = upstream.ready()
+            if part is None:
+                if out:
+                    writer.write(b"".join(out))
+                    out = []
                     await writer.drain()
                     deadline.reschedule(loop.time() + idle)
-                elif isinstance(part, h11.EndOfMessage):
-                    writer.write(conn.send(h11.EndOfMessage()))
-                    await writer.drain()
-                    reusable = upstream.our_state is h11.DONE and upstream.their_state is h11.DONE
-                    return True, reusable
-                else:
-                    return False, False
+                part = await upstream.body()
+            slot.bytes_received += upstream.received
+            upstream.received = 0
+            if part is None:
+                return False, False
+            if part is END:
+                if framing == "chunked":
+                    out.append(LAST_CHUNK)
+                writer.write(b"".join(out))
+                await writer.drain()
+                return not close_client, upstream.reusable
+            out.append(chunk(part) if framing == "chunked" else part)
 
     async def _response_head(
-        self,
-        conn: h11.Connection,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
-        upstream: h11.Connection,
-        upstream_reader: asyncio.StreamReader,
-        slot: SessionEgress,
-    ) -> h11.Response | object | None:
-        """Wait for the response to start, as long as the client waits and at most the response
-        timeout: the Response, _STALE (the upstream closed without a byte), or None (the client
-        went away, or the timeout: then the client got a 504)."""
-        head = asyncio.ensure_future(_response_event(upstream, upstream_reader, slot))
-        watch = asyncio.ensure_future(reader.read(READ_SIZE))
+        self, client: RequestStream, upstream: ResponseStream, slot: SessionEgress
+    ) -> Head | object | None:
+        """Wait for the response to start, as long as the client waits (the caller's deadline
+        bounds it): the Head, _STALE (the upstream closed without a byte), or None (the client
+        went away, or the response was not HTTP). No helper task: the client's reader cancels
+        this wait when the client goes (a pipelined request stays in its buffer)."""
+        reader = client.reader
+        task = asyncio.current_task()
+        gone = False
+        if isinstance(reader, _ClientReader) and task is not None:
+            if reader.gone:
+                return None
+
+            def client_gone() -> None:
+                nonlocal gone
+                gone = True
+                task.cancel()
+
+            reader.on_gone = client_gone
         try:
-            deadline = time.monotonic() + self.settings.response_timeout_s
-            waiting: set[asyncio.Future[Any]] = {head, watch}
-            while True:
-                timeout = max(0.0, deadline - time.monotonic())
-                done, _ = await asyncio.wait(waiting, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-                if head in done:
-                    break
-                if watch not in done:  # the response timeout
-                    if conn.our_state is h11.SEND_RESPONSE:
-                        await _respond(conn, writer, 504, b"")
-                    return None
-                data = watch.result()
-                if not data:
-                    return None  # the client went away: so does the request
-                conn.receive_data(data)  # a pipelined request: h11 keeps it for later
-                waiting = {head}
-            try:
-                response = head.result()
-            except (h11.ProtocolError, ConnectionError, OSError, asyncio.IncompleteReadError):
-                response = None
-            if isinstance(response, h11.Response):
-                return response
-            return _STALE if not upstream.trailing_data[0] else None
+            response = await upstream.head()
+        except asyncio.CancelledError:
+            if gone and task is not None and task.uncancel() == 0:
+                return None  # the client went away: so does the request
+            raise
+        except (ProtocolError, ConnectionError, OSError, asyncio.IncompleteReadError):
+            return None
         finally:
-            head.cancel()
-            watch.cancel()
-            # Let the cancelled reads finish: a StreamReader takes one reader at a time.
-            await asyncio.wait({head, watch})
+            if isinstance(reader, _ClientReader):
+                reader.on_gone = None
+            slot.bytes_received += upstream.received
+            upstream.received = 0
+        if response is None:
+            return _STALE if upstream.untouched else None
+        return response
 
     async def _open_or_answer(
         self,
-        conn: h11.Connection,
-        reader: asyncio.StreamReader,
+        client: RequestStream,
         writer: asyncio.StreamWriter,
         slot: SessionEgress,
         target: str,
@@ -729,16 +777,18 @@ class Gate:
             up = await self._open(slot, scheme=scheme, host=host, port=port, url=url, tunnel=tunnel, reuse=reuse)
         except Blocked as blocked:
             self._refuse(slot, target, blocked.reason)
-            await _drain_body(conn, reader)
+            await _drain_body(client)
             body = f"Blocked by the network policy: {blocked.reason}\n".encode()
             headers = [(b"X-Enigma-Blocked", blocked.reason.encode()[:200]), (b"Content-Type", b"text/plain")]
-            await _respond(conn, writer, 403, body, headers)
+            writer.write(response_bytes(403, "Forbidden", body, headers))
+            await writer.drain()
             return None
         except (TimeoutError, OSError) as exc:
             self.decisions.append((slot.token, cut(target), None))
             logger.debug("upstream of %s failed: %s", cut(target), exc)
-            await _drain_body(conn, reader)
-            await _respond(conn, writer, 502, b"")
+            await _drain_body(client)
+            writer.write(response_bytes(502, "Bad Gateway", b""))
+            await writer.drain()
             return None
         self.decisions.append((slot.token, cut(target), None))
         if slot.policy is None:  # released meanwhile
@@ -792,7 +842,7 @@ class Gate:
             if not tunnel:
                 peer = writer.get_extra_info("peername")
                 key = ("direct", str(as_ip(peer[0]) if peer else destination), port)
-            return _Upstream(reader, writer, _client_conn(), key, destination)
+            return _Upstream(reader, writer, ResponseStream(reader), key, destination)
         assert policy is not None
         proxy_addresses = await self._check_upstream(upstream, policy, slot)
         reader, writer = await _connect_any(proxy_addresses, upstream.port, timeout)
@@ -805,7 +855,7 @@ class Gate:
             writer.close()
             raise OSError(f"upstream proxy refused {destination}:{port}: {exc}") from exc
         return _Upstream(
-            reader, writer, _client_conn(), key, destination, absolute=upstream.kind == "http" and not tunnel
+            reader, writer, ResponseStream(reader), key, destination, absolute=upstream.kind == "http" and not tunnel
         )
 
 
@@ -818,15 +868,11 @@ class _Upstream:
 
     reader: asyncio.StreamReader
     writer: asyncio.StreamWriter
-    conn: h11.Connection
+    conn: ResponseStream
     key: tuple[str, str, int] | None  # the pool it may go back to (plain HTTP only)
     destination: str  # the host or checked address the request names
     absolute: bool = False  # an http upstream: absolute-form requests
     reused: bool = False
-
-
-def _client_conn() -> h11.Connection:
-    return h11.Connection(h11.CLIENT, max_incomplete_event_size=MAX_HEADER_BYTES)
 
 
 def _take(slot: SessionEgress, key: tuple[str, str, int]) -> _Pooled | None:
@@ -870,57 +916,89 @@ def local_addresses() -> list[IPAddress]:
 # ----- helpers ------------------------------------------------------------------------------
 
 
-async def _next_event(conn: h11.Connection, reader: asyncio.StreamReader, slot: SessionEgress | None = None) -> Any:
-    while True:
-        event = conn.next_event()
-        if event is not h11.NEED_DATA:
-            return event
-        data = await reader.read(READ_SIZE)
-        if slot is not None:
-            slot.bytes_received += len(data)
-        conn.receive_data(data)
+class _Deadline:
+    """Like asyncio.timeout, for a deadline that moves with every chunk: moving it only stores
+    a number; the one timer behind it re-arms itself when it fires early."""
+
+    def __init__(self, delay: float) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._when = self._loop.time() + delay
+        self._task: asyncio.Task[Any] | None = None
+        self._handle: asyncio.TimerHandle | None = None
+        self._expired = False
+
+    def reschedule(self, when: float) -> None:
+        self._when = when
+        if self._handle is not None and when < self._handle.when():
+            self._handle.cancel()
+            self._handle = self._loop.call_at(when, self._fire)
+
+    def _fire(self) -> None:
+        if self._loop.time() < self._when:
+            self._handle = self._loop.call_at(self._when, self._fire)
+            return
+        self._handle = None
+        self._expired = True
+        if self._task is not None:
+            self._task.cancel()
+
+    async def __aenter__(self) -> _Deadline:
+        self._task = asyncio.current_task()
+        self._handle = self._loop.call_at(self._when, self._fire)
+        return self
+
+    async def __aexit__(self, kind: Any, exc: Any, traceback: Any) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+        if self._expired and kind is asyncio.CancelledError and self._task is not None and self._task.uncancel() == 0:
+            raise TimeoutError from exc
 
 
-async def _response_event(upstream: h11.Connection, reader: asyncio.StreamReader, slot: SessionEgress) -> Any:
-    while True:
-        event = await _next_event(upstream, reader, slot)
-        if not isinstance(event, h11.InformationalResponse):
-            return event
+class _ClientReader(asyncio.StreamReader):
+    """A client connection's reader that tells the gate when the client goes away, even while
+    nobody reads (the gate waits on the server then)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(limit=READ_SIZE, loop=loop)
+        self.gone = False
+        self.on_gone: Any = None
+
+    def _went(self) -> None:
+        self.gone = True
+        if self.on_gone is not None:
+            callback, self.on_gone = self.on_gone, None
+            callback()
+
+    def feed_eof(self) -> None:
+        super().feed_eof()
+        self._went()
+
+    def set_exception(self, exc: Exception) -> None:
+        super().set_exception(exc)
+        self._went()
 
 
-def _send(conn: h11.Connection, writer: asyncio.StreamWriter, slot: SessionEgress, event: Any) -> None:
-    data = conn.send(event) or b""
+async def _client_server(serve: Any) -> asyncio.Server:
+    """A loopback listener (sandbox off) whose connections read through _ClientReader."""
+    loop = asyncio.get_running_loop()
+
+    def protocol() -> asyncio.StreamReaderProtocol:
+        return asyncio.StreamReaderProtocol(_ClientReader(loop=loop), serve, loop=loop)
+
+    return await loop.create_server(protocol, "127.0.0.1", 0)
+
+
+def _write(writer: asyncio.StreamWriter, slot: SessionEgress, data: bytes) -> None:
     slot.bytes_sent += len(data)
     writer.write(data)
 
 
-async def _drain_body(conn: h11.Connection, reader: asyncio.StreamReader) -> None:
-    while conn.their_state is h11.SEND_BODY:
-        event = await _next_event(conn, reader)
-        if isinstance(event, (h11.EndOfMessage, h11.ConnectionClosed)):
+async def _drain_body(client: RequestStream) -> None:
+    """Read the rest of the current request (a refused one's body goes nowhere)."""
+    while client.body_pending:
+        if await client.next() is None:
             return
-
-
-async def _respond(
-    conn: h11.Connection,
-    writer: asyncio.StreamWriter,
-    status: int,
-    body: bytes,
-    headers: list[tuple[bytes, bytes]] | None = None,
-) -> None:
-    all_headers = [*(headers or []), (b"Content-Length", str(len(body)).encode())]
-    writer.write(conn.send(h11.Response(status_code=status, headers=all_headers)))
-    if body:
-        writer.write(conn.send(h11.Data(data=body)))
-    writer.write(conn.send(h11.EndOfMessage()))
-    await writer.drain()
-
-
-def _next_cycle(conn: h11.Connection) -> bool:
-    if conn.our_state is h11.DONE and conn.their_state is h11.DONE:
-        conn.start_next_cycle()
-        return True
-    return False
 
 
 async def _pipe(

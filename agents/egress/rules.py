@@ -43,6 +43,7 @@ def parse_host(value: str) -> str:
     return host.rstrip(".")
 
 
+@lru_cache(maxsize=1024)
 def as_ip(host: str) -> IPAddress | None:
     """The address a host literal names (`127.0.0.1`, `::1`, `fe80::1%eth0`), else None.
 

@@ -261,7 +261,7 @@ async def test_a_customer_proxy_with_credentials_carries_the_traffic(
         assert site.hits == []
         assert f"CONNECT 127.0.0.1:{echo_ws}" in customer_proxy.seen
     else:
-        assert site.hits == ["/"]
+        assert [hit for hit in site.hits if hit != "/favicon.ico"] == ["/"]  # Chromium may ask for the icon
         assert {f"127.0.0.1:{site.port}", f"127.0.0.1:{echo_ws}"} <= set(customer_proxy.seen)
 
 

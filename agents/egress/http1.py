@@ -1,0 +1,311 @@
+"""HTTP/1.1 framing for the egress gate, on llhttp (Node's parser, through httptools).
+
+The gate parses every request Chromium sends it and every response a server sends back, once per
+request of every page, so this is its hot path: llhttp is C and strict (it refuses a request with
+both Content-Length and Transfer-Encoding, duplicate lengths, bare CR/LF and bad tokens), and the
+streams below hand the gate whole events instead of one callback per header. Heads the gate sends
+on are rebuilt from the parsed parts, never copied from the wire.
+
+`RequestStream` reads a client connection: `await next()` gives `Head`, then `bytes` body pieces,
+then `END`, for each request; None at end of stream. A `CONNECT` (or another upgrade) stops the
+parser: `leftover` holds what followed its head. `ResponseStream` reads one upstream connection:
+`await head()` skips 1xx answers and gives the final `Head`; `await body()` gives `bytes` pieces,
+then `END`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+from dataclasses import dataclass, field
+
+import httptools
+
+READ_SIZE = 65536
+MAX_HEADER_BYTES = 64 * 1024
+
+END = b""  # the end of a message's body (body pieces are never empty)
+
+# What a proxy must not pass on (RFC 9110 section 7.6.1), plus the old proxy spellings.
+HOP_HEADERS = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"proxy-connection",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+    }
+)
+
+
+class ProtocolError(Exception):
+    """Bytes that are not HTTP/1.1, or a head over the size limit."""
+
+
+@dataclass
+class Head:
+    """A request or response head. Header names are lower-case."""
+
+    method: bytes = b""  # requests
+    target: bytes = b""  # requests
+    status: int = 0  # responses
+    reason: bytes = b""  # responses
+    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
+    keep_alive: bool = True
+    version: str = "1.1"
+
+    @property
+    def chunked(self) -> bool:
+        return any(n == b"transfer-encoding" and b"chunked" in v.lower() for n, v in self.headers)
+
+    def value(self, name: bytes) -> bytes | None:
+        for n, v in self.headers:
+            if n == name:
+                return v
+        return None
+
+
+class _Stream:
+    """Shared by both directions: callbacks of llhttp collect events into a queue."""
+
+    def __init__(self, reader: asyncio.StreamReader) -> None:
+        self.reader = reader
+        self.events: collections.deque[Head | bytes] = collections.deque()
+        self.received = 0  # bytes read from the wire
+        self.upgraded = False
+        self.leftover = b""
+        self._head: Head | None = None
+        self._in_head = False
+        self._head_bytes = 0
+        self._eof = False
+        self.untouched = True  # no byte has come yet
+
+    # llhttp callbacks
+    def on_message_begin(self) -> None:
+        self._head = Head()
+        self._in_head = True
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        assert self._head is not None
+        self._head.headers.append((name.lower(), value))
+
+    def on_body(self, body: bytes) -> None:
+        if body:
+            self.events.append(body)
+
+    def on_message_complete(self) -> None:
+        self.events.append(END)
+        self._head = None
+
+    def _complete_head(self, head: Head | None) -> None:
+        self._in_head = False
+        self._head_bytes = 0
+        if head is not None:
+            self.events.append(head)
+
+    def _feed(self, data: bytes) -> None:
+        if self._in_head or self._head is None:  # these bytes begin or continue a head
+            self._head_bytes += len(data)
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade as upgrade:
+            self.upgraded = True
+            self.leftover = data[upgrade.args[0] :] if upgrade.args else b""
+        except httptools.HttpParserError as exc:
+            raise ProtocolError(str(exc)) from exc
+        if self._in_head and self._head_bytes > MAX_HEADER_BYTES:
+            raise ProtocolError("head too large")
+
+    async def fill(self) -> bool:
+        """Read once more from the wire (what it brings is queued); False at end of stream."""
+        if self._eof or self.upgraded:
+            return False
+        data = await self.reader.read(READ_SIZE)
+        if not data:
+            self._eof = True
+            return False
+        self.received += len(data)
+        self.untouched = False
+        self._feed(data)
+        return True
+
+    parser: httptools.HttpRequestParser | httptools.HttpResponseParser
+
+    @property
+    def at_eof(self) -> bool:
+        return self._eof
+
+    @property
+    def mid_message(self) -> bool:
+        """A message has begun and not ended (nothing queued counts)."""
+        return self._head is not None
+
+
+class RequestStream(_Stream):
+    def __init__(self, reader: asyncio.StreamReader) -> None:
+        super().__init__(reader)
+        self._request_parser = httptools.HttpRequestParser(self)
+        self.parser = self._request_parser
+        self._target: list[bytes] = []
+        self.body_pending = False  # a request's head was handed out and its END not yet
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._target = []
+
+    def on_url(self, url: bytes) -> None:
+        self._target.append(url)
+
+    def on_headers_complete(self) -> None:
+        head = self._head
+        assert head is not None
+        head.method = self._request_parser.get_method()
+        head.target = b"".join(self._target)
+        head.keep_alive = self.parser.should_keep_alive()
+        head.version = self.parser.get_http_version()
+        self._complete_head(head)
+
+    async def next(self) -> Head | bytes | None:
+        """The next event: a Head, a body piece, END; None when the client is gone."""
+        while not self.events:
+            if not await self.fill():
+                return None
+        return self._pop()
+
+    def ready(self) -> Head | bytes | None:
+        """An event that is already here, without reading."""
+        return self._pop() if self.events else None
+
+    def _pop(self) -> Head | bytes:
+        event = self.events.popleft()
+        if isinstance(event, Head):
+            self.body_pending = True
+        elif event is END:
+            self.body_pending = False
+        return event
+
+
+class ResponseStream(_Stream):
+    def __init__(self, reader: asyncio.StreamReader) -> None:
+        super().__init__(reader)
+        self._response_parser = httptools.HttpResponseParser(self)
+        self.parser = self._response_parser
+        self._reason: list[bytes] = []
+        self.framing = ""  # "length" | "chunked" | "close" | "none", once the head is in
+        self._skip_end = False
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._reason = []
+
+    def on_status(self, reason: bytes) -> None:
+        self._reason.append(reason)
+
+    def on_headers_complete(self) -> None:
+        head = self._head
+        assert head is not None
+        head.status = self._response_parser.get_status_code()
+        head.reason = b"".join(self._reason)
+        head.keep_alive = self.parser.should_keep_alive()
+        head.version = self.parser.get_http_version()
+        if 100 <= head.status < 200:
+            self._complete_head(None)
+            self._skip_end = True  # an interim answer: its end is not the response's end
+            return
+        if head.status in (204, 304):
+            self.framing = "none"
+        elif head.chunked:
+            self.framing = "chunked"
+        elif head.value(b"content-length") is not None:
+            self.framing = "length"
+        else:
+            self.framing = "close"
+        self._complete_head(head)
+
+    def on_message_complete(self) -> None:
+        if self._skip_end:
+            self._skip_end = False
+            self._head = None
+        else:
+            super().on_message_complete()
+
+    async def head(self) -> Head | None:
+        """The final response head; None when the server closed before one."""
+        while not self.events:
+            if not await self.fill():
+                return None
+        event = self.events.popleft()
+        if not isinstance(event, Head):
+            raise ProtocolError("response body before its head")
+        return event
+
+    async def body(self) -> bytes | None:
+        """A body piece, or END; None when the server closed in the middle."""
+        while not self.events:
+            if self.upgraded:
+                raise ProtocolError("protocol switch on a proxied request")
+            if not await self.fill():
+                if self.framing == "close":
+                    self._head = None
+                    return END  # a body delimited by the end of the connection
+                return None
+        event = self.events.popleft()
+        if isinstance(event, Head):
+            raise ProtocolError("a second response without a request")
+        return event
+
+    def ready(self) -> bytes | None:
+        """A body piece or END that is already here, without reading."""
+        if self.events and isinstance(self.events[0], bytes):
+            event = self.events.popleft()
+            assert isinstance(event, bytes)
+            return event
+        return None
+
+    @property
+    def reusable(self) -> bool:
+        """The response ended cleanly and nothing else came: the connection may carry another."""
+        return (
+            not self._eof
+            and not self.upgraded
+            and self._head is None
+            and not self.events
+            and self.framing in ("length", "chunked", "none")
+        )
+
+
+def head_bytes(first_line: bytes, headers: list[tuple[bytes, bytes]]) -> bytes:
+    return b"".join([first_line, b"\r\n", *(n + b": " + v + b"\r\n" for n, v in headers), b"\r\n"])
+
+
+def chunk(data: bytes) -> bytes:
+    return b"%x\r\n%s\r\n" % (len(data), data)
+
+
+LAST_CHUNK = b"0\r\n\r\n"
+
+
+def response_bytes(status: int, reason: str, body: bytes, headers: list[tuple[bytes, bytes]] | None = None) -> bytes:
+    """A whole response of the gate's own (403, 407, 502, 504)."""
+    all_headers = [*(headers or []), (b"Content-Length", str(len(body)).encode())]
+    return head_bytes(b"HTTP/1.1 %d %s" % (status, reason.encode()), all_headers) + body
+
+
+__all__ = [
+    "END",
+    "HOP_HEADERS",
+    "LAST_CHUNK",
+    "MAX_HEADER_BYTES",
+    "READ_SIZE",
+    "Head",
+    "ProtocolError",
+    "RequestStream",
+    "ResponseStream",
+    "chunk",
+    "head_bytes",
+    "response_bytes",
+]
