@@ -159,7 +159,8 @@ class WorkerRuntime:
         await db(registry.worker_heartbeat)(
             worker_id=self.worker_id,
             capacity=0 if self.draining else capacity,
-            sessions=len(self.runners),
+            # A runner whose session has ended holds no slot: it is only closing its browser.
+            sessions=sum(1 for runner in self.runners.values() if not runner.done.is_set()),
             warm=self.host.warm_count,
             contexts=self.host.open_contexts,
             draining=self.draining,
@@ -270,13 +271,23 @@ class WorkerRuntime:
         self.runners[session_id] = runner
         # Placement sees the session here from now on (off the start's path).
         beat = asyncio.create_task(self._beat_hosting(session_id))
+        freed = asyncio.create_task(self._beat_when_done(runner))
         try:
             await runner.run()
         finally:
             self.runners.pop(session_id, None)
             self._bound_rules.pop(session_id, None)
             await beat
+            freed.cancel()
             await self._beat()
+
+    async def _beat_when_done(self, runner: SessionRunner) -> None:
+        """Offer the slot as soon as the session ends, while its browser is still closing."""
+        await runner.done.wait()
+        try:
+            await self._beat()
+        except RedisError:
+            logger.exception("worker heartbeat failed")
 
     async def _beat_hosting(self, session_id: str) -> None:
         try:
