@@ -54,6 +54,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+import httptools
+
 from agents.netguard import NetworkPolicy, matches_avoided, run_callback
 
 from . import EgressSettings
@@ -542,11 +544,13 @@ class Gate:
         """Relay one plain-HTTP request; return whether the client connection can go on."""
         url = event.target.decode("latin-1")
         try:
-            parts = urlsplit(url)
-            scheme, host = parts.scheme.lower(), parse_host(parts.hostname or "")
+            parts = httptools.parse_url(event.target)  # llhttp's URL parser: C, once per request
+            scheme = (parts.schema or b"").decode("latin-1").lower()
+            host = parse_host((parts.host or b"").decode("latin-1"))
             port = parts.port or _DEFAULT_PORTS.get(scheme, 0)
-        except ValueError:
-            scheme, host, port = "", "", 0
+            path = (parts.path or b"/") + (b"?" + parts.query if parts.query else b"")
+        except (httptools.HttpParserInvalidURLError, ValueError):
+            scheme, host, port, path = "", "", 0, b"/"
         opened = await self._open_or_answer(
             client,
             writer,
@@ -563,7 +567,7 @@ class Gate:
         key = pooled.key
         kept = False
         try:
-            result = await self._relay(client, writer, slot, event, parts, port, pooled)
+            result = await self._relay(client, writer, slot, event, path, host, port, pooled)
             if result is _STALE:
                 # A kept-alive connection the server had closed: once more on a fresh one
                 # (only requests without a body get here).
@@ -575,7 +579,7 @@ class Gate:
                 if fresh is None:
                     return True
                 upstream_reader, upstream_writer, pooled = fresh
-                result = await self._relay(client, writer, slot, event, parts, port, pooled)
+                result = await self._relay(client, writer, slot, event, path, host, port, pooled)
             outcome: tuple[bool, bool] = result if isinstance(result, tuple) else (False, False)
             client_ok, reusable = outcome
             if reusable and slot.policy is not None and key is not None:
@@ -589,7 +593,7 @@ class Gate:
     def _keep(self, slot: SessionEgress, key: tuple[str, str, int], pooled: _Upstream) -> bool:
         if sum(len(idle) for idle in slot.pool.values()) >= POOL_MAX:
             return False
-        pooled.conn = ResponseStream(pooled.reader)  # a fresh parser for the next response
+        pooled.conn.next_response()
         slot.pool.setdefault(key, []).append(_Pooled(pooled.reader, pooled.writer, pooled.conn, time.monotonic()))
         return True
 
@@ -599,7 +603,8 @@ class Gate:
         writer: asyncio.StreamWriter,
         slot: SessionEgress,
         event: Head,
-        parts: Any,
+        path: bytes,
+        host: str,
         port: int,
         up: _Upstream,
     ) -> tuple[bool, bool] | object:
@@ -608,7 +613,6 @@ class Gate:
         What is already here goes out in one write (head and body together)."""
         upstream, upstream_writer = up.conn, up.writer
         headers = [(n, v) for n, v in event.headers if n not in _REQUEST_HOP_HEADERS]
-        path = ((parts.path or "/") + (f"?{parts.query}" if parts.query else "")).encode("latin-1")
         if up.absolute:
             # Rebuilt from the parsed parts (never the raw target); the managed upstream gets
             # the address the gate checked.
@@ -622,7 +626,8 @@ class Gate:
         else:
             target = path
         if event.value(b"host") is None:
-            headers.insert(0, (b"host", (parts.netloc or "").encode("latin-1")))
+            authority = f"[{host}]" if ":" in host else host
+            headers.insert(0, (b"host", (authority if port == 80 else f"{authority}:{port}").encode("latin-1")))
         chunked = event.chunked
         bodiless = not chunked and event.value(b"content-length") in (None, b"0")
         idle = self.settings.idle_timeout_s
@@ -631,7 +636,7 @@ class Gate:
         waiting_head = False
         try:
             # One deadline per request: idle while bytes move, the response timeout for the head.
-            async with _Deadline(idle) as deadline:
+            async with _Deadline(idle, soonest=self.settings.response_timeout_s) as deadline:
                 while True:
                     piece = client.ready()
                     if piece is None:
@@ -920,9 +925,12 @@ class _Deadline:
     """Like asyncio.timeout, for a deadline that moves with every chunk: moving it only stores
     a number; the one timer behind it re-arms itself when it fires early."""
 
-    def __init__(self, delay: float) -> None:
+    def __init__(self, delay: float, *, soonest: float | None = None) -> None:
         self._loop = asyncio.get_running_loop()
         self._when = self._loop.time() + delay
+        # The timer first fires at the soonest deadline the caller will set (then re-arms to
+        # the real one): moving the deadline earlier than the timer then never costs a timer.
+        self._first = self._loop.time() + min(delay, soonest if soonest is not None else delay)
         self._task: asyncio.Task[Any] | None = None
         self._handle: asyncio.TimerHandle | None = None
         self._expired = False
@@ -944,7 +952,7 @@ class _Deadline:
 
     async def __aenter__(self) -> _Deadline:
         self._task = asyncio.current_task()
-        self._handle = self._loop.call_at(self._when, self._fire)
+        self._handle = self._loop.call_at(self._first, self._fire)
         return self
 
     async def __aexit__(self, kind: Any, exc: Any, traceback: Any) -> None:

@@ -233,6 +233,11 @@ class ResponseStream(_Stream):
         else:
             super().on_message_complete()
 
+    def next_response(self) -> None:
+        """Ready for the next response on a kept-alive connection (the last one was reusable)."""
+        self.framing = ""
+        self.untouched = True
+
     async def head(self) -> Head | None:
         """The final response head; None when the server closed before one."""
         while not self.events:

@@ -56,6 +56,7 @@ def as_ip(host: str) -> IPAddress | None:
         return None
 
 
+@lru_cache(maxsize=4096)
 def embedded_ipv4(ip: IPAddress) -> ipaddress.IPv4Address | None:
     """The IPv4 address an IPv6 transition form carries, if any."""
     if not isinstance(ip, ipaddress.IPv6Address):
@@ -74,6 +75,7 @@ def embedded_ipv4(ip: IPAddress) -> ipaddress.IPv4Address | None:
     return None
 
 
+@lru_cache(maxsize=4096)  # pure, and each check walks ipaddress's network lists
 def address_block_reason(ip: IPAddress) -> str | None:
     """Why an address must not be reached, or None for a public unicast address. A transition
     form is blocked if what it embeds is, and local-use NAT64 and site-local ones always."""
