@@ -81,8 +81,8 @@ def recording_encode(*, session_id: str) -> Recording | None:
         out.unlink(missing_ok=True)
         logger.warning("recording of session %s failed to encode: %s", session_id, exc)
         Recording.objects.filter(pk=session_id).update(state=Recording.State.FAILED, error=str(exc)[:1000])
-        return Recording.objects.get(pk=session_id)
-    Recording.objects.filter(pk=session_id).update(
+        return Recording.objects.filter(pk=session_id).first()
+    updated = Recording.objects.filter(pk=session_id).update(
         state=Recording.State.READY,
         blob=relative,
         duration_ms=result.duration_ms,
@@ -92,7 +92,10 @@ def recording_encode(*, session_id: str) -> Recording | None:
         ready_at=timezone.now(),
     )
     spool.remove()
-    return Recording.objects.get(pk=session_id)
+    if not updated:  # the session (and its recording) was deleted while this encoded
+        storage.file_remove(relative)
+        return None
+    return Recording.objects.filter(pk=session_id).first()
 
 
 def recording_settle(*, session_id: str) -> Recording | None:

@@ -236,3 +236,32 @@ def test_a_recording_whose_host_never_settled_it_fails_and_is_then_deleted(accou
     # Retention takes both in time (the recent one fails first, an hour after its end).
     assert recordings_delete_expired(now=now + timedelta(days=31)) == 2
     assert not Recording.objects.filter(session__in=(lost, recent)).exists()
+
+
+def test_a_recording_whose_session_is_deleted_while_it_encodes_leaves_no_file(
+    account: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An operator deletes the session (and with it its recording row) in the admin while the
+    encoder runs: the encode ends quietly and the MP4 it produced does not stay in storage."""
+    from environments import storage
+    from recordings import services
+    from recordings.models import Recording
+    from sessions_app.models import BrowserSession
+
+    team = account["team"]
+    now = timezone.now()
+    session = BrowserSession.objects.create(
+        team=team, state=BrowserSession.State.TERMINATED, started_at=now - timedelta(seconds=3), ended_at=now
+    )
+    Recording.objects.create(session=session, team=team, started_at=session.started_at)
+    _spool_frames(session.pk, (0, 1000))
+    move_in = storage.file_move_in
+
+    def move_in_after_the_session_is_gone(relative: str, source: str) -> int:
+        BrowserSession.objects.filter(pk=session.pk).delete()  # the race, made certain
+        return move_in(relative, source)
+
+    monkeypatch.setattr(services.storage, "file_move_in", move_in_after_the_session_is_gone)
+    assert services.recording_encode(session_id=session.pk) is None
+    assert not storage.file_exists(services.blob_relative(session.pk))
+    assert not Recording.objects.filter(pk=session.pk).exists()
