@@ -60,7 +60,9 @@ class Head:
 
     @property
     def chunked(self) -> bool:
-        return any(n == b"transfer-encoding" and b"chunked" in v.lower() for n, v in self.headers)
+        """Whether the last transfer coding is chunked (as llhttp frames the body)."""
+        codings = [v for n, v in self.headers if n == b"transfer-encoding"]
+        return bool(codings) and codings[-1].rsplit(b",", 1)[-1].strip().lower() == b"chunked"
 
     def value(self, name: bytes) -> bytes | None:
         for n, v in self.headers:

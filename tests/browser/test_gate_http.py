@@ -125,6 +125,14 @@ async def test_chunked_until_close_and_length_bodies_arrive_whole_and_the_connec
     assert answers[3].endswith(b"content-length: 4\r\n\r\nfour")
 
 
+async def test_a_response_whose_last_coding_is_not_chunked_is_read_until_the_server_closes(
+    slot: SessionEgress, serve: Callable[..., Any]
+) -> None:
+    server = await serve([b"HTTP/1.1 200 OK\r\nTransfer-Encoding: xchunked\r\n\r\nraw bytes"], close=True)
+    got = await _exchange(slot, _get(server.port))
+    assert got.endswith(b"\r\n\r\n9\r\nraw bytes\r\n0\r\n\r\n"), got  # whole, re-framed
+
+
 async def test_head_204_and_interim_answers_carry_no_body(slot: SessionEgress, serve: Callable[..., Any]) -> None:
     server = await serve(
         [
