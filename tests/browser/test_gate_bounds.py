@@ -466,7 +466,9 @@ async def test_the_gates_own_ports_and_own_services_on_other_interfaces_are_refu
 
 @pytest.mark.parametrize("address", ["fec0::1", "64:ff9b:1::808:808", "64:ff9b:1::7f00:1", "64:ff9b::7f00:1"])
 async def test_site_local_and_local_use_nat64_addresses_are_private(address: str) -> None:
-    assert address_block_reason(as_ip(address)) is not None  # type: ignore[arg-type]
+    ip = as_ip(address)
+    assert ip is not None
+    assert address_block_reason(ip) is not None
 
 
 async def test_avoid_domain_entries_use_uts46_non_transitional() -> None:

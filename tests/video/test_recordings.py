@@ -250,10 +250,11 @@ def test_a_recording_whose_session_is_deleted_while_it_encodes_leaves_no_file(
 
     team = account["team"]
     now = timezone.now()
+    started = now - timedelta(seconds=3)
     session = BrowserSession.objects.create(
-        team=team, state=BrowserSession.State.TERMINATED, started_at=now - timedelta(seconds=3), ended_at=now
+        team=team, state=BrowserSession.State.TERMINATED, started_at=started, ended_at=now
     )
-    Recording.objects.create(session=session, team=team, started_at=session.started_at)
+    Recording.objects.create(session=session, team=team, started_at=started)
     _spool_frames(session.pk, (0, 1000))
     move_in = storage.file_move_in
 
