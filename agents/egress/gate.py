@@ -751,7 +751,11 @@ class Gate:
             if gone and task is not None and task.uncancel() == 0:
                 return None  # the client went away: so does the request
             raise
-        except (ProtocolError, ConnectionError, OSError, asyncio.IncompleteReadError):
+        except (ConnectionError, OSError) as exc:
+            # A kept-alive connection the server had closed (a reset before any byte) is stale.
+            logger.debug("upstream ended before its response: %s", exc)
+            return _STALE if upstream.untouched else None
+        except (ProtocolError, asyncio.IncompleteReadError):
             return None
         finally:
             if isinstance(reader, _ClientReader):

@@ -198,6 +198,7 @@ class ResponseStream(_Stream):
         self.parser = self._response_parser
         self._reason: list[bytes] = []
         self.framing = ""  # "length" | "chunked" | "close" | "none", once the head is in
+        self.keep_alive = False  # the final response lets the connection carry another
         self._skip_end = False
 
     def on_message_begin(self) -> None:
@@ -218,6 +219,7 @@ class ResponseStream(_Stream):
             self._complete_head(None)
             self._skip_end = True  # an interim answer: its end is not the response's end
             return
+        self.keep_alive = head.keep_alive  # HTTP/1.0 without keep-alive, or Connection: close
         if head.status in (204, 304):
             self.framing = "none"
         elif head.chunked:
@@ -238,6 +240,7 @@ class ResponseStream(_Stream):
     def next_response(self) -> None:
         """Ready for the next response on a kept-alive connection (the last one was reusable)."""
         self.framing = ""
+        self.keep_alive = False
         self.untouched = True
 
     async def head(self) -> Head | None:
@@ -277,7 +280,8 @@ class ResponseStream(_Stream):
     def reusable(self) -> bool:
         """The response ended cleanly and nothing else came: the connection may carry another."""
         return (
-            not self._eof
+            self.keep_alive
+            and not self._eof
             and not self.upgraded
             and self._head is None
             and not self.events

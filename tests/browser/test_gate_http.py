@@ -152,6 +152,22 @@ async def test_head_204_and_interim_answers_carry_no_body(slot: SessionEgress, s
     assert len(server.requests) == 3
 
 
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok",
+        b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok",
+    ],
+)
+async def test_a_response_that_closes_its_connection_is_not_followed_by_a_reused_one(
+    slot: SessionEgress, serve: Callable[..., Any], answer: bytes
+) -> None:
+    server = await serve([answer, answer])  # the server would even read a second request
+    got = await _exchange(slot, _get(server.port, "/1") + _get(server.port, "/2"))
+    assert got.count(b"HTTP/1.1 200 OK") == 2, got
+    assert server.accepted == 2  # a fresh connection for the second request
+
+
 async def test_pipelined_requests_are_answered_in_order(slot: SessionEgress, serve: Callable[..., Any]) -> None:
     server = await serve([b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n%d" % n for n in range(5)])
     got = await _exchange(slot, b"".join(_get(server.port, f"/{n}") for n in range(5)))

@@ -98,8 +98,10 @@ async def test_closing_sessions_releases_contexts_and_processes(
         await session.close()  # idempotent
     await host.wait_warm()
     assert host.open_contexts == WARM_POOL_SIZE
-    for _ in range(300):  # renderers exit asynchronously after their context closes (slowly under load)
-        if len(chromium_processes()) <= len(baseline):
+    # Renderers exit asynchronously after their context closes (slowly under load), and Chromium
+    # may hold one spare renderer for the next navigation: 30 leaked sessions would be 30 more.
+    for _ in range(300):
+        if len(chromium_processes()) <= len(baseline) + 1:
             break
         await asyncio.sleep(0.1)
-    assert len(chromium_processes()) <= len(baseline)
+    assert len(chromium_processes()) <= len(baseline) + 1
