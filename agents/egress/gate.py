@@ -64,6 +64,7 @@ from .http1 import (
     END,
     HOP_HEADERS,
     LAST_CHUNK,
+    READ_SIZE,
     Head,
     ProtocolError,
     RequestStream,
@@ -87,13 +88,11 @@ from .rules import (
 
 logger = logging.getLogger(__name__)
 
-READ_SIZE = 65536
 MAX_LOGGED_URL = 200  # URLs in decisions and block reports are cut to this
 POOL_IDLE_S = 30.0  # an idle kept-alive upstream connection older than this is not reused
 POOL_MAX = 16  # idle upstream connections kept per session
-_HOP_HEADERS = HOP_HEADERS
 # A request's body framing stays: a chunked body is sent on chunked.
-_REQUEST_HOP_HEADERS = _HOP_HEADERS - {b"transfer-encoding"}
+_REQUEST_HOP_HEADERS = HOP_HEADERS - {b"transfer-encoding"}
 _PROXY_AUTH = [(b"Proxy-Authenticate", b'Basic realm="enigma"')]
 _DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
 
@@ -495,10 +494,8 @@ class Gate:
         try:
             await _drain_body(client)  # a CONNECT has no body; its end is read
             writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
-            leftover = client.leftover
-            if leftover:
-                upstream_writer.write(leftover)
-                slot.bytes_sent += len(leftover)
+            if client.leftover:
+                _write(upstream_writer, slot, client.leftover)
             await self._splice(client.reader, writer, upstream_reader, upstream_writer, slot)
         finally:
             slot.upstream_writers.discard(upstream_writer)
@@ -686,7 +683,7 @@ class Gate:
         """Send the response on: what is already here in one write, the rest as it comes."""
         loop = asyncio.get_running_loop()
         deadline.reschedule(loop.time() + idle)
-        kept = [(n, v) for n, v in response.headers if n not in _HOP_HEADERS]
+        kept = [(n, v) for n, v in response.headers if n not in HOP_HEADERS]
         framing = upstream.framing
         if event.method == b"HEAD":
             framing = "none"
@@ -713,8 +710,7 @@ class Gate:
                     await writer.drain()
                     deadline.reschedule(loop.time() + idle)
                 part = await upstream.body()
-            slot.bytes_received += upstream.received
-            upstream.received = 0
+            slot.bytes_received += upstream.take_received()
             if part is None:
                 return False, False
             if part is END:
@@ -760,8 +756,7 @@ class Gate:
         finally:
             if isinstance(reader, _ClientReader):
                 reader.on_gone = None
-            slot.bytes_received += upstream.received
-            upstream.received = 0
+            slot.bytes_received += upstream.take_received()
         if response is None:
             return _STALE if upstream.untouched else None
         return response

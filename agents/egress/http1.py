@@ -137,14 +137,10 @@ class _Stream:
 
     parser: httptools.HttpRequestParser | httptools.HttpResponseParser
 
-    @property
-    def at_eof(self) -> bool:
-        return self._eof
-
-    @property
-    def mid_message(self) -> bool:
-        """A message has begun and not ended (nothing queued counts)."""
-        return self._head is not None
+    def take_received(self) -> int:
+        """Bytes read from the wire since the last call (for the session's byte count)."""
+        received, self.received = self.received, 0
+        return received
 
 
 class RequestStream(_Stream):
