@@ -7,7 +7,10 @@ credentials, on the worker's existing asyncio loop. mitmproxy's core is built ar
 interception (which we do not want) and its own process; proxy.py runs its own event loop and
 process model and its plugins see a request after its connection logic. What is left is small:
 HTTP/1.1 framing is llhttp (Node's C parser, through httptools, in `http1.py`; it replaced h11,
-which was about 40% of the gate's CPU), tunnels are byte pipes.
+which was about 40% of the gate's CPU). Connections are asyncio protocols (`wire.py`), not
+streams: a response is parsed and relayed in the upstream connection's own callback and ends
+there (pooled or closed), a tunnel is two callbacks writing to each other, and the coroutine per
+client connection wakes once per request, to judge and send it.
 
 Sessions are told apart by port: each browser context's proxy is its own port (inside Chromium's
 namespace the forwarder listens on a range and hands each connection over with the port it came
@@ -30,7 +33,8 @@ inside our network) the gate resolves and checks the target itself and sends the
 checked address.
 
 Bounds: a session has at most `max_connections` open client connections; a plain-HTTP response
-must start within `response_timeout_s` (and the wait ends as soon as the client goes away); a
+must start within `response_timeout_s` (and the wait ends as soon as the client goes away; one
+periodic sweep checks every relay's deadline, no timer per request); a
 tunnel or body with no byte either way for `idle_timeout_s` is cut, and when one side of a tunnel
 ends the other is cut after `tunnel_grace_s`; request bodies are forwarded with back-pressure (a
 server that does not read stops the client, nothing piles up here). `release()` cancels all of a
@@ -43,7 +47,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import collections
-import contextlib
+import functools
 import ipaddress
 import logging
 import socket
@@ -60,19 +64,7 @@ import httptools
 from agents.netguard import NetworkPolicy, matches_avoided, run_callback
 
 from . import EgressSettings
-from .http1 import (
-    END,
-    HOP_HEADERS,
-    LAST_CHUNK,
-    READ_SIZE,
-    Head,
-    ProtocolError,
-    RequestStream,
-    ResponseStream,
-    chunk,
-    head_bytes,
-    response_bytes,
-)
+from .http1 import END, HOP_HEADERS, LAST_CHUNK, Head, ProtocolError, chunk, head_bytes, response_bytes
 from .resolver import DnsServerResolver, ResolveError, Resolver
 from .rules import (
     IPAddress,
@@ -85,6 +77,7 @@ from .rules import (
     split_host_port,
     target_block_reason,
 )
+from .wire import RETRY, ClientConn, Pool, Tunnel, UpstreamConn, Watch, accept, client_server, connect
 
 logger = logging.getLogger(__name__)
 
@@ -94,6 +87,7 @@ POOL_MAX = 16  # idle upstream connections kept per session
 # A request's body framing stays: a chunked body is sent on chunked.
 _REQUEST_HOP_HEADERS = HOP_HEADERS - {b"transfer-encoding"}
 _PROXY_AUTH = [(b"Proxy-Authenticate", b'Basic realm="enigma"')]
+_BAD_HOST_CHARS = frozenset("/\\@ ")
 _DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
 
 
@@ -124,16 +118,6 @@ class Upstream:
 
 
 @dataclass
-class _Pooled:
-    """An idle kept-alive upstream connection (plain HTTP)."""
-
-    reader: asyncio.StreamReader
-    writer: asyncio.StreamWriter
-    conn: ResponseStream
-    since: float
-
-
-@dataclass
 class SessionEgress:
     """One browser context's state at the gate: its port, the session policy, counters, and
     everything open on its behalf (so that release can close it all)."""
@@ -145,10 +129,10 @@ class SessionEgress:
     bytes_sent: int = 0
     bytes_received: int = 0
     recent_blocks: collections.deque[tuple[str, str]] = field(default_factory=lambda: collections.deque(maxlen=32))
-    writers: set[asyncio.StreamWriter] = field(default_factory=set)  # client connections
-    upstream_writers: set[asyncio.StreamWriter] = field(default_factory=set)
+    writers: set[ClientConn] = field(default_factory=set)  # client connections
+    upstream_writers: set[UpstreamConn] = field(default_factory=set)
     tasks: set[asyncio.Task[Any]] = field(default_factory=set)
-    pool: dict[tuple[str, str, int], list[_Pooled]] = field(default_factory=dict)
+    pool: Pool = field(default_factory=lambda: Pool(POOL_MAX, POOL_IDLE_S))  # idle kept-alive upstreams
     lookups: asyncio.Semaphore | None = None
     server: asyncio.AbstractServer | None = None  # sandbox off: this slot's own listener
 
@@ -167,15 +151,6 @@ class Blocked(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
-
-
-class _Activity:
-    """When a tunnel or a body last moved a byte."""
-
-    __slots__ = ("last",)
-
-    def __init__(self) -> None:
-        self.last = time.monotonic()
 
 
 class Gate:
@@ -197,6 +172,7 @@ class Gate:
         self._control: socket.socket | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._free_ports: collections.deque[int] = collections.deque()
+        self._watch = Watch()  # plain-HTTP relays in flight, for their timeouts
         self.base_port: int | None = None  # the browser-wide proxy port (no session)
 
     # ----- lifecycle ------------------------------------------------------------------------
@@ -212,8 +188,9 @@ class Gate:
             if port and port.isdigit():
                 trusted.add((host, int(port)))
         self._trusted = frozenset(trusted)
+        self._spawn(self._sweep())
         if control_socket is None:
-            server = await _client_server(lambda r, w: self._spawn(self._serve(r, w)))
+            server = await client_server(lambda conn: self._spawn(self._serve(conn)))
             self._servers.append(server)
             self.base_port = server.sockets[0].getsockname()[1]
             self._gate_ports.add(self.base_port)
@@ -255,6 +232,14 @@ class Gate:
             system.close()
         return own_services(triples, tuple(self._local))
 
+    async def _sweep(self) -> None:
+        """Time out the relays whose deadline passed (one timer for all of them)."""
+        shortest = min(self.settings.response_timeout_s, self.settings.idle_timeout_s)
+        interval = min(max(shortest / 8, 0.02), 1.0)
+        while True:
+            await asyncio.sleep(interval)
+            self._watch.sweep()
+
     def _spawn(self, coro: Awaitable[Any]) -> asyncio.Task[Any]:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
@@ -286,12 +271,7 @@ class Gate:
             self._spawn(self._serve_socket(sock, self.sessions.get(str(port))))
 
     async def _serve_socket(self, sock: socket.socket, slot: SessionEgress | None) -> None:
-        loop = asyncio.get_running_loop()
-        reader = _ClientReader(loop=loop)
-        protocol = asyncio.StreamReaderProtocol(reader, loop=loop)
-        transport, _ = await loop.connect_accepted_socket(lambda: protocol, sock=sock)
-        writer = asyncio.StreamWriter(transport, protocol, reader, loop)
-        await self._serve(reader, writer, slot)
+        await self._serve(await accept(sock), slot)
 
     # ----- sessions -------------------------------------------------------------------------
 
@@ -305,7 +285,7 @@ class Gate:
         else:
             # The callback spawns our own task (asyncio's would log each cancelled connection).
             token = ""
-            server = await _client_server(lambda r, w: self._spawn(self._serve(r, w, self.sessions.get(token))))
+            server = await client_server(lambda conn: self._spawn(self._serve(conn, self.sessions.get(token))))
             port = server.sockets[0].getsockname()[1]
             token = str(port)
             slot = SessionEgress(token=token, port=port, server=server)
@@ -358,7 +338,7 @@ class Gate:
             raise Blocked("no_policy")
         if scheme not in _DEFAULT_PORTS:
             raise Blocked(f"scheme:{scheme or 'none'}")
-        if not host or any(c in host for c in "/\\@ ") or not 0 < port < 65536:
+        if not host or not _BAD_HOST_CHARS.isdisjoint(host) or not 0 < port < 65536:
             raise Blocked("invalid_url")
         avoided = matches_avoided(host, policy.avoid_domains)
         if avoided is not None:
@@ -432,114 +412,93 @@ class Gate:
 
     # ----- connections ----------------------------------------------------------------------
 
-    async def _serve(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, slot: SessionEgress | None = None
-    ) -> None:
-        client = RequestStream(reader)
+    async def _serve(self, client: ClientConn, slot: SessionEgress | None = None) -> None:
         task = asyncio.current_task()
         if slot is not None:
             if len(slot.writers) >= self.settings.max_connections:
                 self.decisions.append((slot.token, "", "connection_limit"))
-                writer.close()
+                client.close()
                 return
-            slot.writers.add(writer)
+            slot.writers.add(client)
             if task is not None:
                 slot.tasks.add(task)
+        last: Head | None = None  # the last request sent (once more on RETRY)
+        closing = False  # the last request said Connection: close
         try:
             while True:
                 event = await client.next()
+                if event is RETRY:
+                    if last is None or slot is None or not await self._forward(client, slot, last, reuse=False):
+                        return
+                    continue
                 if not isinstance(event, Head):
                     return
                 if slot is None:
                     # Chromium's own traffic (or a released context): refused, never billed.
                     self.decisions.append(("", cut(event.target.decode("latin-1")), "no_session"))
                     await _drain_body(client)
-                    writer.write(response_bytes(407, "Proxy Authentication Required", b"", _PROXY_AUTH))
-                    await writer.drain()
+                    client.write(response_bytes(407, "Proxy Authentication Required", b"", _PROXY_AUTH))
+                    await client.drain()
+                    return
+                if client.relay is not None:
+                    await client.idle()  # a pipelined request waits for the answer before it
+                    if client.retry or client.closed:
+                        return  # (under a stale connection: the client retries on a new one)
+                if closing:
                     return
                 if event.method == b"CONNECT":
-                    await self._tunnel(client, writer, slot, event)
+                    await self._tunnel(client, slot, event)
                     return
-                if client.upgraded:  # an Upgrade on a plain request: not something a proxy relays
+                if client.parser.upgraded:  # an Upgrade on a plain request: not something a proxy relays
                     return
-                if not await self._forward(client, writer, slot, event):
+                last = event
+                if not await self._forward(client, slot, event):
                     return
-                if not event.keep_alive:
-                    return
+                closing = not event.keep_alive
         except (ProtocolError, ConnectionError, asyncio.IncompleteReadError, OSError, TimeoutError):
             logger.debug("gate connection ended", exc_info=True)
+            await client.idle()  # the answer being relayed still goes out (bounded by its timeouts)
         finally:
             if slot is not None:
-                slot.writers.discard(writer)
+                slot.writers.discard(client)
                 if task is not None:
                     slot.tasks.discard(task)
-            writer.close()
+            client.close()
 
-    async def _tunnel(
-        self,
-        client: RequestStream,
-        writer: asyncio.StreamWriter,
-        slot: SessionEgress,
-        event: Head,
-    ) -> None:
+    async def _tunnel(self, client: ClientConn, slot: SessionEgress, event: Head) -> None:
         target = event.target.decode("latin-1")
         host, port_text = split_host_port(target)
         port = int(port_text) if port_text and port_text.isdigit() else 0
-        opened = await self._open_or_answer(
-            client, writer, slot, target, scheme="https", host=host, port=port, url=f"https://{target}/"
+        upstream = await self._open_or_answer(
+            client, slot, target, scheme="https", host=host, port=port, url=f"https://{target}/"
         )
-        if opened is None:
+        if upstream is None:
             return
-        upstream_reader, upstream_writer, _ = opened
         try:
             await _drain_body(client)  # a CONNECT has no body; its end is read
-            writer.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
-            if client.leftover:
-                _write(upstream_writer, slot, client.leftover)
-            await self._splice(client.reader, writer, upstream_reader, upstream_writer, slot)
+            client.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+            await self._splice(client, upstream, slot)
         finally:
-            slot.upstream_writers.discard(upstream_writer)
-            upstream_writer.close()
+            slot.upstream_writers.discard(upstream)
+            upstream.close()
 
-    async def _splice(
-        self,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
-        upstream_reader: asyncio.StreamReader,
-        upstream_writer: asyncio.StreamWriter,
-        slot: SessionEgress,
-    ) -> None:
+    async def _splice(self, client: ClientConn, upstream: UpstreamConn, slot: SessionEgress) -> None:
         """Pipe both ways until one side ends (the other then gets a short grace) or nothing
         moved either way for the idle timeout."""
-        activity = _Activity()
-        pipes = {
-            asyncio.ensure_future(_pipe(reader, upstream_writer, slot, activity, sent=True)),
-            asyncio.ensure_future(_pipe(upstream_reader, writer, slot, activity, sent=False)),
-        }
+        tunnel = Tunnel(slot)
+        client.splice(upstream, tunnel)
+        upstream.splice(client, tunnel)
         idle = self.settings.idle_timeout_s
-        try:
-            pending = pipes
-            while True:
-                wait_s = max(0.05, activity.last + idle - time.monotonic())
-                done, pending = await asyncio.wait(pending, timeout=wait_s, return_when=asyncio.FIRST_COMPLETED)
-                if done:
-                    if pending:
-                        await asyncio.wait(pending, timeout=self.settings.tunnel_grace_s)
-                    return
-                if time.monotonic() - activity.last >= idle:
-                    return
-        finally:
-            for pipe in pipes:
-                pipe.cancel()
+        while not tunnel.ended.done():
+            wait_s = max(0.05, tunnel.activity.last + idle - time.monotonic())
+            await asyncio.wait([tunnel.ended], timeout=wait_s)
+            if not tunnel.ended.done() and time.monotonic() - tunnel.activity.last >= idle:
+                return
+        await asyncio.wait([tunnel.both_ended], timeout=self.settings.tunnel_grace_s)
 
-    async def _forward(
-        self,
-        client: RequestStream,
-        writer: asyncio.StreamWriter,
-        slot: SessionEgress,
-        event: Head,
-    ) -> bool:
-        """Relay one plain-HTTP request; return whether the client connection can go on."""
+    async def _forward(self, client: ClientConn, slot: SessionEgress, event: Head, *, reuse: bool = True) -> bool:
+        """Send one plain-HTTP request on (its response is relayed by the upstream connection's
+        callbacks); return whether the client connection can go on."""
         url = event.target.decode("latin-1")
         try:
             parts = httptools.parse_url(event.target)  # llhttp's URL parser: C, once per request
@@ -549,67 +508,32 @@ class Gate:
             path = (parts.path or b"/") + (b"?" + parts.query if parts.query else b"")
         except (httptools.HttpParserInvalidURLError, ValueError):
             scheme, host, port, path = "", "", 0, b"/"
-        opened = await self._open_or_answer(
+        upstream = await self._open_or_answer(
             client,
-            writer,
             slot,
             url,
             scheme=(scheme or "none") if scheme != "https" else "https-in-plain",
             host=host,
             port=port,
             url=url,
+            reuse=reuse,
         )
-        if opened is None:
+        if upstream is None:
             return True
-        upstream_reader, upstream_writer, pooled = opened
-        key = pooled.key
-        kept = False
-        try:
-            result = await self._relay(client, writer, slot, event, path, host, port, pooled)
-            if result is _STALE:
-                # A kept-alive connection the server had closed: once more on a fresh one
-                # (only requests without a body get here).
-                slot.upstream_writers.discard(upstream_writer)
-                upstream_writer.close()
-                fresh = await self._open_or_answer(
-                    client, writer, slot, url, scheme=scheme, host=host, port=port, url=url, reuse=False
-                )
-                if fresh is None:
-                    return True
-                upstream_reader, upstream_writer, pooled = fresh
-                result = await self._relay(client, writer, slot, event, path, host, port, pooled)
-            outcome: tuple[bool, bool] = result if isinstance(result, tuple) else (False, False)
-            client_ok, reusable = outcome
-            if reusable and slot.policy is not None and key is not None:
-                kept = self._keep(slot, key, pooled)
-            return client_ok
-        finally:
-            if not kept:
-                slot.upstream_writers.discard(upstream_writer)
-                upstream_writer.close()
+        return await self._send(client, slot, event, path, host, port, upstream)
 
-    def _keep(self, slot: SessionEgress, key: tuple[str, str, int], pooled: _Upstream) -> bool:
-        if sum(len(idle) for idle in slot.pool.values()) >= POOL_MAX:
-            return False
-        pooled.conn.next_response()
-        slot.pool.setdefault(key, []).append(_Pooled(pooled.reader, pooled.writer, pooled.conn, time.monotonic()))
-        return True
-
-    async def _relay(
+    async def _send(
         self,
-        client: RequestStream,
-        writer: asyncio.StreamWriter,
+        client: ClientConn,
         slot: SessionEgress,
         event: Head,
         path: bytes,
         host: str,
         port: int,
-        up: _Upstream,
-    ) -> tuple[bool, bool] | object:
-        """Relay one request and its response: (client connection can go on, upstream reusable),
-        or _STALE when a reused connection turned out closed before anything came back.
-        What is already here goes out in one write (head and body together)."""
-        upstream, upstream_writer = up.conn, up.writer
+        up: UpstreamConn,
+    ) -> bool:
+        """Send the request (what is already here in one write: head and body together) and
+        hand the response to `up`'s callbacks. False when the request could not be sent whole."""
         headers = [(n, v) for n, v in event.headers if n not in _REQUEST_HOP_HEADERS]
         if up.absolute:
             # Rebuilt from the parsed parts (never the raw target); the managed upstream gets
@@ -628,143 +552,45 @@ class Gate:
             headers.insert(0, (b"host", (authority if port == 80 else f"{authority}:{port}").encode("latin-1")))
         chunked = event.chunked
         bodiless = not chunked and event.value(b"content-length") in (None, b"0")
-        idle = self.settings.idle_timeout_s
-        loop = asyncio.get_running_loop()
+        up.meter, up.pool, up.watch = slot, slot.pool, self._watch
+        up.retryable = up.reused and bodiless
+        up.relay(client, event, idle_s=self.settings.idle_timeout_s)
+        if not bodiless:
+            up.hold("request")  # the answer is read once the request is sent, as a client would
         out = [head_bytes(event.method + b" " + target + b" HTTP/1.1", headers)]
-        waiting_head = False
+        sent = False
         try:
-            # One deadline per request: idle while bytes move, the response timeout for the head.
-            async with _Deadline(idle, soonest=self.settings.response_timeout_s) as deadline:
-                while True:
-                    piece = client.ready()
-                    if piece is None:
-                        if out:
-                            _write(upstream_writer, slot, b"".join(out))
-                            out = []
-                            await upstream_writer.drain()  # back-pressure: a server that does not read stops the client
-                            deadline.reschedule(loop.time() + idle)
-                        piece = await client.next()
-                    if piece is None or isinstance(piece, Head):
-                        return False, False
-                    if piece is END:
-                        if chunked:
-                            out.append(LAST_CHUNK)
-                        break
-                    out.append(chunk(piece) if chunked else piece)
-                if out:
-                    _write(upstream_writer, slot, b"".join(out))
-                await upstream_writer.drain()
-                deadline.reschedule(loop.time() + self.settings.response_timeout_s)
-                waiting_head = True
-                response = await self._response_head(client, upstream, slot)
-                waiting_head = False
-                if response is None:
-                    return False, False
-                if response is _STALE:
-                    return _STALE if up.reused and bodiless else (False, False)
-                assert isinstance(response, Head)
-                return await self._relay_response(writer, slot, event, response, upstream, deadline, idle)
-        except TimeoutError:
-            if waiting_head:
-                writer.write(response_bytes(504, "Gateway Timeout", b""))
-                await writer.drain()
-            return False, False
-
-    async def _relay_response(
-        self,
-        writer: asyncio.StreamWriter,
-        slot: SessionEgress,
-        event: Head,
-        response: Head,
-        upstream: ResponseStream,
-        deadline: _Deadline,
-        idle: float,
-    ) -> tuple[bool, bool]:
-        """Send the response on: what is already here in one write, the rest as it comes."""
-        loop = asyncio.get_running_loop()
-        deadline.reschedule(loop.time() + idle)
-        kept = [(n, v) for n, v in response.headers if n not in HOP_HEADERS]
-        framing = upstream.framing
-        if event.method == b"HEAD":
-            framing = "none"
-        close_client = False
-        if framing in ("chunked", "close"):
-            if event.version == "1.1":
-                kept.append((b"transfer-encoding", b"chunked"))
-                framing = "chunked"
-            else:
-                close_client = True  # an HTTP/1.0 client: the body ends with the connection
-        out = [head_bytes(b"HTTP/1.1 %d %s" % (response.status, response.reason), kept)]
-        if framing == "none":
-            writer.write(out[0])
-            await writer.drain()
-            if event.method == b"HEAD":
-                return True, False  # the parser expects the body the head describes: not reused
-            return True, upstream.ready() is END and upstream.reusable
-        while True:
-            part = upstream.ready()
-            if part is None:
-                if out:
-                    writer.write(b"".join(out))
-                    out = []
-                    await writer.drain()
-                    deadline.reschedule(loop.time() + idle)
-                part = await upstream.body()
-            slot.bytes_received += upstream.take_received()
-            if part is None:
-                return False, False
-            if part is END:
-                if framing == "chunked":
-                    out.append(LAST_CHUNK)
-                writer.write(b"".join(out))
-                await writer.drain()
-                return not close_client, upstream.reusable
-            out.append(chunk(part) if framing == "chunked" else part)
-
-    async def _response_head(
-        self, client: RequestStream, upstream: ResponseStream, slot: SessionEgress
-    ) -> Head | object | None:
-        """Wait for the response to start, as long as the client waits (the caller's deadline
-        bounds it): the Head, _STALE (the upstream closed without a byte), or None (the client
-        went away, or the response was not HTTP). No helper task: the client's reader cancels
-        this wait when the client goes (a pipelined request stays in its buffer)."""
-        reader = client.reader
-        task = asyncio.current_task()
-        gone = False
-        if isinstance(reader, _ClientReader) and task is not None:
-            if reader.gone:
-                return None
-
-            def client_gone() -> None:
-                nonlocal gone
-                gone = True
-                task.cancel()
-
-            reader.on_gone = client_gone
-        try:
-            response = await upstream.head()
-        except asyncio.CancelledError:
-            if gone and task is not None and task.uncancel() == 0:
-                return None  # the client went away: so does the request
-            raise
-        except (ConnectionError, OSError) as exc:
-            # A kept-alive connection the server had closed (a reset before any byte) is stale.
-            logger.debug("upstream ended before its response: %s", exc)
-            return _STALE if upstream.untouched else None
-        except (ProtocolError, asyncio.IncompleteReadError):
-            return None
+            while True:
+                piece = client.ready()
+                if piece is None:
+                    if out:
+                        _write(up, slot, b"".join(out))
+                        out = []
+                        await up.drain()  # back-pressure: a server that does not read stops the client
+                        up.touch()
+                    piece = await client.next()
+                if piece is None or isinstance(piece, Head):
+                    return False
+                if piece is END:
+                    if chunked:
+                        out.append(LAST_CHUNK)
+                    break
+                out.append(chunk(piece) if chunked else piece)
+            if out:
+                _write(up, slot, b"".join(out))
+            if not bodiless:
+                await up.drain()
+                up.release("request")
+            up.touch(self.settings.response_timeout_s)
+            sent = True
+            return True
         finally:
-            if isinstance(reader, _ClientReader):
-                reader.on_gone = None
-            slot.bytes_received += upstream.take_received()
-        if response is None:
-            return _STALE if upstream.untouched else None
-        return response
+            if not sent:
+                up.finish(None)
 
     async def _open_or_answer(
         self,
-        client: RequestStream,
-        writer: asyncio.StreamWriter,
+        client: ClientConn,
         slot: SessionEgress,
         target: str,
         *,
@@ -773,7 +599,7 @@ class Gate:
         port: int,
         url: str,
         reuse: bool = True,
-    ) -> tuple[asyncio.StreamReader, asyncio.StreamWriter, _Upstream] | None:
+    ) -> UpstreamConn | None:
         """Open the connection to `target`, or answer the client (403 blocked, 502 failed)."""
         try:
             tunnel = scheme == "https"
@@ -785,22 +611,23 @@ class Gate:
             await _drain_body(client)
             body = f"Blocked by the network policy: {blocked.reason}\n".encode()
             headers = [(b"X-Enigma-Blocked", blocked.reason.encode()[:200]), (b"Content-Type", b"text/plain")]
-            writer.write(response_bytes(403, "Forbidden", body, headers))
-            await writer.drain()
+            client.write(response_bytes(403, "Forbidden", body, headers))
+            await client.drain()
             return None
-        except (TimeoutError, OSError) as exc:
+        except (TimeoutError, OSError, asyncio.IncompleteReadError) as exc:
             self.decisions.append((slot.token, cut(target), None))
             logger.debug("upstream of %s failed: %s", cut(target), exc)
             await _drain_body(client)
-            writer.write(response_bytes(502, "Bad Gateway", b""))
-            await writer.drain()
+            client.write(response_bytes(502, "Bad Gateway", b""))
+            await client.drain()
             return None
         self.decisions.append((slot.token, cut(target), None))
         if slot.policy is None:  # released meanwhile
-            up.writer.close()
+            up.close()
             raise ConnectionResetError("session released")
-        slot.upstream_writers.add(up.writer)
-        return up.reader, up.writer, up
+        slot.upstream_writers.add(up)
+        up.registry = slot.upstream_writers
+        return up
 
     async def _open(
         self,
@@ -812,7 +639,7 @@ class Gate:
         url: str,
         tunnel: bool,
         reuse: bool = True,
-    ) -> _Upstream:
+    ) -> UpstreamConn:
         """Judge the target, then connect: directly to a checked address, or through the
         session's upstream (whose own address is checked). For plain HTTP through an http
         upstream the connection goes to the upstream itself (absolute-form requests). Plain
@@ -821,75 +648,41 @@ class Gate:
         upstream = slot.upstream
         addresses = await self.judge(policy, scheme=scheme, host=host, port=port, url=url, upstream=upstream, slot=slot)
         timeout = self.settings.connect_timeout_s
-        destination = str(addresses[0]) if addresses else host
+        destination = _text(addresses[0]) if addresses else host
         if upstream is None:
-            keys = [("direct", str(ip), port) for ip in addresses]
+            keys = [("direct", _text(ip), port) for ip in addresses]
         elif upstream.kind == "http" and not tunnel:
             keys = [("http", f"{upstream.host}:{upstream.port}", 0)]
         else:
             keys = [("socks5", destination, port)] if upstream.kind == "socks5" else []
         if not tunnel and reuse:
             for candidate in keys:
-                pooled = _take(slot, candidate)
+                pooled = slot.pool.take(candidate)
                 if pooled is not None:
-                    return _Upstream(
-                        pooled.reader,
-                        pooled.writer,
-                        pooled.conn,
-                        candidate,
-                        destination,
-                        absolute=candidate[0] == "http",
-                        reused=True,
-                    )
-        key = keys[0] if keys and not tunnel else None
+                    pooled.destination = destination
+                    return pooled
         if upstream is None:
-            reader, writer = await _connect_any(addresses, port, timeout)
+            conn = await _connect_any(addresses, port, timeout)
             if not tunnel:
-                peer = writer.get_extra_info("peername")
-                key = ("direct", str(as_ip(peer[0]) if peer else destination), port)
-            return _Upstream(reader, writer, ResponseStream(reader), key, destination)
+                peer = conn.transport.get_extra_info("peername")
+                conn.key = ("direct", str(as_ip(peer[0]) if peer else destination), port)
+            conn.destination = destination
+            return conn
         assert policy is not None
         proxy_addresses = await self._check_upstream(upstream, policy, slot)
-        reader, writer = await _connect_any(proxy_addresses, upstream.port, timeout)
+        conn = await _connect_any(proxy_addresses, upstream.port, timeout)
         try:
             if upstream.kind == "socks5":
-                await asyncio.wait_for(_socks5_connect(reader, writer, upstream, destination, port), timeout)
+                await asyncio.wait_for(_socks5_connect(conn, upstream, destination, port), timeout)
             elif tunnel:
-                await asyncio.wait_for(_http_connect(reader, writer, upstream, destination, port), timeout)
+                await asyncio.wait_for(_http_connect(conn, upstream, destination, port), timeout)
         except (TimeoutError, OSError, asyncio.IncompleteReadError, ValueError) as exc:
-            writer.close()
+            conn.close()
             raise OSError(f"upstream proxy refused {destination}:{port}: {exc}") from exc
-        return _Upstream(
-            reader, writer, ResponseStream(reader), key, destination, absolute=upstream.kind == "http" and not tunnel
-        )
-
-
-_STALE = object()  # a reused upstream connection was closed before it answered
-
-
-@dataclass
-class _Upstream:
-    """One upstream connection for one request (plain HTTP) or a tunnel."""
-
-    reader: asyncio.StreamReader
-    writer: asyncio.StreamWriter
-    conn: ResponseStream
-    key: tuple[str, str, int] | None  # the pool it may go back to (plain HTTP only)
-    destination: str  # the host or checked address the request names
-    absolute: bool = False  # an http upstream: absolute-form requests
-    reused: bool = False
-
-
-def _take(slot: SessionEgress, key: tuple[str, str, int]) -> _Pooled | None:
-    idle = slot.pool.get(key)
-    now = time.monotonic()
-    while idle:
-        pooled = idle.pop()
-        if now - pooled.since < POOL_IDLE_S and not pooled.reader.at_eof() and not pooled.writer.is_closing():
-            return pooled
-        slot.upstream_writers.discard(pooled.writer)
-        pooled.writer.close()
-    return None
+        conn.key = keys[0] if keys and not tunnel else None
+        conn.destination = destination
+        conn.absolute = upstream.kind == "http" and not tunnel
+        return conn
 
 
 def local_addresses() -> list[IPAddress]:
@@ -921,129 +714,28 @@ def local_addresses() -> list[IPAddress]:
 # ----- helpers ------------------------------------------------------------------------------
 
 
-class _Deadline:
-    """Like asyncio.timeout, for a deadline that moves with every chunk: moving it only stores
-    a number; the one timer behind it re-arms itself when it fires early."""
-
-    def __init__(self, delay: float, *, soonest: float | None = None) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._when = self._loop.time() + delay
-        # The timer first fires at the soonest deadline the caller will set (then re-arms to
-        # the real one): moving the deadline earlier than the timer then never costs a timer.
-        self._first = self._loop.time() + min(delay, soonest if soonest is not None else delay)
-        self._task: asyncio.Task[Any] | None = None
-        self._handle: asyncio.TimerHandle | None = None
-        self._expired = False
-
-    def reschedule(self, when: float) -> None:
-        self._when = when
-        if self._handle is not None and when < self._handle.when():
-            self._handle.cancel()
-            self._handle = self._loop.call_at(when, self._fire)
-
-    def _fire(self) -> None:
-        if self._loop.time() < self._when:
-            self._handle = self._loop.call_at(self._when, self._fire)
-            return
-        self._handle = None
-        self._expired = True
-        if self._task is not None:
-            self._task.cancel()
-
-    async def __aenter__(self) -> _Deadline:
-        self._task = asyncio.current_task()
-        self._handle = self._loop.call_at(self._first, self._fire)
-        return self
-
-    async def __aexit__(self, kind: Any, exc: Any, traceback: Any) -> None:
-        if self._handle is not None:
-            self._handle.cancel()
-            self._handle = None
-        if self._expired and kind is asyncio.CancelledError and self._task is not None and self._task.uncancel() == 0:
-            raise TimeoutError from exc
+@functools.lru_cache(maxsize=4096)
+def _text(ip: IPAddress) -> str:
+    return str(ip)
 
 
-class _ClientReader(asyncio.StreamReader):
-    """A client connection's reader that tells the gate when the client goes away, even while
-    nobody reads (the gate waits on the server then)."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        super().__init__(limit=READ_SIZE, loop=loop)
-        self.gone = False
-        self.on_gone: Any = None
-
-    def _went(self) -> None:
-        self.gone = True
-        if self.on_gone is not None:
-            callback, self.on_gone = self.on_gone, None
-            callback()
-
-    def feed_eof(self) -> None:
-        super().feed_eof()
-        self._went()
-
-    def set_exception(self, exc: Exception) -> None:
-        super().set_exception(exc)
-        self._went()
-
-
-async def _client_server(serve: Any) -> asyncio.Server:
-    """A loopback listener (sandbox off) whose connections read through _ClientReader."""
-    loop = asyncio.get_running_loop()
-
-    def protocol() -> asyncio.StreamReaderProtocol:
-        return asyncio.StreamReaderProtocol(_ClientReader(loop=loop), serve, loop=loop)
-
-    return await loop.create_server(protocol, "127.0.0.1", 0)
-
-
-def _write(writer: asyncio.StreamWriter, slot: SessionEgress, data: bytes) -> None:
+def _write(upstream: UpstreamConn, slot: SessionEgress, data: bytes) -> None:
     slot.bytes_sent += len(data)
-    writer.write(data)
+    upstream.write(data)
 
 
-async def _drain_body(client: RequestStream) -> None:
+async def _drain_body(client: ClientConn) -> None:
     """Read the rest of the current request (a refused one's body goes nowhere)."""
-    while client.body_pending:
+    while client.parser.body_pending:
         if await client.next() is None:
             return
 
 
-async def _pipe(
-    reader: asyncio.StreamReader,
-    writer: asyncio.StreamWriter,
-    slot: SessionEgress,
-    activity: _Activity,
-    *,
-    sent: bool,
-) -> None:
-    try:
-        while True:
-            data = await reader.read(READ_SIZE)
-            if not data:
-                break
-            activity.last = time.monotonic()
-            if sent:
-                slot.bytes_sent += len(data)
-            else:
-                slot.bytes_received += len(data)
-            writer.write(data)
-            await writer.drain()
-    except (ConnectionError, OSError):
-        pass
-    finally:
-        if writer.can_write_eof() and not writer.is_closing():
-            with contextlib.suppress(OSError):
-                writer.write_eof()
-
-
-async def _connect_any(
-    addresses: tuple[IPAddress, ...], port: int, timeout: float
-) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+async def _connect_any(addresses: tuple[IPAddress, ...], port: int, timeout: float) -> UpstreamConn:
     last: Exception = OSError("no address")
     for ip in addresses:
         try:
-            return await asyncio.wait_for(asyncio.open_connection(str(ip), port), timeout)
+            return await connect(str(ip), port, timeout)
         except (TimeoutError, OSError) as exc:
             last = exc
     raise last
@@ -1053,33 +745,29 @@ def _basic(username: str, password: str) -> bytes:
     return b"Basic " + base64.b64encode(f"{username}:{password}".encode())
 
 
-async def _http_connect(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, upstream: Upstream, host: str, port: int
-) -> None:
+async def _http_connect(conn: UpstreamConn, upstream: Upstream, host: str, port: int) -> None:
     authority = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     lines = [f"CONNECT {authority} HTTP/1.1", f"Host: {authority}"]
     if upstream.username:
         lines.append("Proxy-Authorization: " + _basic(upstream.username, upstream.password).decode())
-    writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
-    head = await reader.readuntil(b"\r\n\r\n")
+    conn.write(("\r\n".join(lines) + "\r\n\r\n").encode())
+    head = await conn.read_until(b"\r\n\r\n")
     status = head.split(b" ", 2)
     if len(status) < 2 or not status[1].startswith(b"2"):
         raise ValueError(f"CONNECT answered {head.splitlines()[0]!r}")
 
 
-async def _socks5_connect(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, upstream: Upstream, host: str, port: int
-) -> None:
+async def _socks5_connect(conn: UpstreamConn, upstream: Upstream, host: str, port: int) -> None:
     """RFC 1928 CONNECT, with RFC 1929 username/password when the upstream has credentials."""
     methods = b"\x00\x02" if upstream.username else b"\x00"
-    writer.write(b"\x05" + bytes([len(methods)]) + methods)
-    version, method = await reader.readexactly(2)
+    conn.write(b"\x05" + bytes([len(methods)]) + methods)
+    version, method = await conn.read_exactly(2)
     if version != 5 or method not in methods:
         raise ValueError("socks5 proxy offered no acceptable method")
     if method == 2:
         user, password = upstream.username.encode(), upstream.password.encode()
-        writer.write(b"\x01" + bytes([len(user)]) + user + bytes([len(password)]) + password)
-        _, status = await reader.readexactly(2)
+        conn.write(b"\x01" + bytes([len(user)]) + user + bytes([len(password)]) + password)
+        _, status = await conn.read_exactly(2)
         if status != 0:
             raise ValueError("socks5 proxy refused the credentials")
     ip = as_ip(host)
@@ -1090,14 +778,14 @@ async def _socks5_connect(
     else:
         name = host.encode("idna")
         address = b"\x03" + bytes([len(name)]) + name
-    writer.write(b"\x05\x01\x00" + address + struct.pack("!H", port))
-    _, reply, _, kind = await reader.readexactly(4)
+    conn.write(b"\x05\x01\x00" + address + struct.pack("!H", port))
+    _, reply, _, kind = await conn.read_exactly(4)
     if reply != 0:
         raise ValueError(f"socks5 CONNECT failed with code {reply}")
     length = {1: 4, 4: 16}.get(kind)
     if length is None:
-        length = (await reader.readexactly(1))[0]
-    await reader.readexactly(length + 2)
+        length = (await conn.read_exactly(1))[0]
+    await conn.read_exactly(length + 2)
 
 
 __all__ = ["Blocked", "Gate", "SessionEgress", "Upstream", "address_block_reason", "local_addresses"]

@@ -6,18 +6,16 @@ both Content-Length and Transfer-Encoding, duplicate lengths, bare CR/LF and bad
 streams below hand the gate whole events instead of one callback per header. Heads the gate sends
 on are rebuilt from the parsed parts, never copied from the wire.
 
-`RequestStream` reads a client connection: `await next()` gives `Head`, then `bytes` body pieces,
-then `END`, for each request; None at end of stream. A `CONNECT` (or another upgrade) stops the
-parser: `leftover` holds what followed its head. `ResponseStream` reads one upstream connection:
-`await head()` skips 1xx answers and gives the final `Head`; `await body()` gives `bytes` pieces,
-then `END`.
+The parsers do no I/O: the connection's protocol (`wire.py`) feeds them what arrives, and they
+queue events in `events`. `RequestParser` (a client connection) queues a `Head`, then `bytes`
+body pieces, then `END`, for each request; a `CONNECT` (or another upgrade) stops it, and
+`leftover` holds what followed its head. `ResponseParser` (one upstream connection) queues the
+final `Head` (1xx answers are skipped), `bytes` pieces, then `END`.
 """
 
 from __future__ import annotations
 
-import asyncio
 import collections
-from dataclasses import dataclass, field
 
 import httptools
 
@@ -46,23 +44,28 @@ class ProtocolError(Exception):
     """Bytes that are not HTTP/1.1, or a head over the size limit."""
 
 
-@dataclass
 class Head:
     """A request or response head. Header names are lower-case."""
 
-    method: bytes = b""  # requests
-    target: bytes = b""  # requests
-    status: int = 0  # responses
-    reason: bytes = b""  # responses
-    headers: list[tuple[bytes, bytes]] = field(default_factory=list)
-    keep_alive: bool = True
-    version: str = "1.1"
+    __slots__ = ("headers", "keep_alive", "method", "reason", "status", "target", "version")
+
+    def __init__(self, method: bytes = b"") -> None:
+        self.method = method  # requests
+        self.target = b""  # requests
+        self.status = 0  # responses
+        self.reason = b""  # responses
+        self.headers: list[tuple[bytes, bytes]] = []
+        self.keep_alive = True
+        self.version = "1.1"
 
     @property
     def chunked(self) -> bool:
         """Whether the last transfer coding is chunked (as llhttp frames the body)."""
-        codings = [v for n, v in self.headers if n == b"transfer-encoding"]
-        return bool(codings) and codings[-1].rsplit(b",", 1)[-1].strip().lower() == b"chunked"
+        last = None
+        for n, v in self.headers:
+            if n == b"transfer-encoding":
+                last = v
+        return last is not None and last.rsplit(b",", 1)[-1].strip().lower() == b"chunked"
 
     def value(self, name: bytes) -> bytes | None:
         for n, v in self.headers:
@@ -71,19 +74,16 @@ class Head:
         return None
 
 
-class _Stream:
+class _Parser:
     """Shared by both directions: callbacks of llhttp collect events into a queue."""
 
-    def __init__(self, reader: asyncio.StreamReader) -> None:
-        self.reader = reader
+    def __init__(self) -> None:
         self.events: collections.deque[Head | bytes] = collections.deque()
-        self.received = 0  # bytes read from the wire
         self.upgraded = False
         self.leftover = b""
         self._head: Head | None = None
         self._in_head = False
         self._head_bytes = 0
-        self._eof = False
         self.untouched = True  # no byte has come yet
 
     # llhttp callbacks
@@ -109,7 +109,9 @@ class _Stream:
         if head is not None:
             self.events.append(head)
 
-    def _feed(self, data: bytes) -> None:
+    def feed(self, data: bytes) -> None:
+        """Parse what came from the wire (events are queued); ProtocolError when it is not HTTP."""
+        self.untouched = False
         if self._in_head or self._head is None:  # these bytes begin or continue a head
             self._head_bytes += len(data)
         try:
@@ -122,30 +124,12 @@ class _Stream:
         if self._in_head and self._head_bytes > MAX_HEADER_BYTES:
             raise ProtocolError("head too large")
 
-    async def fill(self) -> bool:
-        """Read once more from the wire (what it brings is queued); False at end of stream."""
-        if self._eof or self.upgraded:
-            return False
-        data = await self.reader.read(READ_SIZE)
-        if not data:
-            self._eof = True
-            return False
-        self.received += len(data)
-        self.untouched = False
-        self._feed(data)
-        return True
-
     parser: httptools.HttpRequestParser | httptools.HttpResponseParser
 
-    def take_received(self) -> int:
-        """Bytes read from the wire since the last call (for the session's byte count)."""
-        received, self.received = self.received, 0
-        return received
 
-
-class RequestStream(_Stream):
-    def __init__(self, reader: asyncio.StreamReader) -> None:
-        super().__init__(reader)
+class RequestParser(_Parser):
+    def __init__(self) -> None:
+        super().__init__()
         self._request_parser = httptools.HttpRequestParser(self)
         self.parser = self._request_parser
         self._target: list[bytes] = []
@@ -167,15 +151,8 @@ class RequestStream(_Stream):
         head.version = self.parser.get_http_version()
         self._complete_head(head)
 
-    async def next(self) -> Head | bytes | None:
-        """The next event: a Head, a body piece, END; None when the client is gone."""
-        while not self.events:
-            if not await self.fill():
-                return None
-        return self._pop()
-
-    def ready(self) -> Head | bytes | None:
-        """An event that is already here, without reading."""
+    def pop(self) -> Head | bytes | None:
+        """The next queued event, or None."""
         return self._pop() if self.events else None
 
     def _pop(self) -> Head | bytes:
@@ -187,9 +164,9 @@ class RequestStream(_Stream):
         return event
 
 
-class ResponseStream(_Stream):
-    def __init__(self, reader: asyncio.StreamReader) -> None:
-        super().__init__(reader)
+class ResponseParser(_Parser):
+    def __init__(self) -> None:
+        super().__init__()
         self._response_parser = httptools.HttpResponseParser(self)
         self.parser = self._response_parser
         self._reason: list[bytes] = []
@@ -239,45 +216,11 @@ class ResponseStream(_Stream):
         self.keep_alive = False
         self.untouched = True
 
-    async def head(self) -> Head | None:
-        """The final response head; None when the server closed before one."""
-        while not self.events:
-            if not await self.fill():
-                return None
-        event = self.events.popleft()
-        if not isinstance(event, Head):
-            raise ProtocolError("response body before its head")
-        return event
-
-    async def body(self) -> bytes | None:
-        """A body piece, or END; None when the server closed in the middle."""
-        while not self.events:
-            if self.upgraded:
-                raise ProtocolError("protocol switch on a proxied request")
-            if not await self.fill():
-                if self.framing == "close":
-                    self._head = None
-                    return END  # a body delimited by the end of the connection
-                return None
-        event = self.events.popleft()
-        if isinstance(event, Head):
-            raise ProtocolError("a second response without a request")
-        return event
-
-    def ready(self) -> bytes | None:
-        """A body piece or END that is already here, without reading."""
-        if self.events and isinstance(self.events[0], bytes):
-            event = self.events.popleft()
-            assert isinstance(event, bytes)
-            return event
-        return None
-
     @property
     def reusable(self) -> bool:
         """The response ended cleanly and nothing else came: the connection may carry another."""
         return (
             self.keep_alive
-            and not self._eof
             and not self.upgraded
             and self._head is None
             and not self.events
@@ -286,7 +229,7 @@ class ResponseStream(_Stream):
 
 
 def head_bytes(first_line: bytes, headers: list[tuple[bytes, bytes]]) -> bytes:
-    return b"".join([first_line, b"\r\n", *(n + b": " + v + b"\r\n" for n, v in headers), b"\r\n"])
+    return b"".join([first_line, b"\r\n", *[n + b": " + v + b"\r\n" for n, v in headers], b"\r\n"])
 
 
 def chunk(data: bytes) -> bytes:
@@ -310,8 +253,8 @@ __all__ = [
     "READ_SIZE",
     "Head",
     "ProtocolError",
-    "RequestStream",
-    "ResponseStream",
+    "RequestParser",
+    "ResponseParser",
     "chunk",
     "head_bytes",
     "response_bytes",

@@ -237,3 +237,65 @@ async def test_an_upload_with_a_length_arrives_whole_with_its_head_in_one_piece(
     assert got.startswith(b"HTTP/1.1 201 Created")
     assert server.requests[0].endswith(b"\r\n\r\n" + body)
     assert b"proxy-connection" not in server.requests[0].lower()
+
+
+async def test_a_client_that_says_connection_close_gets_its_answer_whole_and_nothing_after_it(
+    slot: SessionEgress, serve: Callable[..., Any]
+) -> None:
+    """The response ends in the upstream connection's callbacks: the client's connection is
+    closed after it, and a request pipelined behind `Connection: close` goes nowhere."""
+    server = await serve(
+        [b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfirst", b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nx"]
+    )
+    started = asyncio.get_running_loop().time()
+    got = await _exchange(slot, _get(server.port, "/a", extra="Connection: close\r\n") + _get(server.port, "/b"), 3.0)
+    assert got.endswith(b"\r\n\r\nfirst") and got.count(b"HTTP/1.1") == 1, got
+    assert asyncio.get_running_loop().time() - started < 2.0  # closed by the gate, not by the quiet timeout
+    assert [request.split(b" ")[1] for request in server.requests] == [b"/a"]
+
+
+async def test_an_http10_client_gets_a_body_until_close_and_then_the_end_of_its_connection(
+    slot: SessionEgress, serve: Callable[..., Any]
+) -> None:
+    server = await serve([b"HTTP/1.1 200 OK\r\n\r\nno length here"], close=True)
+    raw = f"GET http://127.0.0.1:{server.port}/ HTTP/1.0\r\nConnection: keep-alive\r\n\r\n".encode()
+    started = asyncio.get_running_loop().time()
+    got = await _exchange(slot, raw, 3.0)
+    assert got.endswith(b"\r\n\r\nno length here") and b"transfer-encoding" not in got.lower(), got
+    assert asyncio.get_running_loop().time() - started < 2.0
+
+
+async def test_a_server_that_stops_answering_a_kept_alive_connection_gets_the_client_a_504() -> None:
+    """The response timeout holds for a reused upstream connection too (one sweep times out every
+    relay in flight; no timer per request)."""
+    gate = Gate(EgressSettings(sandbox="off", response_timeout_s=0.5, idle_timeout_s=5))
+    await gate.start(control_socket=None)
+    try:
+        slot = await gate.new_slot()
+        gate.bind(slot.token, policy=NetworkPolicy(allowed_private_hosts=frozenset({"127.0.0.1"})), upstream=None)
+        accepted = 0
+
+        async def answers_once(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            nonlocal accepted
+            accepted += 1
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            await reader.readuntil(b"\r\n\r\n")  # then it reads, and never answers
+            await asyncio.sleep(10)
+
+        silent = await asyncio.start_server(answers_once, "127.0.0.1", 0)
+        port = silent.sockets[0].getsockname()[1]
+        reader, writer = await asyncio.open_connection("127.0.0.1", slot.port)
+        writer.write(_get(port, "/1"))
+        assert (await reader.readuntil(b"ok")).startswith(b"HTTP/1.1 200")
+        started = asyncio.get_running_loop().time()
+        writer.write(_get(port, "/2"))
+        answer = await asyncio.wait_for(reader.read(65536), 3)
+        assert answer.startswith(b"HTTP/1.1 504"), answer
+        assert 0.4 < asyncio.get_running_loop().time() - started < 1.5
+        assert accepted == 1  # the second request went on the kept-alive connection
+        assert await asyncio.wait_for(reader.read(65536), 3) == b""  # and the client's connection ended
+        writer.close()
+        silent.close()
+    finally:
+        await gate.stop()
