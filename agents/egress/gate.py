@@ -334,6 +334,37 @@ class Gate:
     ) -> tuple[IPAddress, ...]:
         """Return the checked addresses to connect to (empty through a customer's upstream,
         which resolves the name), or raise Blocked."""
+        addresses = self._judge_name(policy, scheme=scheme, host=host, port=port, url=url, upstream=upstream)
+        if addresses is None:
+            addresses = await self._resolve(host, slot)
+        assert policy is not None
+        return self._judge_addresses(policy, host, port, addresses)
+
+    def judge_now(
+        self, policy: NetworkPolicy | None, *, scheme: str, host: str, port: int, url: str
+    ) -> tuple[IPAddress, ...] | None:
+        """judge() of a direct connection without waiting: None when the name needs a lookup
+        that is not cached (nothing is blocked or reported then)."""
+        addresses = self._judge_name(policy, scheme=scheme, host=host, port=port, url=url, upstream=None)
+        if addresses is None:
+            addresses = self.resolver.cached(host)
+            if addresses is None:
+                return None
+        assert policy is not None
+        return self._judge_addresses(policy, host, port, addresses)
+
+    def _judge_name(
+        self,
+        policy: NetworkPolicy | None,
+        *,
+        scheme: str,
+        host: str,
+        port: int,
+        url: str,
+        upstream: Upstream | None,
+    ) -> tuple[IPAddress, ...] | None:
+        """The checks by name (raise Blocked); the addresses when they are known without a
+        lookup (empty: a customer's upstream resolves the name), None when a lookup is needed."""
         if policy is None:
             raise Blocked("no_policy")
         if scheme not in _DEFAULT_PORTS:
@@ -345,22 +376,25 @@ class Gate:
             raise Blocked(f"avoided_domain:{avoided}")
         if policy.domain_rule is not None:
             self._apply_domain_rules(policy, host, url)
-        allowed = allow_list(policy.allowed_private_hosts)
         literal = as_ip(host)
         managed = upstream is not None and (upstream.host, upstream.port) in self._trusted
         if upstream is not None and literal is None and not managed:
             return ()
         single_label = literal is None and "." not in host and host != "localhost"
-        if managed and single_label and not allowed.allows(host, port):
+        if managed and single_label and not allow_list(policy.allowed_private_hosts).allows(host, port):
             raise Blocked("single_label_name")  # the managed network's own search domains
-        if literal is not None:
-            addresses: tuple[IPAddress, ...] = (literal,)
-        else:
-            addresses = await self._resolve(host, slot)
+        return (literal,) if literal is not None else None
+
+    def _judge_addresses(
+        self, policy: NetworkPolicy, host: str, port: int, addresses: tuple[IPAddress, ...]
+    ) -> tuple[IPAddress, ...]:
+        if not addresses:
+            return addresses  # through a customer's upstream
         if port in self._gate_ports and any(
             ip.is_loopback or ip.is_unspecified or ip in self._local for ip in addresses
         ):
             raise Blocked("own_service")  # the gate's own listeners: another session's port
+        allowed = allow_list(policy.allowed_private_hosts)
         reason = target_block_reason(host, port, addresses, allowed=allowed, own=self.own)
         if reason is not None:
             raise Blocked(reason)
@@ -422,12 +456,12 @@ class Gate:
             slot.writers.add(client)
             if task is not None:
                 slot.tasks.add(task)
-        last: Head | None = None  # the last request sent (once more on RETRY)
-        closing = False  # the last request said Connection: close
+            client.on_request = functools.partial(self._forward_now, slot)
         try:
             while True:
                 event = await client.next()
                 if event is RETRY:
+                    last = client.last_request
                     if last is None or slot is None or not await self._forward(client, slot, last, reuse=False):
                         return
                     continue
@@ -444,17 +478,15 @@ class Gate:
                     await client.idle()  # a pipelined request waits for the answer before it
                     if client.retry or client.closed:
                         return  # (under a stale connection: the client retries on a new one)
-                if closing:
+                if client.closing:
                     return
                 if event.method == b"CONNECT":
                     await self._tunnel(client, slot, event)
                     return
                 if client.parser.upgraded:  # an Upgrade on a plain request: not something a proxy relays
                     return
-                last = event
                 if not await self._forward(client, slot, event):
                     return
-                closing = not event.keep_alive
         except (ProtocolError, ConnectionError, asyncio.IncompleteReadError, OSError, TimeoutError):
             logger.debug("gate connection ended", exc_info=True)
             await client.idle()  # the answer being relayed still goes out (bounded by its timeouts)
@@ -496,18 +528,53 @@ class Gate:
                 return
         await asyncio.wait([tunnel.both_ended], timeout=self.settings.tunnel_grace_s)
 
+    def _forward_now(self, slot: SessionEgress, client: ClientConn) -> bool:
+        """Send a request that needs no waiting, from the client connection's own callback (no
+        task wakes): no body, a direct connection, an address known without a lookup and a
+        kept-alive connection to it, as for most of a page's sub-resources. A blocked one is
+        answered here. False leaves the request to the connection's coroutine (nothing was sent,
+        answered or reported)."""
+        events = client.parser.events
+        policy = slot.policy
+        if len(events) != 2 or events[1] is not END or policy is None or slot.upstream is not None:
+            return False
+        event = events[0]
+        if (
+            not isinstance(event, Head)
+            or event.method == b"CONNECT"
+            or not event.keep_alive
+            or client.parser.upgraded
+            or not client.writable
+            or event.chunked
+            or event.value(b"content-length") not in (None, b"0")
+        ):
+            return False
+        url, scheme, host, port, path = _target(event)
+        if scheme != "http":
+            return False
+        try:
+            addresses = self.judge_now(policy, scheme=scheme, host=host, port=port, url=url)
+        except Blocked as blocked:
+            client.ready(), client.ready()  # the head and its end: the request is answered here
+            self._answer_blocked(client, slot, url, blocked.reason)
+            return True
+        if addresses is None:
+            return False
+        destination, keys = self._keys(slot, addresses, host, port, tunnel=False)
+        up = _pooled(slot, keys, destination)
+        if up is None:
+            return False  # a new connection: the coroutine opens it (and judges once more)
+        client.ready(), client.ready()
+        self.decisions.append((slot.token, cut(url), None))
+        head, _, _ = self._begin(client, slot, event, path, host, port, up)
+        _write(up, slot, head)
+        up.touch(self.settings.response_timeout_s)
+        return True
+
     async def _forward(self, client: ClientConn, slot: SessionEgress, event: Head, *, reuse: bool = True) -> bool:
         """Send one plain-HTTP request on (its response is relayed by the upstream connection's
         callbacks); return whether the client connection can go on."""
-        url = event.target.decode("latin-1")
-        try:
-            parts = httptools.parse_url(event.target)  # llhttp's URL parser: C, once per request
-            scheme = (parts.schema or b"").decode("latin-1").lower()
-            host = parse_host((parts.host or b"").decode("latin-1"))
-            port = parts.port or _DEFAULT_PORTS.get(scheme, 0)
-            path = (parts.path or b"/") + (b"?" + parts.query if parts.query else b"")
-        except (httptools.HttpParserInvalidURLError, ValueError):
-            scheme, host, port, path = "", "", 0, b"/"
+        url, scheme, host, port, path = _target(event)
         upstream = await self._open_or_answer(
             client,
             slot,
@@ -522,22 +589,14 @@ class Gate:
             return True
         return await self._send(client, slot, event, path, host, port, upstream)
 
-    async def _send(
-        self,
-        client: ClientConn,
-        slot: SessionEgress,
-        event: Head,
-        path: bytes,
-        host: str,
-        port: int,
-        up: UpstreamConn,
-    ) -> bool:
-        """Send the request (what is already here in one write: head and body together) and
-        hand the response to `up`'s callbacks. False when the request could not be sent whole."""
+    def _begin(
+        self, client: ClientConn, slot: SessionEgress, event: Head, path: bytes, host: str, port: int, up: UpstreamConn
+    ) -> tuple[bytes, bool, bool]:
+        """The request's head as it goes on (rebuilt from the parsed parts, never the raw
+        target), with `up` set to relay the response to `client`: (head, bodiless, chunked)."""
         headers = [(n, v) for n, v in event.headers if n not in _REQUEST_HOP_HEADERS]
         if up.absolute:
-            # Rebuilt from the parsed parts (never the raw target); the managed upstream gets
-            # the address the gate checked.
+            # The managed upstream gets the address the gate checked.
             authority = up.destination if ":" not in up.destination else f"[{up.destination}]"
             if port != 80:
                 authority = f"{authority}:{port}"
@@ -554,10 +613,26 @@ class Gate:
         bodiless = not chunked and event.value(b"content-length") in (None, b"0")
         up.meter, up.pool, up.watch = slot, slot.pool, self._watch
         up.retryable = up.reused and bodiless
+        client.last_request, client.closing = event, not event.keep_alive
         up.relay(client, event, idle_s=self.settings.idle_timeout_s)
+        return head_bytes(event.method + b" " + target + b" HTTP/1.1", headers), bodiless, chunked
+
+    async def _send(
+        self,
+        client: ClientConn,
+        slot: SessionEgress,
+        event: Head,
+        path: bytes,
+        host: str,
+        port: int,
+        up: UpstreamConn,
+    ) -> bool:
+        """Send the request (what is already here in one write: head and body together) and
+        hand the response to `up`'s callbacks. False when the request could not be sent whole."""
+        head, bodiless, chunked = self._begin(client, slot, event, path, host, port, up)
         if not bodiless:
             up.hold("request")  # the answer is read once the request is sent, as a client would
-        out = [head_bytes(event.method + b" " + target + b" HTTP/1.1", headers)]
+        out = [head]
         sent = False
         try:
             while True:
@@ -588,6 +663,12 @@ class Gate:
             if not sent:
                 up.finish(None)
 
+    def _answer_blocked(self, client: ClientConn, slot: SessionEgress, target: str, reason: str) -> None:
+        self._refuse(slot, target, reason)
+        body = f"Blocked by the network policy: {reason}\n".encode()
+        headers = [(b"X-Enigma-Blocked", reason.encode()[:200]), (b"Content-Type", b"text/plain")]
+        client.write(response_bytes(403, "Forbidden", body, headers))
+
     async def _open_or_answer(
         self,
         client: ClientConn,
@@ -607,11 +688,8 @@ class Gate:
                 raise Blocked("invalid_url" if scheme == "none" else f"scheme:{scheme}")
             up = await self._open(slot, scheme=scheme, host=host, port=port, url=url, tunnel=tunnel, reuse=reuse)
         except Blocked as blocked:
-            self._refuse(slot, target, blocked.reason)
             await _drain_body(client)
-            body = f"Blocked by the network policy: {blocked.reason}\n".encode()
-            headers = [(b"X-Enigma-Blocked", blocked.reason.encode()[:200]), (b"Content-Type", b"text/plain")]
-            client.write(response_bytes(403, "Forbidden", body, headers))
+            self._answer_blocked(client, slot, target, blocked.reason)
             await client.drain()
             return None
         except (TimeoutError, OSError, asyncio.IncompleteReadError) as exc:
@@ -628,6 +706,19 @@ class Gate:
         slot.upstream_writers.add(up)
         up.registry = slot.upstream_writers
         return up
+
+    def _keys(
+        self, slot: SessionEgress, addresses: tuple[IPAddress, ...], host: str, port: int, *, tunnel: bool
+    ) -> tuple[str, list[tuple[str, str, int]]]:
+        """Where the request names (the checked address, or the host through a customer's
+        upstream), and the pools a connection for it may come from."""
+        upstream = slot.upstream
+        destination = _text(addresses[0]) if addresses else host
+        if upstream is None:
+            return destination, [("direct", _text(ip), port) for ip in addresses]
+        if upstream.kind == "http" and not tunnel:
+            return destination, [("http", f"{upstream.host}:{upstream.port}", 0)]
+        return destination, [("socks5", destination, port)] if upstream.kind == "socks5" else []
 
     async def _open(
         self,
@@ -648,19 +739,11 @@ class Gate:
         upstream = slot.upstream
         addresses = await self.judge(policy, scheme=scheme, host=host, port=port, url=url, upstream=upstream, slot=slot)
         timeout = self.settings.connect_timeout_s
-        destination = _text(addresses[0]) if addresses else host
-        if upstream is None:
-            keys = [("direct", _text(ip), port) for ip in addresses]
-        elif upstream.kind == "http" and not tunnel:
-            keys = [("http", f"{upstream.host}:{upstream.port}", 0)]
-        else:
-            keys = [("socks5", destination, port)] if upstream.kind == "socks5" else []
+        destination, keys = self._keys(slot, addresses, host, port, tunnel=tunnel)
         if not tunnel and reuse:
-            for candidate in keys:
-                pooled = slot.pool.take(candidate)
-                if pooled is not None:
-                    pooled.destination = destination
-                    return pooled
+            pooled = _pooled(slot, keys, destination)
+            if pooled is not None:
+                return pooled
         if upstream is None:
             conn = await _connect_any(addresses, port, timeout)
             if not tunnel:
@@ -712,6 +795,29 @@ def local_addresses() -> list[IPAddress]:
 
 
 # ----- helpers ------------------------------------------------------------------------------
+
+
+def _target(event: Head) -> tuple[str, str, str, int, bytes]:
+    """A plain request's (url, scheme, host, port, path), parsed by llhttp's URL parser."""
+    url = event.target.decode("latin-1")
+    try:
+        parts = httptools.parse_url(event.target)
+        scheme = (parts.schema or b"").decode("latin-1").lower()
+        host = parse_host((parts.host or b"").decode("latin-1"))
+        port = parts.port or _DEFAULT_PORTS.get(scheme, 0)
+        path = (parts.path or b"/") + (b"?" + parts.query if parts.query else b"")
+    except (httptools.HttpParserInvalidURLError, ValueError):
+        return url, "", "", 0, b"/"
+    return url, scheme, host, port, path
+
+
+def _pooled(slot: SessionEgress, keys: list[tuple[str, str, int]], destination: str) -> UpstreamConn | None:
+    for key in keys:
+        pooled = slot.pool.take(key)
+        if pooled is not None:
+            pooled.destination = destination
+            return pooled
+    return None
 
 
 @functools.lru_cache(maxsize=4096)

@@ -48,10 +48,19 @@ class Resolver:
         self._executor: ThreadPoolExecutor | None = None
         self.lookups = 0  # lookups actually made (not cached, not coalesced)
 
-    async def resolve(self, name: str) -> tuple[IPAddress, ...]:
+    def cached(self, name: str) -> tuple[IPAddress, ...] | None:
+        """The addresses of a literal, or a name's unexpired cached answer; None otherwise (a
+        cached failure too: resolve() raises it)."""
         literal = as_ip(name)
         if literal is not None:
             return (literal,)
+        hit = self._cache.get(name)
+        return hit[1] if hit is not None and hit[1] and hit[0] > time.monotonic() else None
+
+    async def resolve(self, name: str) -> tuple[IPAddress, ...]:
+        addresses: tuple[IPAddress, ...] | None = self.cached(name)
+        if addresses is not None:
+            return addresses
         hit = self._cache.get(name)
         if hit is not None and hit[0] > time.monotonic():
             addresses = hit[1]

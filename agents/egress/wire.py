@@ -11,6 +11,7 @@ cannot write holds the other side's reading (`pause_reading`) until its buffer d
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -28,6 +29,8 @@ from .http1 import (
     head_bytes,
     response_bytes,
 )
+
+logger = logging.getLogger(__name__)
 
 STALE = object()  # a reused upstream connection closed before any byte of its answer
 RETRY = Head(method=b"RETRY")  # from ClientConn.next(): send the last request once more
@@ -194,6 +197,10 @@ class ClientConn(_Conn):
         self.gone = False  # the client closed or half-closed: what it asked for is moot
         self.relay: UpstreamConn | None = None  # relaying a response to this client now
         self.retry = False  # the relay's kept-alive connection was stale: the request goes again
+        self.last_request: Head | None = None
+        self.closing = False  # the last request said Connection: close
+        # The gate's fast path: sends a request that needs no waiting, right from data_received.
+        self.on_request: Callable[[ClientConn], bool] | None = None
         self.error: ProtocolError | None = None
         self._relay_done: asyncio.Future[None] | None = None
         self._queued = 0
@@ -215,20 +222,34 @@ class ClientConn(_Conn):
             upstream.write(data)
             return
         self._queued += len(data)
-        if self.parser.upgraded:  # after a CONNECT head, before the tunnel is up
-            self.parser.leftover += data
+        parser = self.parser
+        if parser.upgraded:  # after a CONNECT head, before the tunnel is up
+            parser.leftover += data
         elif self.error is None:
             try:
-                self.parser.feed(data)
+                parser.feed(data)
             except ProtocolError as exc:
                 # Whole requests before the bad bytes still go; the one they broke does not.
                 self.error = exc
-                events = self.parser.events
+                events = parser.events
                 while events and events[-1] is not END:
                     events.pop()
+            else:
+                # The coroutine is idle in next() (nothing in flight): the request may go now.
+                if self._waiter is not None and self.relay is None and self.on_request is not None and parser.events:
+                    try:
+                        self.on_request(self)
+                    except Exception:  # a bug there must not kill the transport: the coroutine takes it
+                        logger.exception("the gate's fast path failed")
         if self._queued > self.QUEUE_LIMIT:
             self.hold("queue")
-        self._wake()
+        if parser.events or self.error is not None or parser.upgraded:
+            self._wake()
+
+    @property
+    def writable(self) -> bool:
+        """Open, and not above the write buffer's high-water mark."""
+        return not self._write_paused and not self.closed
 
     def _went(self) -> None:
         self.gone = True

@@ -299,3 +299,44 @@ async def test_a_server_that_stops_answering_a_kept_alive_connection_gets_the_cl
         silent.close()
     finally:
         await gate.stop()
+
+
+async def test_requests_on_a_kept_alive_client_connection_are_judged_and_reported_once_each(
+    serve: Callable[..., Any],
+) -> None:
+    """Most of a page's requests are sent from the client connection's callback (an address
+    known without a lookup, a kept-alive upstream): one blocked there is answered 403 and
+    reported once, an allowed one still goes, and each gets one decision."""
+    blocked: list[tuple[str, str]] = []
+    gate = Gate(EgressSettings(sandbox="off", response_timeout_s=5, idle_timeout_s=5))
+    await gate.start(control_socket=None)
+    try:
+        slot = await gate.new_slot()
+        policy = NetworkPolicy(
+            allowed_private_hosts=frozenset({"127.0.0.1"}), on_blocked=lambda url, reason: blocked.append((url, reason))
+        )
+        gate.bind(slot.token, policy=policy, upstream=None)
+        server = await serve([b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n%d" % n for n in range(3)])
+        reader, writer = await asyncio.open_connection("127.0.0.1", slot.port)
+        answers = []
+        for raw in (
+            _get(server.port, "/0"),
+            b"GET http://10.1.2.3/x HTTP/1.1\r\nHost: 10.1.2.3\r\n\r\n",
+            _get(server.port, "/1"),
+        ):
+            writer.write(raw)
+            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+            length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+            answers.append(head.split(b" ")[1] + b" " + await reader.readexactly(length))
+        writer.close()
+        assert answers[0] == b"200 0" and answers[2] == b"200 1", answers
+        assert answers[1].startswith(b"403 Blocked by the network policy: private_address"), answers
+        assert blocked == [("http://10.1.2.3/x", "private_address")]
+        assert [target for token, target, _ in gate.decisions if token == slot.token] == [
+            f"http://127.0.0.1:{server.port}/0",
+            "http://10.1.2.3/x",
+            f"http://127.0.0.1:{server.port}/1",
+        ]
+        assert server.accepted == 1  # the third went on the kept-alive connection
+    finally:
+        await gate.stop()
