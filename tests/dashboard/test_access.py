@@ -114,3 +114,20 @@ def test_switching_to_a_team_that_is_not_a_number_is_not_found(server: str, tran
             allow_redirects=False,
         )
         assert response.status_code == 404
+
+
+def test_the_overview_and_session_list_show_a_session_whose_config_names_no_starting_url(
+    server: str, transactional_db: Any
+) -> None:
+    """A session row without `startingUrl` in its config (one made in the admin, or before the
+    field existed) is listed with a dash; the overview answered 500 (a missing filter argument
+    raises in Django templates)."""
+    from sessions_app.models import BrowserSession
+
+    user, team = _user("noconfig")
+    session = BrowserSession.objects.create(team=team, state=BrowserSession.State.COMPLETED, config={})
+    client = login_client(server, user.email)
+    for path in ("/app/", "/app/sessions/", f"/app/sessions/{session.pk}/"):
+        response = client.get(f"{server}{path}", timeout=10)
+        assert response.status_code == 200, (path, response.status_code)
+    assert "—" in client.get(f"{server}/app/", timeout=10).text
