@@ -499,6 +499,7 @@ class BrowserHost:
         policy: NetworkPolicy,
         storage_state: dict[str, Any] | None = None,
         proxy: dict[str, str] | None = None,
+        defer_refill: bool = False,
     ) -> SessionBrowser:
         """Return a session browser on a blank page, guarded by `policy`; `proxy` (Playwright
         style: {"server": "http://h:p" | "socks5://h:p", "username", "password"}) is the upstream
@@ -506,12 +507,16 @@ class BrowserHost:
 
         Warm path (no storage_state): take a pre-made context, which costs no Chromium round
         trip, and refill the pool in the background. Otherwise, or when the pool is empty,
-        create a context now (250-350 ms)."""
+        create a context now (250-350 ms). With `defer_refill`, a pool that still has a warm
+        context is refilled when the caller calls `refill()` (after its first page): a context
+        made meanwhile competes with that page for Chromium and the CPU (on two cores it made
+        the first page of a start ~250 ms slower)."""
         if self._stopping:
             raise RuntimeError("browser host is stopping")
         if storage_state is None and self._warm:
             slot = self._warm.pop()
-            self._schedule_refill()
+            if not (defer_refill and self._warm):
+                self._schedule_refill()
         else:
             slot = await self._new_slot(storage_state=storage_state)
             self._schedule_refill()
@@ -546,6 +551,11 @@ class BrowserHost:
             await asyncio.shield(self._refill_task)
 
     # Internals ----------------------------------------------------------------------------
+
+    def refill(self) -> None:
+        """Make the pool full again in the background (after an acquire with defer_refill)."""
+        if not self._stopping:
+            self._schedule_refill()
 
     def _schedule_refill(self) -> None:
         if self._refill_task is None or self._refill_task.done():

@@ -9,7 +9,7 @@ one with the `startingUrl` of a local page (POST -> `active` with `currentUrl` s
 
 with the load average before and after, since this machine is shared.
 
-Usage: .venv/bin/python bench/bench_starts.py [--sequential 30] [--burst 20] [--warm-pool 2]
+Usage: .venv/bin/python bench/bench_starts.py [--sequential 30] [--burst 20] [--warm-pool 2] [--poll-ms 5]
        [--chromium /usr/lib/chromium/chromium]
 """
 
@@ -30,6 +30,7 @@ import requests
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import percentile, stack  # noqa: E402
 
+POLL_S = 0.005  # --poll-ms: each poll costs the web process CPU the start competes for
 PAGE = b"<!doctype html><title>Bench page</title><h1>Hello</h1>"
 STEP_RE = re.compile(r"start steps of (\w+): (.*)$")
 
@@ -67,7 +68,7 @@ def start_once(base: str, key: str, page: str | None) -> tuple[float, str]:
         state = http.get(f"{base}/sessions/{sid}").json()
         if state.get("state") == "active" and (not page or state.get("currentUrl") == page):
             return (time.perf_counter() - t0) * 1000, sid
-        time.sleep(0.005)
+        time.sleep(POLL_S)
     raise RuntimeError(f"session {sid} never became active")
 
 
@@ -114,8 +115,11 @@ def main() -> None:
     parser.add_argument("--burst", type=int, default=20)
     parser.add_argument("--burst-window", type=float, default=2.0)
     parser.add_argument("--warm-pool", type=int, default=2)
+    parser.add_argument("--poll-ms", type=float, default=5.0)
     parser.add_argument("--chromium", default=os.environ.get("CHROMIUM_PATH", "/usr/lib/chromium/chromium"))
     args = parser.parse_args()
+    global POLL_S
+    POLL_S = args.poll_ms / 1000
     page = serve_page()
     capacity = args.burst + 5
     extra = {

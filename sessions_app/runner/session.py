@@ -108,7 +108,10 @@ class SessionRunner:
     async def run(self) -> None:
         loops: list[asyncio.Task[Any]] = []
         try:
-            await self._open()
+            try:
+                await self._open()
+            finally:
+                self.runtime.host.refill()  # the warm context this session took (a no-op when full)
             loops = [
                 asyncio.create_task(coro) for coro in (self.commands.loop(), self._task_loop(), self._timer_loop())
             ]
@@ -156,8 +159,14 @@ class SessionRunner:
             if proxy is None:
                 raise RuntimeError("the session's proxy settings are gone")
         # A CDP session gets its own Chromium, which its CDP clients drive too (issue 16).
-        acquire = cdp_acquire(self) if self.config.cdp else self.runtime.host.acquire
-        self.browser = await acquire(policy=self.policy, storage_state=storage_state, proxy=proxy)
+        if self.config.cdp:
+            self.browser = await cdp_acquire(self)(policy=self.policy, storage_state=storage_state, proxy=proxy)
+        else:
+            # The warm pool is refilled once this session is active (in run), not while its
+            # first page loads.
+            self.browser = await self.runtime.host.acquire(
+                policy=self.policy, storage_state=storage_state, proxy=proxy, defer_refill=True
+            )
         self.browser.page.on("framenavigated", self._on_navigated)
         self.browser.context.on("page", self.downloads.watch)
         self.downloads.watch(self.browser.page)

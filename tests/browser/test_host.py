@@ -56,6 +56,28 @@ async def test_warm_acquire_takes_from_the_pool_and_refills_it(
     assert await host.healthy()
 
 
+async def test_a_deferred_refill_waits_for_the_caller_unless_the_pool_ran_dry(
+    host: BrowserHost, site: LocalSite, make_policy: Callable[..., NetworkPolicy]
+) -> None:
+    """A session start takes a warm context with defer_refill: no context is made while its
+    first page loads (it slowed that page ~250 ms on two cores); refill() makes it afterwards.
+    A take that empties the pool refills at once (a burst must not wait)."""
+    await host.wait_warm()
+    contexts = host.open_contexts
+    first = await host.acquire(policy=make_policy(), defer_refill=True)
+    await first.goto(site.url("/"))
+    await asyncio.sleep(0.5)
+    assert host.warm_count == WARM_POOL_SIZE - 1 and host.open_contexts == contexts  # nothing made meanwhile
+    host.refill()
+    await host.wait_warm()
+    assert host.warm_count == WARM_POOL_SIZE
+    taken = [await host.acquire(policy=make_policy(), defer_refill=True) for _ in range(WARM_POOL_SIZE)]
+    await host.wait_warm()  # the last take emptied the pool: refilled without refill()
+    assert host.warm_count == WARM_POOL_SIZE
+    for session in [first, *taken]:
+        await session.close()
+
+
 async def test_screencast_delivers_jpeg_frames_and_stops(
     host: BrowserHost, site: LocalSite, make_policy: Callable[..., NetworkPolicy]
 ) -> None:
