@@ -5,13 +5,15 @@ ENIGMA_RECORDING_MAX_FPS times a second. A frame that comes too soon is held, no
 written when the interval is up unless a newer one replaced it, so the page's last state is in
 the recording even when nothing paints after it. CDP sends frames only when the page paints, so
 an idle recorded session costs no CPU. When the session ends the MP4 is encoded on a thread of
-this worker process (one at a time), where the spool is.
+this worker process (one at a time, niced so that it yields to live sessions), where the spool is.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -30,7 +32,18 @@ logger = logging.getLogger(__name__)
 # Screencast settings while only the recording needs frames: fewer, smaller JPEGs.
 RECORDING_EVERY_NTH_FRAME = 4
 
-_encoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="recording-encode")
+ENCODER_NICE = 10  # the encoder yields the CPU to sessions (starts, pages, the event loop)
+
+
+def _lower_priority() -> None:
+    """Runs on the encoder thread: Linux lets one thread of a process be niced by its id."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), ENCODER_NICE)
+    except OSError:
+        logger.info("could not lower the recording encoder's priority", exc_info=True)
+
+
+_encoder = ThreadPoolExecutor(max_workers=1, thread_name_prefix="recording-encode", initializer=_lower_priority)
 
 
 def _encode(session_id: str) -> None:
