@@ -11,7 +11,6 @@ cannot write holds the other side's reading (`pause_reading`) until its buffer d
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -29,8 +28,6 @@ from .http1 import (
     head_bytes,
     response_bytes,
 )
-
-logger = logging.getLogger(__name__)
 
 STALE = object()  # a reused upstream connection closed before any byte of its answer
 RETRY = Head(method=b"RETRY")  # from ClientConn.next(): send the last request once more
@@ -130,6 +127,12 @@ class _Conn(asyncio.Protocol):
     def close(self) -> None:
         if not self.closed:
             self.transport.close()
+
+    def abort(self) -> None:
+        """Close without flushing: a peer that stopped reading must not keep the connection
+        (and whoever waits in drain()) alive."""
+        if not self.closed:
+            self.transport.abort()
 
     def write_eof(self) -> None:
         if not self.closed and not self.transport.is_closing() and self.transport.can_write_eof():
@@ -236,11 +239,9 @@ class ClientConn(_Conn):
                     events.pop()
             else:
                 # The coroutine is idle in next() (nothing in flight): the request may go now.
+                # (A bug in it ends this connection through asyncio's own logged boundary.)
                 if self._waiter is not None and self.relay is None and self.on_request is not None and parser.events:
-                    try:
-                        self.on_request(self)
-                    except Exception:  # a bug there must not kill the transport: the coroutine takes it
-                        logger.exception("the gate's fast path failed")
+                    self.on_request(self)
         if self._queued > self.QUEUE_LIMIT:
             self.hold("queue")
         if parser.events or self.error is not None or parser.upgraded:
@@ -475,6 +476,11 @@ class UpstreamConn(_Conn):
             self.registry.discard(self)
         super().close()
 
+    def abort(self) -> None:
+        if self.registry is not None:
+            self.registry.discard(self)
+        super().abort()
+
     # ----- relaying a response ---------------------------------------------------------------
 
     def relay(self, client: ClientConn, request: Head, *, idle_s: float) -> None:
@@ -512,7 +518,7 @@ class UpstreamConn(_Conn):
         client, request = self._client, self._request
         self._detach()
         if outcome is STALE and self.retryable and client is not None and not client.gone:
-            self.close()
+            self.abort()
             client.retry = True  # the gate sends the request once more, on a fresh connection
             client.relay_ended()
             return
@@ -524,8 +530,10 @@ class UpstreamConn(_Conn):
             self.parser.next_response()
             if not self.pool.put(self):
                 self.close()
+        elif isinstance(outcome, tuple):
+            self.close()  # ended whole; what is still buffered goes out
         else:
-            self.close()
+            self.abort()  # failed, timed out or the client went: nothing here is worth flushing
         if client is not None:
             if not (client_ok and request is not None and request.keep_alive):
                 client.close()

@@ -237,6 +237,33 @@ async def test_a_large_upload_to_a_server_that_does_not_read_is_not_buffered(mak
     stall.stop()
 
 
+async def test_an_upload_stuck_on_a_server_that_does_not_read_ends_at_the_idle_timeout(
+    make_gate: Callable[..., Any],
+) -> None:
+    """The gate's side of a stuck upload ends (task, client and upstream connections) when
+    nothing moved for the idle timeout, although the server never drains what was sent."""
+    gate, slot, _ = await make_gate(idle_timeout_s=0.5, response_timeout_s=5)
+    stall = await _target("stall")
+    reader, writer = await _client(slot)
+    size = 100 * 1024 * 1024
+    writer.write(
+        f"POST http://127.0.0.1:{stall.port}/up HTTP/1.1\r\nHost: x\r\nContent-Length: {size}\r\n\r\n".encode()
+    )
+
+    async def push() -> None:
+        while True:
+            writer.write(b"x" * 65536)
+            await writer.drain()
+
+    pusher = asyncio.ensure_future(push())
+    assert await _until(lambda: len(slot.upstream_writers) == 1)
+    assert await _until(lambda: not slot.tasks and not slot.writers and not slot.upstream_writers, 5), (
+        len(slot.tasks), len(slot.writers), len(slot.upstream_writers))  # fmt: skip
+    pusher.cancel()
+    writer.close()
+    stall.stop()
+
+
 # ----- plain HTTP: keep-alive, chunked bodies --------------------------------------------------
 
 
