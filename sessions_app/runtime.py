@@ -253,12 +253,12 @@ class WorkerRuntime:
             return
         steps = StartSteps()
         generation = lifecycle.session_claim(session_id=session_id, worker_id=self.worker_id)
+        # Claimed or not, the start no longer needs its reservation: from here the heartbeat's
+        # session count holds it (keeping both until that beat counted it twice, and a start
+        # right after a terminate was refused with a slot free: tests/sessions/test_capacity.py).
+        registry.host_unreserve(self.host_id, session_id)
         if generation is None:  # ended before any worker claimed it, or a duplicate delivery
-            registry.host_unreserve(self.host_id, session_id)
             return
-        # Claimed: the reservation stays until the heartbeat that counts the session
-        # (_beat_hosting). Dropped here, the host looked a slot freer until that beat, and the
-        # sweep placed a second orphan of a lost host on it too.
         close_old_connections()
         steps.mark("claim")
         runner = SessionRunner(self, session_id, generation)
