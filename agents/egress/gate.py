@@ -545,9 +545,10 @@ class Gate:
             or not event.keep_alive
             or client.parser.upgraded
             or not client.writable
-            or event.chunked
-            or event.value(b"content-length") not in (None, b"0")
         ):
+            return False
+        _, bodiless = _framing(event)
+        if not bodiless:
             return False
         url, scheme, host, port, path = _target(event)
         if scheme != "http":
@@ -566,7 +567,7 @@ class Gate:
             return False  # a new connection: the coroutine opens it (and judges once more)
         client.ready(), client.ready()
         self.decisions.append((slot.token, cut(url), None))
-        head, _, _ = self._begin(client, slot, event, path, host, port, up)
+        head = self._begin(client, slot, event, path, host, port, up, bodiless=True)
         _write(up, slot, head)
         up.touch(self.settings.response_timeout_s)
         return True
@@ -590,10 +591,19 @@ class Gate:
         return await self._send(client, slot, event, path, host, port, upstream)
 
     def _begin(
-        self, client: ClientConn, slot: SessionEgress, event: Head, path: bytes, host: str, port: int, up: UpstreamConn
-    ) -> tuple[bytes, bool, bool]:
+        self,
+        client: ClientConn,
+        slot: SessionEgress,
+        event: Head,
+        path: bytes,
+        host: str,
+        port: int,
+        up: UpstreamConn,
+        *,
+        bodiless: bool,
+    ) -> bytes:
         """The request's head as it goes on (rebuilt from the parsed parts, never the raw
-        target), with `up` set to relay the response to `client`: (head, bodiless, chunked)."""
+        target), with `up` set to relay the response to `client`."""
         headers = [(n, v) for n, v in event.headers if n not in _REQUEST_HOP_HEADERS]
         if up.absolute:
             # The managed upstream gets the address the gate checked.
@@ -609,13 +619,11 @@ class Gate:
         if event.value(b"host") is None:
             authority = f"[{host}]" if ":" in host else host
             headers.insert(0, (b"host", (authority if port == 80 else f"{authority}:{port}").encode("latin-1")))
-        chunked = event.chunked
-        bodiless = not chunked and event.value(b"content-length") in (None, b"0")
         up.meter, up.pool, up.watch = slot, slot.pool, self._watch
         up.retryable = up.reused and bodiless
         client.last_request, client.closing = event, not event.keep_alive
         up.relay(client, event, idle_s=self.settings.idle_timeout_s)
-        return head_bytes(event.method + b" " + target + b" HTTP/1.1", headers), bodiless, chunked
+        return head_bytes(event.method + b" " + target + b" HTTP/1.1", headers)
 
     async def _send(
         self,
@@ -629,7 +637,8 @@ class Gate:
     ) -> bool:
         """Send the request (what is already here in one write: head and body together) and
         hand the response to `up`'s callbacks. False when the request could not be sent whole."""
-        head, bodiless, chunked = self._begin(client, slot, event, path, host, port, up)
+        chunked, bodiless = _framing(event)
+        head = self._begin(client, slot, event, path, host, port, up, bodiless=bodiless)
         if not bodiless:
             up.hold("request")  # the answer is read once the request is sent, as a client would
         out = [head]
@@ -809,6 +818,12 @@ def _target(event: Head) -> tuple[str, str, str, int, bytes]:
     except (httptools.HttpParserInvalidURLError, ValueError):
         return url, "", "", 0, b"/"
     return url, scheme, host, port, path
+
+
+def _framing(event: Head) -> tuple[bool, bool]:
+    """(chunked, bodiless) of a request."""
+    chunked = event.chunked
+    return chunked, not chunked and event.value(b"content-length") in (None, b"0")
 
 
 def _pooled(slot: SessionEgress, keys: list[tuple[str, str, int]], destination: str) -> UpstreamConn | None:

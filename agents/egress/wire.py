@@ -355,9 +355,6 @@ class Pool:
             conn.close()
         return None
 
-    def __len__(self) -> int:
-        return self._count
-
     def clear(self) -> None:
         self._idle.clear()
         self._count = 0
