@@ -106,11 +106,21 @@ class HostInfo:
 
 
 def worker_heartbeat(
-    *, worker_id: str, capacity: int, sessions: int, warm: int, contexts: int = 0, draining: bool = False
+    *,
+    worker_id: str,
+    capacity: int,
+    sessions: int,
+    warm: int,
+    contexts: int = 0,
+    draining: bool = False,
+    counted: Iterable[str] = (),
 ) -> None:
+    """Write the worker's state. `counted` are sessions this worker claimed since its last beat:
+    `sessions` counts them now, so their reservations go in the same transaction (each session
+    is counted once, as reserved or as hosted, whenever placement reads: see `live_hosts`)."""
     r = get_redis()
     ttl_ms = int(settings.ENIGMA_HEARTBEAT_STALE_S * 1000)
-    pipe = r.pipeline()
+    pipe = r.pipeline(transaction=True)
     pipe.set(
         worker_key(worker_id),
         json.dumps(
@@ -126,6 +136,9 @@ def worker_heartbeat(
         px=ttl_ms,
     )
     pipe.zadd(WORKERS_KEY, {worker_id: time.time()})
+    claimed = list(counted)
+    if claimed:
+        pipe.zrem(_reserved_key(host_of(worker_id)), *claimed)
     pipe.execute()
 
 
@@ -137,14 +150,29 @@ def worker_unregister(worker_id: str) -> None:
 
 def live_workers() -> list[WorkerInfo]:
     """Workers whose heartbeat is fresh; stale entries are pruned."""
+    return _read_fleet(with_reserved=False)[0]
+
+
+def _read_fleet(*, with_reserved: bool) -> tuple[list[WorkerInfo], dict[str, int]]:
+    """The live workers and, with `with_reserved`, the sessions reserved on each of their hosts,
+    read in one transaction: a heartbeat that counts a claimed session and drops its reservation
+    is seen whole or not at all."""
     r = get_redis()
-    r.zremrangebyscore(WORKERS_KEY, "-inf", time.time() - settings.ENIGMA_HEARTBEAT_STALE_S)
+    now = time.time()
+    r.zremrangebyscore(WORKERS_KEY, "-inf", now - settings.ENIGMA_HEARTBEAT_STALE_S)
     # decode_responses=True: members and values come back as str (the stubs say bytes | str).
     ids = cast("list[str]", r.zrange(WORKERS_KEY, 0, -1))
     if not ids:
-        return []
+        return [], {}
+    hosts = sorted({host_of(i) for i in ids}) if with_reserved else []
+    pipe = r.pipeline(transaction=True)
+    pipe.mget([worker_key(i) for i in ids])
+    for host in hosts:
+        pipe.zremrangebyscore(_reserved_key(host), "-inf", now - RESERVATION_TTL_S)
+        pipe.zcard(_reserved_key(host))
+    replies = pipe.execute()
     out = []
-    for worker_id, raw in zip(ids, r.mget([worker_key(i) for i in ids]), strict=True):
+    for worker_id, raw in zip(ids, replies[0], strict=True):
         if raw:
             data = json.loads(raw)
             out.append(
@@ -158,7 +186,7 @@ def live_workers() -> list[WorkerInfo]:
                     bool(data.get("draining")),
                 )
             )
-    return out
+    return out, {host: int(count) for host, count in zip(hosts, replies[2::2], strict=True)}
 
 
 def total_capacity() -> int:
@@ -169,25 +197,17 @@ def total_capacity() -> int:
 def live_hosts(*, exclude: Iterable[str] = ()) -> list[HostInfo]:
     """Hosts that take new sessions (not draining), with what is sent to them but not claimed."""
     excluded = set(exclude)
+    workers, reserved = _read_fleet(with_reserved=True)
     totals: dict[str, list[int]] = {}
-    for w in live_workers():
+    for w in workers:
         if w.draining or w.host in excluded:
             continue
         entry = totals.setdefault(w.host, [0, 0, 0])
         entry[0] += w.capacity
         entry[1] += w.sessions
         entry[2] += w.warm
-    if not totals:
-        return []
-    r = get_redis()
-    pipe = r.pipeline()
-    for host in totals:
-        pipe.zremrangebyscore(_reserved_key(host), "-inf", time.time() - RESERVATION_TTL_S)
-        pipe.zcard(_reserved_key(host))
-    counts = pipe.execute()[1::2]
     return [
-        HostInfo(host, cap, sessions, warm, int(reserved))
-        for (host, (cap, sessions, warm)), reserved in zip(totals.items(), counts, strict=True)
+        HostInfo(host, cap, sessions, warm, reserved.get(host, 0)) for host, (cap, sessions, warm) in totals.items()
     ]
 
 

@@ -86,6 +86,9 @@ class WorkerRuntime:
         )
         self.runners: dict[str, SessionRunner] = {}
         self._bound_rules: dict[str, dict[str, Any]] = {}  # the policy rules each session's gate slot saw
+        # Sessions hosted here whose reservation no heartbeat has dropped yet (registry).
+        self._uncounted: set[str] = set()
+        self._beat_lock = asyncio.Lock()
         self._thread = threading.Thread(target=self._run_loop, name="enigma-runtime", daemon=True)
         self._background: list[asyncio.Task[Any]] = []
         self._stopping = False
@@ -155,16 +158,21 @@ class WorkerRuntime:
     async def _beat(self) -> None:
         # Free slots are offered only while the task consumer takes tasks from the broker, and
         # none while draining (its sessions are about to move to other hosts).
-        capacity = self.capacity if registry.consumer_lost_for() is None else len(self.runners)
-        await db(registry.worker_heartbeat)(
-            worker_id=self.worker_id,
-            capacity=0 if self.draining else capacity,
-            # A runner whose session has ended holds no slot: it is only closing its browser.
-            sessions=sum(1 for runner in self.runners.values() if not runner.done.is_set()),
-            warm=self.host.warm_count,
-            contexts=self.host.open_contexts,
-            draining=self.draining,
-        )
+        # One beat at a time: a beat written after a newer one would undo its count.
+        async with self._beat_lock:
+            capacity = self.capacity if registry.consumer_lost_for() is None else len(self.runners)
+            counted = set(self._uncounted)  # taken with the count they are part of
+            await db(registry.worker_heartbeat)(
+                worker_id=self.worker_id,
+                capacity=0 if self.draining else capacity,
+                # A runner whose session has ended holds no slot: it is only closing its browser.
+                sessions=sum(1 for runner in self.runners.values() if not runner.done.is_set()),
+                warm=self.host.warm_count,
+                contexts=self.host.open_contexts,
+                draining=self.draining,
+                counted=counted,
+            )
+            self._uncounted -= counted
 
     async def _heartbeat_loop(self) -> None:
         """One write per interval for the worker and all its sessions, whatever their number."""
@@ -253,12 +261,11 @@ class WorkerRuntime:
             return
         steps = StartSteps()
         generation = lifecycle.session_claim(session_id=session_id, worker_id=self.worker_id)
-        # Claimed or not, the start no longer needs its reservation: from here the heartbeat's
-        # session count holds it (keeping both until that beat counted it twice, and a start
-        # right after a terminate was refused with a slot free: tests/sessions/test_capacity.py).
-        registry.host_unreserve(self.host_id, session_id)
         if generation is None:  # ended before any worker claimed it, or a duplicate delivery
+            registry.host_unreserve(self.host_id, session_id)
             return
+        # Claimed: the reservation stays until the heartbeat that counts the session drops it
+        # in the same transaction (_host, _beat), so placement never sees it twice or not at all.
         close_old_connections()
         steps.mark("claim")
         runner = SessionRunner(self, session_id, generation)
@@ -269,6 +276,7 @@ class WorkerRuntime:
     async def _host(self, runner: SessionRunner) -> None:
         session_id = runner.session_id
         self.runners[session_id] = runner
+        self._uncounted.add(session_id)  # still reserved on this host until a beat counts it
         # Placement sees the session here from now on (off the start's path).
         beat = asyncio.create_task(self._beat_hosting(session_id))
         freed = asyncio.create_task(self._beat_when_done(runner))
@@ -291,8 +299,7 @@ class WorkerRuntime:
 
     async def _beat_hosting(self, session_id: str) -> None:
         try:
-            await self._beat()
-            await db(registry.host_unreserve)(self.host_id, session_id)
+            await self._beat()  # counts the session and drops its reservation
         except RedisError:
             logger.exception("worker heartbeat failed")
 

@@ -38,3 +38,33 @@ def test_a_start_right_after_a_terminate_takes_the_freed_slot(api: Api, pages: s
             api.message(sid, {"actionType": "state", "newState": "terminate"})
         for sid in ids:
             api.wait_session(sid, "terminated")
+
+
+def test_placement_counts_a_claimed_session_once_from_its_reservation_to_its_heartbeat() -> None:
+    """A start is counted against its host while sent but not claimed (reserved), then by the
+    worker's heartbeat; the beat that counts it drops the reservation in the same transaction.
+    Dropping it at the claim left a gap in which placement saw the host emptier than it was (a
+    second orphan of a killed host then went to the same host: tests/fleet)."""
+    from sessions_app import registry
+
+    worker = "place-a:1:test"
+    host = registry.host_of(worker)
+
+    def counted() -> tuple[int, int]:
+        (info,) = [h for h in registry.live_hosts() if h.host == host]
+        return info.sessions, info.reserved
+
+    try:
+        registry.worker_heartbeat(worker_id=worker, capacity=4, sessions=0, warm=1)
+        registry.host_reserve(host, "s-1")
+        assert counted() == (0, 1)
+        registry.worker_heartbeat(worker_id=worker, capacity=4, sessions=1, warm=0, counted=["s-1"])
+        assert counted() == (1, 0)
+        # A beat that counts nothing new leaves other starts' reservations alone.
+        registry.host_reserve(host, "s-2")
+        registry.worker_heartbeat(worker_id=worker, capacity=4, sessions=1, warm=0)
+        assert counted() == (1, 1)
+        assert [h.free for h in registry.live_hosts() if h.host == host] == [2]
+    finally:
+        registry.host_unreserve(host, "s-2")
+        registry.worker_unregister(worker)
