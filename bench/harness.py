@@ -4,6 +4,7 @@ and Daphne, all on free ports under a temporary directory; stop everything on ex
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import signal
 import socket
@@ -34,6 +35,8 @@ class Stack:
     env: dict[str, str]
     worker: subprocess.Popen[bytes]
     tmp: Path
+    # With stack(workers=N > 1): each worker's host id (ENIGMA_HOST_ID) and process.
+    workers: dict[str, subprocess.Popen[bytes]] = dataclasses.field(default_factory=dict)
 
 
 def _spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
@@ -43,7 +46,9 @@ def _spawn(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[
 
 
 @contextlib.contextmanager
-def stack(*, capacity: int = 20, extra_env: dict[str, str] | None = None) -> Iterator[Stack]:
+def stack(*, capacity: int = 20, extra_env: dict[str, str] | None = None, workers: int = 1) -> Iterator[Stack]:
+    """A throwaway stack; with `workers` > 1, that many browser workers with host ids bench-1..N
+    stand for as many hosts (each `capacity` slots; the team may use them all)."""
     tmp = Path(tempfile.mkdtemp(prefix="enigma-bench-"))
     redis_port, web_port = free_port(), free_port()
     env = dict(os.environ)
@@ -53,7 +58,7 @@ def stack(*, capacity: int = 20, extra_env: dict[str, str] | None = None) -> Ite
             "ENIGMA_VAR_DIR": str(tmp / "var"),
             "ENIGMA_WORKER_CAPACITY": str(capacity),
             # The bench is one tenant filling the worker: its team may use every slot.
-            "ENIGMA_TEAM_SESSION_LIMIT": str(capacity),
+            "ENIGMA_TEAM_SESSION_LIMIT": str(capacity * workers),
             "ENIGMA_ALLOWED_PRIVATE_HOSTS": "127.0.0.1,localhost",
             "ENIGMA_AGENT_PROVIDER": "offline",
             "ENIGMA_LOG_LEVEL": "WARNING",
@@ -80,29 +85,34 @@ def stack(*, capacity: int = 20, extra_env: dict[str, str] | None = None) -> Ite
             capture_output=True,
             text=True,
         ).stdout.strip()
-        worker = _spawn(
-            [
-                str(BIN / "celery"),
-                "-A",
-                "enigma_site",
-                "worker",
-                "-Q",
-                "browsers,celery",
-                "--pool",
-                "threads",
-                "--concurrency",
-                str(capacity),
-                "-n",
-                "bench@%h",
-                "--loglevel",
-                "WARNING",
-                "--without-gossip",
-                "--without-mingle",
-            ],
-            env,
-            tmp / "worker.log",
-        )
-        procs.append(worker)
+        hosts = [f"bench-{n}" for n in range(1, workers + 1)] if workers > 1 else [""]
+        spawned: dict[str, subprocess.Popen[bytes]] = {}
+        for host in hosts:
+            worker_env = {**env, "ENIGMA_HOST_ID": host} if host else env
+            spawned[host] = _spawn(
+                [
+                    str(BIN / "celery"),
+                    "-A",
+                    "enigma_site",
+                    "worker",
+                    "-Q",
+                    "browsers,celery",
+                    "--pool",
+                    "threads",
+                    "--concurrency",
+                    str(capacity),
+                    "-n",
+                    f"bench{host}@%h",
+                    "--loglevel",
+                    "WARNING",
+                    "--without-gossip",
+                    "--without-mingle",
+                ],
+                worker_env,
+                tmp / (f"worker-{host}.log" if host else "worker.log"),
+            )
+            procs.append(spawned[host])
+        worker = next(iter(spawned.values()))
         procs.append(
             _spawn(
                 [str(BIN / "daphne"), "-b", "127.0.0.1", "-p", str(web_port), "enigma_site.asgi:application"],
@@ -119,7 +129,13 @@ def stack(*, capacity: int = 20, extra_env: dict[str, str] | None = None) -> Ite
             time.sleep(0.2)
         else:
             raise RuntimeError(f"stack did not become healthy; logs in {tmp}")
-        yield Stack(url=url, key=key, env=env, worker=worker, tmp=tmp)
+        if workers > 1:
+            deadline = time.time() + 90
+            while requests.get(url + "/start/health", timeout=5).json().get("workers", 0) < workers:
+                if time.time() > deadline:
+                    raise RuntimeError(f"not every worker came up; logs in {tmp}")
+                time.sleep(0.3)
+        yield Stack(url=url, key=key, env=env, worker=worker, tmp=tmp, workers=spawned if workers > 1 else {})
     finally:
         for proc in reversed(procs):
             with contextlib.suppress(ProcessLookupError):

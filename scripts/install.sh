@@ -5,7 +5,10 @@ cd "$(dirname "$0")/.."
 
 need=()
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
-[ -x "${CHROMIUM_PATH:-/usr/lib/chromium/chromium}" ] || need+=(chromium)
+# chromium: the clients of the tests and benchmarks; chromium-headless-shell: the workers' browser
+# (enigma_site/settings.py CHROMIUM_PATH).
+[ -x /usr/lib/chromium/chromium ] || need+=(chromium)
+[ -n "${CHROMIUM_PATH:-}" ] || [ -x /usr/lib/chromium/chromium-headless-shell ] || need+=(chromium-headless-shell)
 [ -d /usr/share/doc/python3.11/html ] || need+=(python3.11-doc)
 command -v ffprobe >/dev/null 2>&1 || need+=(ffmpeg)  # ffprobe reads recordings in the tests
 if [ "${DB:-}" = "postgres" ] && ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
