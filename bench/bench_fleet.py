@@ -74,7 +74,12 @@ def main() -> None:
     parser.add_argument("--drain", type=int, default=20)
     args = parser.parse_args()
     page = serve_page()
-    env = {"ENIGMA_WARM_POOL": str(args.warm_pool), "ENIGMA_RECORDINGS": "off", "ENIGMA_HEARTBEAT_S": "1"}
+    env = {
+        "ENIGMA_WARM_POOL": str(args.warm_pool),
+        "ENIGMA_RECORDINGS": "off",
+        "ENIGMA_HEARTBEAT_S": "1",
+        "ENIGMA_RATE_LIMITS": "start-session=100000,send-message=100000",
+    }
     print(f"load average before: {os.getloadavg()[0]:.2f}", flush=True)
 
     with stack(capacity=args.capacity, extra_env=env) as one:
@@ -118,11 +123,15 @@ def main() -> None:
         t0 = time.perf_counter()
         worker.send_signal(signal.SIGTERM)  # the worker alone, as systemd (KillMode=mixed) does
         moved_at = exited_at = None
+        progress: list[tuple[float, int]] = [(0.0, 0)]
         deadline = t0 + 300
         while time.perf_counter() < deadline and (moved_at is None or exited_at is None):
             if moved_at is None:
                 now = rows(fleet, moving)
-                if all(st == "active" and h != host and url == urls[sid] for sid, (st, h, url) in now.items()):
+                done = sum(st == "active" and h != host and url == urls[sid] for sid, (st, h, url) in now.items())
+                if done != progress[-1][1]:
+                    progress.append((time.perf_counter() - t0, done))
+                if done == len(moving):
                     moved_at = time.perf_counter() - t0
             if exited_at is None and worker.poll() is not None:
                 exited_at = time.perf_counter() - t0
@@ -133,6 +142,7 @@ def main() -> None:
             f"{exited_at if exited_at is not None else float('nan'):.2f} s (code {worker.returncode})",
             flush=True,
         )
+        print("  moved by then: " + ", ".join(f"{n} at {t:.1f} s" for t, n in progress[1:]), flush=True)
         terminate_all(fleet, sessions)
     print(f"load average after: {os.getloadavg()[0]:.2f}")
 

@@ -346,9 +346,9 @@ class WorkerRuntime:
         moved = await db(lifecycle.session_hand_off)(
             session_id=runner.session_id, generation=runner.generation, worker_id=self.worker_id
         )
-        runner.done.set()
-        if moved:
+        if moved:  # sent before the runner stops: its end cancels this loop, and the worker may exit
             await db(session_dispatch)(session_id=runner.session_id, exclude=(self.host_id,), fallback=False)
+        runner.done.set()
 
     def stop(self) -> None:
         """Stop hosting: runners stop without ending their sessions (another worker takes over)."""
