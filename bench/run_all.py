@@ -10,6 +10,8 @@ HERE = Path(__file__).resolve().parent
 SCRIPTS = [
     "bench_browser.py",
     "bench_sessions.py",
+    "bench_starts.py",
+    "bench_fleet.py",
     "bench_realtime.py",
     "bench_observation.py",
     "bench_soak.py",
