@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.db import DatabaseError, close_old_connections
+from kombu.exceptions import OperationalError as KombuOperationalError
 from playwright.async_api import Error as PlaywrightError
 from redis.exceptions import RedisError
 
@@ -346,9 +347,14 @@ class WorkerRuntime:
         moved = await db(lifecycle.session_hand_off)(
             session_id=runner.session_id, generation=runner.generation, worker_id=self.worker_id
         )
-        if moved:  # sent before the runner stops: its end cancels this loop, and the worker may exit
-            await db(session_dispatch)(session_id=runner.session_id, exclude=(self.host_id,), fallback=False)
-        runner.done.set()
+        try:
+            if moved:  # sent before the runner stops: its end cancels this loop, and the worker may exit
+                await db(session_dispatch)(session_id=runner.session_id, exclude=(self.host_id,), fallback=False)
+        except (RedisError, OSError, KombuOperationalError):
+            # Orphaned already: the sweep sends it on (sessions_app.sweep); it must not fail here.
+            logger.warning("could not send session %s to another host; the sweep will", runner.session_id)
+        finally:
+            runner.done.set()
 
     def stop(self) -> None:
         """Stop hosting: runners stop without ending their sessions (another worker takes over)."""
