@@ -25,7 +25,7 @@ from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_starts import end, serve_page, start_once  # noqa: E402
+from bench_starts import end, sequential, serve_page, start_once  # noqa: E402
 from harness import Stack, percentile, stack  # noqa: E402
 
 
@@ -48,16 +48,6 @@ def rows(s: Stack, sessions: list[str]) -> dict[str, tuple[str, str, str]]:
     finally:
         db.close()
     return {sid: (state, (worker or "").split(":", 1)[0], url) for sid, state, worker, url in found}
-
-
-def sequential(s: Stack, page: str, n: int) -> list[float]:
-    times = []
-    for _ in range(n):
-        ms, sid = start_once(s.url, s.key, page)
-        times.append(ms)
-        terminate_all(s, [sid])
-        time.sleep(0.5)
-    return times
 
 
 def line(label: str, values: list[float]) -> str:
@@ -84,12 +74,12 @@ def main() -> None:
 
     with stack(capacity=args.capacity, extra_env=env) as one:
         time.sleep(3)
-        single = sequential(one, page, args.sequential)
+        single = [ms for ms, _ in sequential(one.url, one.key, page, args.sequential, 0.5)]
     print(line("one worker, sequential", single), flush=True)
 
     with stack(capacity=args.capacity, extra_env=env, workers=args.workers) as fleet:
         time.sleep(3)
-        spread = sequential(fleet, page, args.sequential)
+        spread = [ms for ms, _ in sequential(fleet.url, fleet.key, page, args.sequential, 0.5)]
         p50_one, p50_fleet = percentile(single, 50), percentile(spread, 50)
         verdict = "OK" if p50_fleet <= p50_one * 1.1 else "MISS"
         print(

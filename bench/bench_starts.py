@@ -29,11 +29,12 @@ from pathlib import Path
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from harness import percentile, stack  # noqa: E402
+from harness import ROOT, percentile, stack  # noqa: E402
+
+sys.path.insert(0, str(ROOT))
+from agents.config import default_chromium_path  # noqa: E402
 
 POLL_S = 0.005  # --poll-ms: each poll costs the web process CPU the start competes for
-BURST_POLL_S = 0.05  # --burst-poll-ms: 20 clients polling every 5 ms (4,000 requests a second)
-# saturated the web process, and the starts queued behind the polls
 PAGE = b"<!doctype html><title>Bench page</title><h1>Hello</h1>"
 STEP_RE = re.compile(r"start steps of (\w+): (.*)$")
 
@@ -67,11 +68,6 @@ def serve_page() -> str:
     return f"http://127.0.0.1:{port}/page.html"
 
 
-def _worker_chromium() -> str:
-    shell = "/usr/lib/chromium/chromium-headless-shell"
-    return shell if os.access(shell, os.X_OK) else "/usr/lib/chromium/chromium"
-
-
 def start_once(base: str, key: str, page: str | None, poll_s: float | None = None) -> tuple[float, str]:
     """POST start-session and poll until the session is active (with its currentUrl when it has
     a page); returns the milliseconds from sending the POST and the session id."""
@@ -89,6 +85,17 @@ def start_once(base: str, key: str, page: str | None, poll_s: float | None = Non
             return (time.perf_counter() - t0) * 1000, sid
         time.sleep(POLL_S if poll_s is None else poll_s)
     raise RuntimeError(f"session {sid} never became active")
+
+
+def sequential(base: str, key: str, page: str | None, n: int, interval_s: float) -> list[tuple[float, str]]:
+    """`n` starts one after another, each ended `interval_s` before the next: (ms, session id)."""
+    out = []
+    for _ in range(n):
+        ms, sid = start_once(base, key, page)
+        out.append((ms, sid))
+        end(base, key, [sid])
+        time.sleep(interval_s)
+    return out
 
 
 def end(base: str, key: str, sessions: list[str]) -> None:
@@ -135,11 +142,13 @@ def main() -> None:
     parser.add_argument("--burst-window", type=float, default=2.0)
     parser.add_argument("--warm-pool", type=int, default=2)
     parser.add_argument("--poll-ms", type=float, default=5.0)
+    # 20 clients polling every 5 ms (4,000 requests a second) saturated the web process, and
+    # the starts queued behind the polls.
     parser.add_argument("--burst-poll-ms", type=float, default=50.0)
-    parser.add_argument("--chromium", default=os.environ.get("CHROMIUM_PATH", "") or _worker_chromium())
+    parser.add_argument("--chromium", default=os.environ.get("CHROMIUM_PATH", "") or default_chromium_path())
     args = parser.parse_args()
-    global POLL_S, BURST_POLL_S
-    POLL_S, BURST_POLL_S = args.poll_ms / 1000, args.burst_poll_ms / 1000
+    global POLL_S
+    POLL_S = args.poll_ms / 1000
     page = serve_page()
     capacity = args.burst + 5
     extra = {
@@ -158,20 +167,14 @@ def main() -> None:
         log = s.tmp / "worker.log"
         for label, target in (("no startingUrl", None), ("startingUrl (local page)", page)):
             t50 = 60 if target is None else 150
-            times, ids = [], []
-            for _ in range(args.sequential):
-                ms, sid = start_once(s.url, s.key, target)
-                times.append(ms)
-                ids.append(sid)
-                end(s.url, s.key, [sid])
-                time.sleep(args.interval)
-            print(summary(f"sequential, {label}", times, t50, 300))
-            print(f"  worker steps p50 (ms): {step_medians(log, set(ids))}")
+            runs = sequential(s.url, s.key, target, args.sequential, args.interval)
+            print(summary(f"sequential, {label}", [ms for ms, _ in runs], t50, 300))
+            print(f"  worker steps p50 (ms): {step_medians(log, {sid for _, sid in runs})}")
             gap = args.burst_window / args.burst
             with ThreadPoolExecutor(args.burst) as pool:
                 futures = []
                 for _ in range(args.burst):
-                    futures.append(pool.submit(start_once, s.url, s.key, target, BURST_POLL_S))
+                    futures.append(pool.submit(start_once, s.url, s.key, target, args.burst_poll_ms / 1000))
                     time.sleep(gap)
                 burst = [f.result() for f in futures]
             print(

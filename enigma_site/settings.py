@@ -16,6 +16,8 @@ import dj_database_url
 import django_stubs_ext
 from django.core.exceptions import ImproperlyConfigured
 
+from agents.config import default_chromium_path
+
 # Django's generic classes take type arguments at run time too (`admin.ModelAdmin[Price]`).
 django_stubs_ext.monkeypatch()
 
@@ -284,13 +286,7 @@ ENIGMA_WARM_POOL = env_int("ENIGMA_WARM_POOL", 2)
 # connections (0: the session lifetime cap, so the start-session token lasts as long as its session).
 ENIGMA_CDP_WARM_POOL = env_int("ENIGMA_CDP_WARM_POOL", 1)
 ENIGMA_CDP_TOKEN_TTL_S = env_int("ENIGMA_CDP_TOKEN_TTL_S", 0)
-# Debian's chromium-headless-shell when installed (scripts/install.sh installs it): a new context
-# and page cost ~60 ms of CPU there against ~300-450 ms in `chromium`, which is what a burst of
-# starts waits for; screencasts (live view, WHEP, recordings) and downloads work the same.
-HEADLESS_SHELL_PATH = "/usr/lib/chromium/chromium-headless-shell"
-CHROMIUM_PATH = os.environ.get("CHROMIUM_PATH") or (
-    HEADLESS_SHELL_PATH if os.access(HEADLESS_SHELL_PATH, os.X_OK) else "/usr/lib/chromium/chromium"
-)
+CHROMIUM_PATH = os.environ.get("CHROMIUM_PATH") or default_chromium_path()  # the workers' browser
 ENIGMA_ALLOWED_PRIVATE_HOSTS = frozenset(env_list("ENIGMA_ALLOWED_PRIVATE_HOSTS"))
 
 

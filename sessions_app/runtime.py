@@ -279,7 +279,7 @@ class WorkerRuntime:
         self.runners[session_id] = runner
         self._uncounted.add(session_id)  # still reserved on this host until a beat counts it
         # Placement sees the session here from now on (off the start's path).
-        beat = asyncio.create_task(self._beat_hosting(session_id))
+        beat = asyncio.create_task(self._beat_hosting())
         freed = asyncio.create_task(self._beat_when_done(runner))
         try:
             await runner.run()
@@ -298,7 +298,7 @@ class WorkerRuntime:
         except RedisError:
             logger.exception("worker heartbeat failed")
 
-    async def _beat_hosting(self, session_id: str) -> None:
+    async def _beat_hosting(self) -> None:
         try:
             await self._beat()  # counts the session and drops its reservation
         except RedisError:
