@@ -23,6 +23,7 @@
   var scale = 1, ws = null, retry = 0, finished = false, humanControl = false;
   var typed = "", typeTimer = null;
   var rtc = null;  // {pc, location, playing} while WebRTC is tried or plays
+  var videoRetry = 0, videoTimer = null;  // the next WebRTC try after a failed one
   var NAMED_KEYS = ["Enter", "Escape", "Tab", "Backspace", "Delete", "ArrowUp", "ArrowDown",
     "ArrowLeft", "ArrowRight", "PageUp", "PageDown", "Home", "End", "Insert", "Space",
     "F1", "F2", "F3", "F4", "F5", "F6", "F7", "F8", "F9", "F10", "F11", "F12"];
@@ -100,12 +101,26 @@
   }
 
   function stopVideo() {
+    if (videoTimer) { clearTimeout(videoTimer); videoTimer = null; }
     if (!rtc) return;
     var ended = rtc;
     rtc = null;
     showVideo(false);
     ended.pc.close();
     if (ended.location) fetch(ended.location, { method: "DELETE", keepalive: true }).catch(function () {});
+  }
+
+  // A try that failed for a passing reason (no picture in time, a dropped connection, a 5xx or
+  // 429, the network) is tried again after 2, 4, 8, 16, then every 30 s, the frames shown
+  // meanwhile; a refusal (another 4xx: the link expired, the session ended) is final.
+  function videoFailed(attempt, why, final) {
+    if (rtc !== attempt) return;
+    stopVideo();
+    if (finished || final) { console.warn("Live view: frames only (" + why + ")"); return; }
+    videoRetry = Math.min(videoRetry + 1, 5);
+    var delay = Math.min(1000 * Math.pow(2, videoRetry), 30000);
+    console.warn("Live view: video " + why + "; frames until it is tried again in " + delay / 1000 + " s");
+    videoTimer = setTimeout(function () { videoTimer = null; startVideo(); }, delay);
   }
 
   function gathered(pc) {
@@ -133,17 +148,20 @@
       if (event.track.kind === "video") video.srcObject = new MediaStream([event.track]);
     };
     pc.onconnectionstatechange = function () {
-      if (rtc === attempt && (pc.connectionState === "failed" || pc.connectionState === "closed")) stopVideo();
+      if (pc.connectionState === "failed" || pc.connectionState === "closed") {
+        videoFailed(attempt, "connection " + pc.connectionState, false);
+      }
     };
     var playing = function () {
       if (rtc !== attempt || !video.videoWidth) return;
       attempt.playing = true;
+      videoRetry = 0;
       showVideo(true);
     };
-    video.addEventListener("resize", playing);
-    video.addEventListener("loadeddata", playing);
-    // No picture within 10 s (blocked UDP, a proxy): frames it is.
-    setTimeout(function () { if (rtc === attempt && !attempt.playing) stopVideo(); }, 10000);
+    video.onresize = playing;
+    video.onloadeddata = playing;
+    // No picture within 10 s (blocked UDP, a proxy, a loaded server): frames until the next try.
+    setTimeout(function () { if (!attempt.playing) videoFailed(attempt, "showed no picture in 10 s", false); }, 10000);
     pc.createOffer().then(function (offer) { return pc.setLocalDescription(offer); })
       .then(function () { return gathered(pc); })
       .then(function () {
@@ -151,18 +169,23 @@
                                 body: pc.localDescription.sdp });
       })
       .then(function (response) {
-        if (response.status !== 201) throw new Error("WHEP answered " + response.status);
+        if (response.status !== 201) {
+          var passing = response.status >= 500 || response.status === 429 || response.status === 408;
+          videoFailed(attempt, "refused: WHEP answered " + response.status, !passing);
+          return null;
+        }
         var location = response.headers.get("Location");
         if (location) attempt.location = new URL(location, window.location.href).href;
         return response.text();
       })
       .then(function (answer) {
-        if (rtc !== attempt) return null;
+        if (answer === null || rtc !== attempt) return null;
         return pc.setRemoteDescription({ type: "answer", sdp: answer });
       })
-      .catch(function () { if (rtc === attempt) stopVideo(); });
+      .catch(function (error) { videoFailed(attempt, "failed: " + error, false); });
   }
   window.addEventListener("pagehide", stopVideo);
+  window.addEventListener("pageshow", function (event) { if (event.persisted && !rtc) startVideo(); });
 
   function pagePoint(event) {
     var rect = surface.getBoundingClientRect();

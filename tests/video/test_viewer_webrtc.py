@@ -36,10 +36,32 @@ def browser() -> Iterator[Browser]:
 
 def _viewer(browser: Browser, url: str, *, init_script: str = "") -> Page:
     page = browser.new_page(viewport={"width": 1024, "height": 600})  # scale 1: page px = window px
+    _keep_trail(page)
     if init_script:
         page.add_init_script(init_script)
     page.goto(url)
     return page
+
+
+def _keep_trail(page: Page) -> None:
+    """What the viewer did (its console, its WHEP requests), for the message of a failed wait."""
+    trail: list[str] = []
+
+    def response(answer: Any) -> None:
+        if "/whep/" in answer.url:
+            trail.append(f"{answer.request.method} whep {answer.status}")
+
+    page.on("console", lambda message: trail.append(f"console {message.type}: {message.text}"))
+    page.on("response", response)
+    page.on("requestfailed", lambda request: trail.append(f"failed {request.method} {request.url}: {request.failure}"))
+    page.trail = trail  # type: ignore[attr-defined]
+
+
+def _playing_webrtc(page: Page, timeout: float) -> dict[str, Any]:
+    try:
+        return _until(lambda: (m := _media(page))["media"] == "webrtc" and m["frames"] > 0 and m, timeout=timeout)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; media {_media(page)}; trail {page.trail}") from None  # type: ignore[attr-defined]
 
 
 def _jpeg_frames_shown(page: Page) -> dict[str, Any] | None:
@@ -76,7 +98,7 @@ def _click_the_button(page: Page) -> None:
 def test_viewer_plays_webrtc_video_and_clicks_still_work(api: Api, pages: str, browser: Browser) -> None:
     session_id, view_url = _animated(api, pages)
     page = _viewer(browser, view_url)
-    state = _until(lambda: (m := _media(page))["media"] == "webrtc" and m["frames"] > 0 and m, timeout=40)
+    state = _playing_webrtc(page, timeout=40)
     assert (state["width"], state["height"]) == (1024, 600)
     assert state["videoShown"] and not state["imgShown"]
     html = page.content()
@@ -101,3 +123,36 @@ def test_viewer_falls_back_to_frames_without_webrtc_or_when_whep_fails(api: Api,
         assert state["imgShown"] and not state["videoShown"] and state["media"] != "webrtc"
         _click_the_button(page)
     assert _media(refused)["frames"] == 0
+
+
+def test_viewer_tries_webrtc_again_after_a_passing_failure_but_not_after_a_refusal(
+    api: Api, pages: str, browser: Browser
+) -> None:
+    view_url = _animated(api, pages)[1]
+    posts: dict[str, list[int]] = {"busy": [], "refused": []}
+
+    def busy_once(route: Any) -> None:
+        if route.request.method != "POST":
+            route.continue_()
+        elif not posts["busy"]:
+            posts["busy"].append(503)
+            route.fulfill(status=503, body="busy")
+        else:
+            posts["busy"].append(0)
+            route.continue_()
+
+    def refused(route: Any) -> None:
+        posts["refused"].append(403)
+        route.fulfill(status=403, content_type="application/json", body='{"error": "expired"}')
+
+    busy = browser.new_page(viewport={"width": 1024, "height": 600})
+    _keep_trail(busy)
+    busy.route("**/whep/**", busy_once)
+    expired = browser.new_page(viewport={"width": 1024, "height": 600})
+    expired.route("**/whep/**", refused)
+    expired.goto(view_url)
+    busy.goto(view_url)
+    _playing_webrtc(busy, timeout=40)  # the 503 showed frames, the next try plays
+    assert posts["busy"] == [503, 0]
+    assert _jpeg_frames_shown(expired)
+    assert posts["refused"] == [403]  # a refusal is not asked again
