@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import importlib
 import os
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from asgiref.sync import ThreadSensitiveContext
+from django.conf import settings
 from django.core.asgi import get_asgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "enigma_site.settings")
@@ -42,6 +45,45 @@ MOUNTS: list[tuple[str, Any]] = [
 ]
 
 
+class RequestThreads:
+    """Django's HTTP handler with each request's sync code (middleware, DRF views, the ORM) on
+    one of a few long-lived threads.
+
+    Left alone, Django's ASGI handler gives every request a thread of its own, and with it a new
+    database connection (connections are per thread) and a second thread to join the first:
+    a third of a session poll's CPU, and a PostgreSQL connect per request whatever
+    DATABASE_CONN_MAX_AGE says. Here a request takes an idle thread (its connection reused as
+    DATABASE_CONN_MAX_AGE allows); when all ENIGMA_WEB_THREADS are busy (requests blocked on
+    I/O), it gets one of its own as before, so a slow request never holds up another.
+    """
+
+    def __init__(self, app: Any, size: int) -> None:
+        self.app = app
+        self.size = size
+        self._idle: list[ThreadPoolExecutor] = []
+        self._made = 0
+
+    def _take(self) -> ThreadPoolExecutor | None:
+        if self._idle:
+            return self._idle.pop()  # the most recently used: its connection is the warm one
+        if self._made >= self.size:
+            return None
+        self._made += 1
+        return ThreadPoolExecutor(max_workers=1, thread_name_prefix="http")
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        executor = self._take()
+        if executor is None:
+            await self.app(scope, receive, send)
+            return
+        try:
+            async with ThreadSensitiveContext(executor=executor):
+                await self.app(scope, receive, send)
+        finally:
+            # A request cancelled mid-call leaves its sync code running: the next one queues behind it.
+            self._idle.append(executor)
+
+
 class PathDispatch:
     def __init__(self, default: Any) -> None:
         self.default = default
@@ -57,7 +99,7 @@ class PathDispatch:
 
 application = ProtocolTypeRouter(
     {
-        "http": PathDispatch(django_asgi_app),
+        "http": PathDispatch(RequestThreads(django_asgi_app, settings.ENIGMA_WEB_THREADS)),
         "websocket": PathDispatch(URLRouter(websocket_urlpatterns)),
     }
 )

@@ -9,6 +9,7 @@ from typing import Any
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from whitenoise.middleware import WhiteNoiseMiddleware
 
 from .errors import ApiError, InvalidParameter, error_body, is_api_path, request_refusal
 from .parsers import printable
@@ -65,3 +66,34 @@ class ApiEdgeMiddleware:
 def _checked(request: HttpRequest) -> bool:
     # /v1/ answers in OpenAI's error format and reads its body through parsers.json_loads itself.
     return is_api_path(request.path) and not request.path.startswith("/v1/")
+
+
+class StaticFilesMiddleware(WhiteNoiseMiddleware):
+    """WhiteNoise, async-capable: its own middleware is sync-only, which under the ASGI server
+    costs every request (API calls included) two more thread crossings. A static file is
+    answered the same way in both modes (the lookup is a dict, or a stat with autorefresh)."""
+
+    sync_capable = True
+    async_capable = True
+
+    def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
+        super().__init__(get_response)
+        self.is_async = iscoroutinefunction(get_response)
+        if self.is_async:
+            markcoroutinefunction(self)
+
+    def __call__(self, request: HttpRequest) -> Any:
+        if self.is_async:
+            return self._acall(request)
+        return super().__call__(request)
+
+    def _static_file(self, request: HttpRequest) -> Any:
+        if self.autorefresh:
+            return self.find_file(request.path_info)
+        return self.files.get(request.path_info)
+
+    async def _acall(self, request: HttpRequest) -> HttpResponse:
+        static_file = self._static_file(request)
+        if static_file is not None:
+            return self.serve(static_file, request)
+        return await self.get_response(request)

@@ -89,7 +89,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "enigma_site.csp.ContentSecurityPolicyMiddleware",
-    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "enigma_site.middleware.StaticFilesMiddleware",  # WhiteNoise, async-capable
     "enigma_site.middleware.ApiEdgeMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -192,6 +192,9 @@ REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 # Per process and client; redis-py's own default (100) is too few for a web process with
 # hundreds of concurrent requests.
 ENIGMA_REDIS_MAX_CONNECTIONS = env_int("ENIGMA_REDIS_MAX_CONNECTIONS", 2000)
+# Long-lived threads a web process runs requests' sync code on (enigma_site/asgi.py); each holds
+# at most one database connection.
+ENIGMA_WEB_THREADS = env_int("ENIGMA_WEB_THREADS", 16)
 
 # Read timeout of every Redis connection (enigma_site.redis and the channel layer). redis-py 8
 # made it 5 s by default, exactly the 5 s BZPOPMIN of channels_redis' receive(): an idle socket's

@@ -33,10 +33,10 @@ class TaskNotFound(ApiError):
 def session_get(*, team: Team | int, session_id: str) -> BrowserSession:
     """Return the team's session, or raise SessionNotFound (also for another team's id)."""
     team_id = team if isinstance(team, int) else team.pk
-    session = BrowserSession.objects.filter(pk=str(session_id)[:64], team_id=team_id).first()
-    if session is None:
-        raise SessionNotFound(f"Session {session_id} does not exist or has expired")
-    return session
+    try:  # get(), not first(): a lookup by primary key needs no ORDER BY (a poll's hot path)
+        return BrowserSession.objects.get(pk=str(session_id)[:64], team_id=team_id)
+    except BrowserSession.DoesNotExist:
+        raise SessionNotFound(f"Session {session_id} does not exist or has expired") from None
 
 
 def task_get(*, team: Team | int, session_id: str, task_id: str) -> Task:
