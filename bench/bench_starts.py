@@ -4,14 +4,16 @@ one with the `startingUrl` of a local page (POST -> `active` with `currentUrl` s
 1. sequential starts (one every --interval s, each ended before the next): p50/p95;
 2. a burst of --burst starts within --burst-window s: p50/p95 (each client polls every
    --burst-poll-ms: twenty clients at 5 ms would be the web process's main load);
-3. the p50 of each step of the worker's start (`sessions_app.starts` log lines): queue (from
+3. the same task answered inline by run-task (a fresh session each time) and by send-message
+   on a warm session: p50/p95 of each (issue 17: as fast on a fresh session);
+4. the p50 of each step of the worker's start (`sessions_app.starts` log lines): queue (from
    the session's creation to the worker's pick-up), claim, loop (to the runtime's loop), load,
    context (acquire), commands, navigation (guard check and page load), state_write, active_event;
 
 with the load average before and after, since this machine is shared.
 
 Usage: .venv/bin/python bench/bench_starts.py [--sequential 30] [--burst 20] [--warm-pool 2] [--poll-ms 5]
-       [--burst-poll-ms 50] [--chromium /usr/lib/chromium/chromium-headless-shell]
+       [--burst-poll-ms 50] [--tasks 15] [--chromium /usr/lib/chromium/chromium-headless-shell]
 """
 
 from __future__ import annotations
@@ -113,6 +115,35 @@ def end(base: str, key: str, sessions: list[str]) -> None:
         time.sleep(0.1)
 
 
+def inline_tasks(base: str, key: str, page: str, n: int, interval_s: float) -> tuple[list[float], list[float]]:
+    """The same task `n` times answered inline (ms from the POST to the answer): by run-task on
+    a fresh session each time, and by send-message newTask on one warm session."""
+    http = requests.Session()
+    http.headers["Authorization"] = f"Bearer {key}"
+    prompt = f"go to {page} then extract the title"
+    fresh, warm = [], []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        body = http.post(f"{base}/start/run-task", json={"taskDetails": prompt}).json()
+        fresh.append((time.perf_counter() - t0) * 1000)
+        if body.get("status") != "complete" and body.get("type") != "task_completed":
+            raise RuntimeError(f"run-task did not answer inline: {body}")
+        time.sleep(interval_s)
+    ms, sid = start_once(base, key, None)
+    for _ in range(n):
+        t0 = time.perf_counter()
+        body = http.post(
+            f"{base}/start/send-message",
+            json={"sessionId": sid, "message": {"actionType": "newTask", "taskDetails": prompt}},
+        ).json()
+        warm.append((time.perf_counter() - t0) * 1000)
+        if body.get("status") != "complete" and body.get("type") != "task_completed":
+            raise RuntimeError(f"send-message did not answer inline: {body}")
+        time.sleep(interval_s)
+    end(base, key, [sid])
+    return fresh, warm
+
+
 def summary(label: str, values: list[float], target_p50: float, target_p95: float) -> str:
     p50, p95 = percentile(values, 50), percentile(values, 95)
     ok = p50 <= target_p50 and p95 <= target_p95
@@ -141,6 +172,7 @@ def main() -> None:
     parser.add_argument("--burst", type=int, default=20)
     parser.add_argument("--burst-window", type=float, default=2.0)
     parser.add_argument("--warm-pool", type=int, default=2)
+    parser.add_argument("--tasks", type=int, default=15, help="inline tasks on each path")
     parser.add_argument("--poll-ms", type=float, default=5.0)
     # 20 clients polling every 5 ms (4,000 requests a second) saturated the web process, and
     # the starts queued behind the polls.
@@ -156,7 +188,7 @@ def main() -> None:
         "CHROMIUM_PATH": args.chromium,
         "ENIGMA_LOG_LEVEL": "INFO",
         "ENIGMA_RECORDINGS": os.environ.get("ENIGMA_RECORDINGS", "on"),
-        "ENIGMA_RATE_LIMITS": "start-session=100000,send-message=100000",
+        "ENIGMA_RATE_LIMITS": "start-session=100000,send-message=100000,run-task=100000",
     }
     print(
         f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}; warm pool {args.warm_pool}; "
@@ -188,6 +220,15 @@ def main() -> None:
             print(f"  worker steps p50 (ms): {step_medians(log, {sid for _, sid in burst})}")
             end(s.url, s.key, [sid for _, sid in burst])
             time.sleep(3)
+        fresh, warm = inline_tasks(s.url, s.key, page, args.tasks, args.interval)
+        fresh50, warm50 = percentile(fresh, 50), percentile(warm, 50)
+        print(
+            f"task 'go to <local page> then extract the title' answered inline (n={args.tasks}): "
+            f"run-task on a fresh session p50 {fresh50:.1f} / p95 {percentile(fresh, 95):.1f} ms, "
+            f"send-message on a warm one p50 {warm50:.1f} / p95 {percentile(warm, 95):.1f} ms "
+            f"(fresh +{fresh50 - warm50:.1f} ms; target: as fast, within 60 ms, a start without a page)"
+            f"  [{'OK' if fresh50 - warm50 <= 60 else 'MISS'}]"
+        )
     print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
