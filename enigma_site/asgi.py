@@ -55,6 +55,10 @@ class RequestThreads:
     DATABASE_CONN_MAX_AGE says. Here a request takes an idle thread (its connection reused as
     DATABASE_CONN_MAX_AGE allows); when all ENIGMA_WEB_THREADS are busy (requests blocked on
     I/O), it gets one of its own as before, so a slow request never holds up another.
+
+    A task a request leaves running (a WHEP stream's loops) must not make thread-sensitive
+    sync_to_async calls once the request is over: asgiref refuses them (RuntimeError). Such work
+    uses thread_sensitive=False or the loop's executor, as video/whep.py does.
     """
 
     def __init__(self, app: Any, size: int) -> None:
