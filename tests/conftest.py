@@ -143,6 +143,31 @@ def wait_for_workers(count: int, timeout: float = 60) -> None:
     raise RuntimeError(f"fewer than {count} browser workers came up")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _others_off_the_test_database(django_db_setup: Any, django_db_blocker: Any) -> Iterator[None]:
+    """On PostgreSQL, before the test database is dropped: wait until the web processes and
+    workers stopped by then have left it. Their connections are long-lived
+    (DATABASE_CONN_MAX_AGE, ENIGMA_WEB_THREADS) and a server ends a killed client's backend a
+    moment later, which made DROP DATABASE fail ("being accessed by other users")."""
+    yield
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        return
+    query = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+    with django_db_blocker.unblock(), connection.cursor() as cursor:
+        deadline = time.monotonic() + 10
+        while True:
+            cursor.execute(query)
+            if cursor.fetchone()[0] == 0 or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        cursor.execute(  # a leftover past the wait is ours too: this is a throwaway database
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+
+
 @pytest.fixture(scope="session")
 def proc_logs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("procs")
