@@ -121,25 +121,20 @@ def inline_tasks(base: str, key: str, page: str, n: int, interval_s: float) -> t
     http = requests.Session()
     http.headers["Authorization"] = f"Bearer {key}"
     prompt = f"go to {page} then extract the title"
-    fresh, warm = [], []
-    for _ in range(n):
+
+    def answered_ms(path: str, body: dict[str, object]) -> float:
         t0 = time.perf_counter()
-        body = http.post(f"{base}/start/run-task", json={"taskDetails": prompt}).json()
-        fresh.append((time.perf_counter() - t0) * 1000)
-        if body.get("status") != "complete" and body.get("type") != "task_completed":
-            raise RuntimeError(f"run-task did not answer inline: {body}")
+        answer = http.post(f"{base}{path}", json=body).json()
+        took = (time.perf_counter() - t0) * 1000
+        if answer.get("status") != "complete" and answer.get("type") != "task_completed":
+            raise RuntimeError(f"{path} did not answer inline: {answer}")
         time.sleep(interval_s)
-    ms, sid = start_once(base, key, None)
-    for _ in range(n):
-        t0 = time.perf_counter()
-        body = http.post(
-            f"{base}/start/send-message",
-            json={"sessionId": sid, "message": {"actionType": "newTask", "taskDetails": prompt}},
-        ).json()
-        warm.append((time.perf_counter() - t0) * 1000)
-        if body.get("status") != "complete" and body.get("type") != "task_completed":
-            raise RuntimeError(f"send-message did not answer inline: {body}")
-        time.sleep(interval_s)
+        return took
+
+    fresh = [answered_ms("/start/run-task", {"taskDetails": prompt}) for _ in range(n)]
+    _, sid = start_once(base, key, None)
+    task = {"sessionId": sid, "message": {"actionType": "newTask", "taskDetails": prompt}}
+    warm = [answered_ms("/start/send-message", task) for _ in range(n)]
     end(base, key, [sid])
     return fresh, warm
 

@@ -9,13 +9,14 @@ pages, so any origin may frame it; every other page may be framed only by this o
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
-from asgiref.sync import iscoroutinefunction, markcoroutinefunction
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
+
+from .middleware import BothModes
 
 EMBEDDABLE_PREFIXES = ("/view/",)
 
@@ -50,17 +51,9 @@ def build_policy(*, embeddable: bool) -> str:
     )
 
 
-class ContentSecurityPolicyMiddleware:
-    # Both: a sync-only middleware this far out would send every request of the ASGI server
-    # through two more thread crossings.
-    sync_capable = True
-    async_capable = True
-
+class ContentSecurityPolicyMiddleware(BothModes):
     def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
-        self.get_response = get_response
-        self.is_async = iscoroutinefunction(get_response)
-        if self.is_async:
-            markcoroutinefunction(self)
+        super().__init__(get_response)
         setting = (settings.ENIGMA_CSP or "").strip()
         if setting.lower() in ("", "off", "0", "false", "no"):
             self.policies: tuple[str, str] | None = None
@@ -69,15 +62,7 @@ class ContentSecurityPolicyMiddleware:
         else:
             self.policies = (setting, setting)
 
-    def __call__(self, request: HttpRequest) -> HttpResponse | Awaitable[HttpResponse]:
-        if self.is_async:
-            return self._acall(request)
-        return self._add_policy(request, self.get_response(request))
-
-    async def _acall(self, request: HttpRequest) -> HttpResponse:
-        return self._add_policy(request, await self.get_response(request))
-
-    def _add_policy(self, request: HttpRequest, response: HttpResponse) -> HttpResponse:
+    def after(self, request: HttpRequest, response: HttpResponse) -> HttpResponse:
         if self.policies is None or "Content-Security-Policy" in response:
             return response
         if not response.get("Content-Type", "").startswith("text/html"):

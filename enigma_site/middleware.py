@@ -35,9 +35,10 @@ def url_refusal(request: HttpRequest) -> ApiError | None:
     return None
 
 
-class ApiEdgeMiddleware:
-    """Refuse, on API paths, requests whose URL no endpoint can use; answer Django's refusals
-    (RequestDataTooBig, TooManyFieldsSent) with the error envelope instead of a 400 page."""
+class BothModes:
+    """A middleware that runs in the mode of the chain around it, sync or async, so it adds no
+    thread crossing under the ASGI server (Django's MiddlewareMixin runs its hooks in
+    sync_to_async). Subclasses give `before` (a response ends the request there) and/or `after`."""
 
     sync_capable = True
     async_capable = True
@@ -51,12 +52,27 @@ class ApiEdgeMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse | Awaitable[HttpResponse]:
         if self.is_async:
             return self._acall(request)
-        refusal = url_refusal(request) if _checked(request) else None
-        return _response(refusal) if refusal else self.get_response(request)
+        response = self.before(request)
+        return response if response is not None else self.after(request, self.get_response(request))
 
     async def _acall(self, request: HttpRequest) -> HttpResponse:
+        response = self.before(request)
+        return response if response is not None else self.after(request, await self.get_response(request))
+
+    def before(self, request: HttpRequest) -> HttpResponse | None:
+        return None
+
+    def after(self, request: HttpRequest, response: HttpResponse) -> HttpResponse:
+        return response
+
+
+class ApiEdgeMiddleware(BothModes):
+    """Refuse, on API paths, requests whose URL no endpoint can use; answer Django's refusals
+    (RequestDataTooBig, TooManyFieldsSent) with the error envelope instead of a 400 page."""
+
+    def before(self, request: HttpRequest) -> HttpResponse | None:
         refusal = url_refusal(request) if _checked(request) else None
-        return _response(refusal) if refusal else await self.get_response(request)
+        return _response(refusal) if refusal else None
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
         refusal = request_refusal(exception) if _checked(request) else None
@@ -68,32 +84,15 @@ def _checked(request: HttpRequest) -> bool:
     return is_api_path(request.path) and not request.path.startswith("/v1/")
 
 
-class StaticFilesMiddleware(WhiteNoiseMiddleware):
-    """WhiteNoise, async-capable: its own middleware is sync-only, which under the ASGI server
-    costs every request (API calls included) two more thread crossings. A static file is
-    answered the same way in both modes (the lookup is a dict, or a stat with autorefresh)."""
-
-    sync_capable = True
-    async_capable = True
+class StaticFilesMiddleware(BothModes, WhiteNoiseMiddleware):
+    """WhiteNoise in both modes: its own middleware is sync-only, which under the ASGI server
+    costs every request (API calls included) two more thread crossings. The lookup is
+    WhiteNoise's (a dict, or a stat with autorefresh)."""
 
     def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
-        super().__init__(get_response)
-        self.is_async = iscoroutinefunction(get_response)
-        if self.is_async:
-            markcoroutinefunction(self)
+        WhiteNoiseMiddleware.__init__(self, get_response)
+        BothModes.__init__(self, get_response)
 
-    def __call__(self, request: HttpRequest) -> Any:
-        if self.is_async:
-            return self._acall(request)
-        return super().__call__(request)
-
-    def _static_file(self, request: HttpRequest) -> Any:
-        if self.autorefresh:
-            return self.find_file(request.path_info)
-        return self.files.get(request.path_info)
-
-    async def _acall(self, request: HttpRequest) -> HttpResponse:
-        static_file = self._static_file(request)
-        if static_file is not None:
-            return self.serve(static_file, request)
-        return await self.get_response(request)
+    def before(self, request: HttpRequest) -> HttpResponse | None:
+        static_file = self.find_file(request.path_info) if self.autorefresh else self.files.get(request.path_info)
+        return self.serve(static_file, request) if static_file is not None else None

@@ -154,18 +154,16 @@ def _others_off_the_test_database(django_db_setup: Any, django_db_blocker: Any) 
 
     if connection.vendor != "postgresql":
         return
-    query = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+    others = "FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
     with django_db_blocker.unblock(), connection.cursor() as cursor:
         deadline = time.monotonic() + 10
         while True:
-            cursor.execute(query)
+            cursor.execute(f"SELECT count(*) {others}")
             if cursor.fetchone()[0] == 0 or time.monotonic() > deadline:
                 break
             time.sleep(0.1)
-        cursor.execute(  # a leftover past the wait is ours too: this is a throwaway database
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
-        )
+        # A leftover past the wait is ours too: this is a throwaway database.
+        cursor.execute(f"SELECT pg_terminate_backend(pid) {others}")
 
 
 @pytest.fixture(scope="session")
