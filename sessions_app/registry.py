@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import cast
 
 from django.conf import settings
+from django.db.models import Count
 
 from enigma_site.redis import get_redis
 
@@ -194,17 +195,35 @@ def total_capacity() -> int:
     return sum(w.capacity for w in live_workers())
 
 
+def _live_by_worker(worker_ids: Iterable[str]) -> dict[str, int]:
+    """How many live sessions the database has on each of these workers."""
+    from .models import BrowserSession  # this module is imported before the apps are ready
+
+    rows = (
+        BrowserSession.objects.filter(state__in=BrowserSession.LIVE_STATES, worker_id__in=list(worker_ids))
+        .order_by()
+        .values("worker_id")
+        .annotate(n=Count("pk"))
+    )
+    return {row["worker_id"]: row["n"] for row in rows}
+
+
 def live_hosts(*, exclude: Iterable[str] = ()) -> list[HostInfo]:
-    """Hosts that take new sessions (not draining), with what is sent to them but not claimed."""
+    """Hosts that take new sessions (not draining), with what is sent to them but not claimed.
+
+    A worker's sessions are the fewer of its last beat's count and the live sessions the
+    database has on it: a session that has ended frees its slot at once, not at the worker's
+    next beat (a start right after a terminate found the host full). The fleet is read before
+    the database, so a session claimed and counted in between is still seen: by the beat."""
     excluded = set(exclude)
     workers, reserved = _read_fleet(with_reserved=True)
+    workers = [w for w in workers if not w.draining and w.host not in excluded]
+    live = _live_by_worker(w.worker_id for w in workers)
     totals: dict[str, list[int]] = {}
     for w in workers:
-        if w.draining or w.host in excluded:
-            continue
         entry = totals.setdefault(w.host, [0, 0, 0])
         entry[0] += w.capacity
-        entry[1] += w.sessions
+        entry[1] += min(w.sessions, live.get(w.worker_id, 0))
         entry[2] += w.warm
     return [
         HostInfo(host, cap, sessions, warm, reserved.get(host, 0)) for host, (cap, sessions, warm) in totals.items()
