@@ -137,33 +137,37 @@ def _terminate(base: str, headers: dict[str, str], session_id: str) -> None:
 
 def _probe_frames(redis_url: str, session_id: str, seconds: float) -> str:
     """Where a frame's time goes before the web process encodes it: frames per second the worker
-    publishes, capture (CDP timestamp) to publish, and publish to receipt over the channel layer."""
+    publishes, capture (CDP timestamp) to publish, and publish to receipt on the frame channel."""
     import asyncio
+    import json
 
-    from channels_redis.core import RedisChannelLayer
+    import redis.asyncio as aioredis
+
+    from sessions_app.frames import frames_channel
 
     async def probe() -> str:
-        layer = RedisChannelLayer(hosts=[redis_url])
-        channel = await layer.new_channel()
-        await layer.group_add(f"frames.{session_id}", channel)
+        client = aioredis.Redis.from_url(redis_url, decode_responses=True)
+        pubsub = client.pubsub(ignore_subscribe_messages=True)
+        await pubsub.subscribe(frames_channel(session_id))
         capture, hop, count = [], [], 0
         deadline = time.monotonic() + seconds
         try:
             while (left := deadline - time.monotonic()) > 0:
-                try:
-                    message = await asyncio.wait_for(layer.receive(channel), left)
-                except TimeoutError:
-                    break
+                raw = await pubsub.get_message(ignore_subscribe_messages=True, timeout=left)
+                if raw is None or raw.get("type") != "message":
+                    continue
+                message = json.loads(raw["data"])
                 now = time.time()
                 count += 1
                 if message.get("timestamp"):
                     capture.append(1000 * (message["sentAt"] - message["timestamp"]))
                 hop.append(1000 * (now - message["sentAt"]))
         finally:
-            await layer.group_discard(f"frames.{session_id}", channel)
+            await pubsub.aclose()
+            await client.aclose()
         return (
             f"worker publishes {count / seconds:.1f} frames/s; capture to publish p50 "
-            f"{percentile(capture, 50):.0f} ms p95 {percentile(capture, 95):.0f} ms; channel layer hop p50 "
+            f"{percentile(capture, 50):.0f} ms p95 {percentile(capture, 95):.0f} ms; Redis hop p50 "
             f"{percentile(hop, 50):.0f} ms p95 {percentile(hop, 95):.0f} ms"
         )
 

@@ -206,10 +206,12 @@ def start_daphne(port: int, log: Path) -> tuple[Proc, str]:
 @pytest.fixture(scope="session")
 def frames_server(django_db_setup: Any, proc_logs: Path) -> Iterator[str]:
     """A second web process for the live-frame tests (viewer, WebRTC, WHEP), started when the
-    first of them runs. Known defect (see issue 18's note): in clean-clone CI runs the long-lived
-    `server` stops draining its channel-layer inbox for Channels consumers by the time these
-    tests run (the worker logs "channels over capacity in group frames.<id>"), so frames reach a
-    viewer at ~1 fps or not at all; a fresh web process does not show it."""
+    first of them runs. In clean-clone CI runs the long-lived `server` stopped draining its
+    channel-layer inbox for Channels consumers by the time these tests ran (the worker logged
+    "channels over capacity in group frames.<id>"), so frames reached a viewer at ~1 fps or not
+    at all (issue 18's note). Frames now travel on Redis pub/sub (sessions_app.frames), not on
+    the channel layer; these tests keep their own process until a clean-clone run shows the
+    shared one delivering them (the viewer's events still use the channel layer)."""
     proc, url = start_daphne(free_port(), proc_logs / "daphne-frames.log")
     yield url
     proc.stop()

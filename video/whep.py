@@ -1,9 +1,9 @@
 """The WHEP live stream behind `streaming.webRTCURL` (api.md §5.10), on the web tier.
 
 Frames cross processes the way the JPEG live view's do: the worker that hosts the session
-publishes screencast JPEGs to the channel-layer group `frames.<session id>` while someone
-watches (a viewer lease, sessions_app/realtime/viewers.py). The web process that answered a WHEP
-offer holds one `SessionStream` per watched session: it takes a lease, listens to that group,
+publishes screencast JPEGs (sessions_app.frames) while someone watches (a viewer lease,
+sessions_app/realtime/viewers.py). The web process that answered a WHEP offer holds one
+`SessionStream` per watched session: it takes a lease, takes the session's frame feed,
 draws the chrome above each frame (video/compose.py) and encodes it once with libx264 for every
 H.264 peer of the session in this process (a browser that offers only VP8 gets the frames and
 aiortc's own VP8 encoder). A frame is encoded when the page changed and, when it did not, again
@@ -37,8 +37,8 @@ from django.conf import settings
 
 from enigma_site.redis import get_async_redis
 from sessions_app.events import group_name
+from sessions_app.frames import FrameFeed, frames_watch
 from sessions_app.realtime.viewers import ViewerLease
-from sessions_app.runner import frames_group
 
 from .compose import HEIGHT, WIDTH, FrameComposer, FrameError
 
@@ -166,7 +166,7 @@ class _Latest:
 
 
 class SessionStream:
-    """Every WHEP peer of one session in this process, fed from one channel-layer subscription
+    """Every WHEP peer of one session in this process, fed from one frame feed
     and one encoder."""
 
     def __init__(self, session_id: str, on_idle: Callable[[SessionStream], None]) -> None:
@@ -176,6 +176,7 @@ class SessionStream:
         self._lease = ViewerLease(session_id)
         self._latest = _Latest()
         self._channel = ""
+        self._frames: FrameFeed | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._composer = FrameComposer()
         self._encoder: _H264 | None = None
@@ -188,9 +189,13 @@ class SessionStream:
     async def start(self) -> None:
         layer = get_channel_layer()
         self._channel = await layer.new_channel()
-        await layer.group_add(frames_group(self.session_id), self._channel)
+        self._frames = await frames_watch(self.session_id)
         await layer.group_add(group_name(self.session_id), self._channel)
-        self._tasks = [asyncio.create_task(self._receive()), asyncio.create_task(self._pump())]
+        self._tasks = [
+            asyncio.create_task(self._receive()),
+            asyncio.create_task(self._take_frames(self._frames)),
+            asyncio.create_task(self._pump()),
+        ]
         await self._lease.start()
 
     async def stop(self) -> None:
@@ -205,7 +210,8 @@ class SessionStream:
         layer = get_channel_layer()
         with contextlib.suppress(OSError, ConnectionError, asyncio.CancelledError):
             await self._lease.stop()
-            await layer.group_discard(frames_group(self.session_id), self._channel)
+            if self._frames is not None:
+                await self._frames.close()
             await layer.group_discard(group_name(self.session_id), self._channel)
         self._on_idle(self)
 
@@ -218,6 +224,7 @@ class SessionStream:
         @peer.pc.on("connectionstatechange")
         async def on_state() -> None:
             if peer.pc.connectionState in ("failed", "closed"):
+                logger.info("WHEP peer of session %s: connection %s", self.session_id, peer.pc.connectionState)
                 await self.remove(peer.resource)
 
     async def remove(self, resource: str) -> None:
@@ -233,7 +240,18 @@ class SessionStream:
         if not self.peers and not self._stopped:
             await self.stop()
 
-    # ----- the two loops ---------------------------------------------------------------------
+    # ----- the three loops -------------------------------------------------------------------
+
+    async def _take_frames(self, frames: FrameFeed) -> None:
+        latest = self._latest
+        while not self._stopped:
+            frame = await frames.next()
+            try:
+                latest.jpeg = base64.b64decode(frame.get("data") or "")
+            except ValueError:  # binascii.Error: not a frame the worker sent
+                continue
+            latest.url, latest.title = str(frame.get("url") or ""), str(frame.get("title") or "")
+            latest.fresh.set()
 
     async def _receive(self) -> None:
         layer = get_channel_layer()
@@ -247,12 +265,7 @@ class SessionStream:
                 await asyncio.sleep(1)
                 continue
             kind = message.get("type")
-            if kind == "session.frame":
-                latest = self._latest
-                latest.jpeg = base64.b64decode(message.get("data") or "")
-                latest.url, latest.title = str(message.get("url") or ""), str(message.get("title") or "")
-                latest.fresh.set()
-            elif kind == "session.event":
+            if kind == "session.event":
                 name, payload = message.get("name"), message.get("payload") or {}
                 if name == "end_session":
                     asyncio.create_task(self.stop())

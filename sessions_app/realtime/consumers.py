@@ -9,6 +9,7 @@ send-message `message` of actionType "interaction" (only with a control token).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -18,7 +19,7 @@ from channels.generic.websocket import AsyncJsonWebsocketConsumer
 from enigma_site.errors import ApiError
 
 from ..events import group_name
-from ..runner import frames_group
+from ..frames import FrameFeed, frames_watch
 from .access import error_payload, viewer_grant_read, viewer_message_apply, without_session_id
 from .sio import RUNNER_STARTED
 from .viewers import ViewerLease
@@ -33,6 +34,8 @@ class ViewerConsumer(AsyncJsonWebsocketConsumer):
     session_id = ""
     control = False
     lease: ViewerLease | None = None
+    frames: FrameFeed | None = None
+    frames_task: asyncio.Task[None] | None = None
 
     async def connect(self) -> None:
         token = self.scope["url_route"]["kwargs"]["token"]
@@ -48,7 +51,7 @@ class ViewerConsumer(AsyncJsonWebsocketConsumer):
             await self.close(code=CLOSE_SESSION_ENDED)
             return
         await self.channel_layer.group_add(group_name(self.session_id), self.channel_name)
-        await self.channel_layer.group_add(frames_group(self.session_id), self.channel_name)
+        self.frames = await frames_watch(self.session_id)
         await self.send_json(
             self.shown(
                 {
@@ -60,15 +63,20 @@ class ViewerConsumer(AsyncJsonWebsocketConsumer):
                 }
             )
         )
+        self.frames_task = asyncio.create_task(self._pump_frames(self.frames))
         self.lease = ViewerLease(self.session_id)
         await self.lease.start()
 
     async def disconnect(self, code: int) -> None:
+        if self.frames_task is not None:
+            self.frames_task.cancel()
+            await asyncio.gather(self.frames_task, return_exceptions=True)  # a send to a gone client
+        if self.frames is not None:
+            await self.frames.close()
         if self.lease is not None:
             await self.lease.stop()
         if self.session_id:
             await self.channel_layer.group_discard(group_name(self.session_id), self.channel_name)
-            await self.channel_layer.group_discard(frames_group(self.session_id), self.channel_name)
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
         try:
@@ -87,8 +95,10 @@ class ViewerConsumer(AsyncJsonWebsocketConsumer):
         """What a viewer may see: never the session id (the page may be someone else's)."""
         return without_session_id(payload, self.session_id)
 
-    async def session_frame(self, message: dict[str, Any]) -> None:
-        await self.send_json(self.shown({**message, "type": "frame"}))
+    async def _pump_frames(self, frames: FrameFeed) -> None:
+        while True:
+            frame = await frames.next()
+            await self.send_json(self.shown({**frame, "type": "frame"}))
 
     async def session_event(self, message: dict[str, Any]) -> None:
         payload = message["payload"]

@@ -3,8 +3,8 @@
 python-socketio speaks the protocol; this module binds it to our sessions. Each connected
 socket gets its own channel-layer channel in the session's event group (so events from any
 worker reach it on any web process), replays the log after `auth.lastEventId` before live
-events, and, when it asks for frames (`auth.frames` or `emit("watch")`), a second channel in the
-session's frame group plus a viewer lease that keeps the screencast running.
+events, and, when it asks for frames (`auth.frames` or `emit("watch")`), a feed of the session's
+frames (sessions_app.frames) plus a viewer lease that keeps the screencast running.
 
 A socket lives as long as its session: only `end_session` closes it from our side. A Redis or
 database error while it waits is retried; once the layer answers again the socket re-joins its
@@ -30,7 +30,7 @@ from enigma_site.parsers import json_loads
 from enigma_site.redis import get_async_redis, get_redis
 
 from ..events import events_after, group_name
-from ..runner import frames_group
+from ..frames import FrameFeed, frames_watch
 from .access import SocketGrant, error_payload, socket_message_apply, socket_session_authorize, without_session_id
 from .viewers import ViewerLease
 
@@ -107,7 +107,7 @@ class SocketClient:
         self.ready = asyncio.Event()
         self.layer = get_channel_layer()
         self.events_channel = ""
-        self.frames_channel = ""
+        self.frames: FrameFeed | None = None
         self.lease = ViewerLease(self.session_id)
         self.events_task: asyncio.Task[None] | None = None
         self.frames_task: asyncio.Task[None] | None = None
@@ -122,21 +122,20 @@ class SocketClient:
         self.events_task = asyncio.create_task(self._pump_events())
 
     async def watch(self, on: bool) -> None:
-        if on and not self.frames_channel:
-            self.frames_channel = await self.layer.new_channel("sio.")
-            await self.layer.group_add(frames_group(self.session_id), self.frames_channel)
-            self.frames_task = asyncio.create_task(self._pump_frames(self.frames_channel))
+        if on and self.frames is None:
+            self.frames = await frames_watch(self.session_id)
+            self.frames_task = asyncio.create_task(self._pump_frames(self.frames))
             await self.lease.start()
-        elif not on and self.frames_channel:
+        elif not on and self.frames is not None:
             await self._unwatch()
 
     async def _unwatch(self) -> None:
-        channel, self.frames_channel = self.frames_channel, ""
+        frames, self.frames = self.frames, None
         task, self.frames_task = self.frames_task, None
         if task is not None:
             task.cancel()
-        if channel:
-            await self.layer.group_discard(frames_group(self.session_id), channel)
+        if frames is not None:
+            await frames.close()
         await self.lease.stop()
 
     async def close(self) -> None:
@@ -211,25 +210,14 @@ class SocketClient:
             logger.exception("event pump of socket %s failed", self.sid)
             await sio.disconnect(self.sid)
 
-    async def _pump_frames(self, channel: str) -> None:
+    async def _pump_frames(self, frames: FrameFeed) -> None:
         await self.ready.wait()
-        failures = 0
         while True:
-            try:
-                if failures:
-                    await self.layer.group_add(frames_group(self.session_id), channel)
-                message = await self.layer.receive(channel)
-            except TRANSIENT as exc:
-                failures += 1
-                logger.warning("frame pump of socket %s: %s; retrying", self.sid, type(exc).__name__)
-                await asyncio.sleep(_backoff(failures))
+            frame = await frames.next()
+            # Only the newest frame waits here; one that is still too old (the client's
+            # connection is slow) is skipped so the client gets the next picture instead.
+            if time.time() - float(frame.get("sentAt") or 0) > STALE_FRAME_S:
                 continue
-            failures = 0
-            # Backpressure: a frame that waited too long is stale; skip it so a slow client
-            # gets the newest picture instead of a growing backlog.
-            if time.time() - float(message.get("sentAt") or 0) > STALE_FRAME_S:
-                continue
-            frame = {k: v for k, v in message.items() if k != "type"}
             await sio.emit("frame", self.shown(frame), to=self.sid)
 
 

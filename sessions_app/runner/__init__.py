@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from .screencast import frames_group
 from .session import SessionRunner
 from .support import StartSteps, db
 
-__all__ = ["SessionRunner", "StartSteps", "db", "frames_group"]
+__all__ = ["SessionRunner", "StartSteps", "db"]

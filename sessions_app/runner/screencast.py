@@ -17,11 +17,11 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
-from channels.layers import get_channel_layer
 from django.conf import settings
 from playwright.async_api import Error as PlaywrightError
 from redis.exceptions import RedisError
 
+from ..frames import frame_publish
 from ..models import BrowserSession
 from ..realtime.viewers import viewer_count
 
@@ -61,10 +61,6 @@ _recorder_factory: RecorderFactory = _no_recorder
 def recorder_factory_set(factory: RecorderFactory) -> None:
     global _recorder_factory
     _recorder_factory = factory
-
-
-def frames_group(session_id: str) -> str:
-    return f"frames.{session_id}"
 
 
 class ScreencastFeed:
@@ -152,11 +148,9 @@ class ScreencastFeed:
             self.recorder.frame(jpeg, url, self._title)
         if not self._live:
             return
-        await get_channel_layer().group_send(
-            frames_group(runner.session_id),
+        await frame_publish(
+            runner.session_id,
             {
-                "type": "session.frame",
-                "sessionId": runner.session_id,
                 "data": base64.b64encode(jpeg).decode(),
                 "url": url,
                 "title": self._title,

@@ -1,5 +1,5 @@
-"""The WHEP answer on its own: an aiortc client offers recvonly video and audio, frames come over
-the channel layer as a worker publishes them, and the client decodes 1024x600 H.264 (real Redis,
+"""The WHEP answer on its own: an aiortc client offers recvonly video and audio, frames come on
+the session's frame channel as a worker publishes them, and the client decodes 1024x600 H.264 (real Redis,
 no browser; the browser and the HTTP endpoint are in test_whep_browser.py)."""
 
 from __future__ import annotations
@@ -11,12 +11,11 @@ import time
 
 import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
-from channels.layers import get_channel_layer
 from PIL import Image
 
+from sessions_app.frames import frame_publish
 from sessions_app.models import new_id
 from sessions_app.realtime.viewers import viewer_count
-from sessions_app.runner import frames_group
 from video import whep
 
 
@@ -40,15 +39,12 @@ async def _offer(pc: RTCPeerConnection, video_codec: str | None = None) -> str:
 
 
 async def _publish(session_id: str, stop: asyncio.Event) -> None:
-    layer = get_channel_layer()
     shade = 0
     while not stop.is_set():
         shade = (shade + 16) % 256
-        await layer.group_send(
-            frames_group(session_id),
+        await frame_publish(
+            session_id,
             {
-                "type": "session.frame",
-                "sessionId": session_id,
                 "data": _jpeg(shade),
                 "url": "https://example.com/",
                 "title": "Example",
