@@ -84,6 +84,7 @@
       }
     };
     ws.onclose = function (event) {
+      console.info("Live view: socket closed (" + event.code + ")");
       if (finished || event.code === 4410) { finished = true; return; }
       if (event.code === 4403) { setStatus("This viewer link is invalid or has expired", false); return; }
       setStatus("Reconnecting…", false);
@@ -95,7 +96,7 @@
   // ----- WebRTC (WHEP): recvonly video and audio, the offer posted after ICE gathering -----
 
   function showVideo(on) {
-    video.hidden = !on;
+    video.classList.toggle("shown", on);
     frame.hidden = on;
     win.dataset.media = on ? "webrtc" : "frames";
   }
@@ -145,7 +146,10 @@
     pc.addTransceiver("video", { direction: "recvonly" });
     pc.addTransceiver("audio", { direction: "recvonly" });
     pc.ontrack = function (event) {
-      if (event.track.kind === "video") video.srcObject = new MediaStream([event.track]);
+      if (event.track.kind !== "video") return;
+      video.srcObject = new MediaStream([event.track]);
+      var started = video.play();  // played by script: not paused for being out of sight
+      if (started && started.catch) started.catch(function () {});
     };
     pc.onconnectionstatechange = function () {
       if (pc.connectionState === "failed" || pc.connectionState === "closed") {

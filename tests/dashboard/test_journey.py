@@ -113,7 +113,7 @@ def test_customer_signs_up_tops_up_runs_a_session_and_sees_its_cost(
     page.wait_for_function(  # a picture: the WebRTC video, or the JPEG frames it falls back to
         "() => { const d = document.querySelector('#viewer').contentDocument;"
         " const f = d.querySelector('#frame'), v = d.querySelector('#video');"
-        " return (v && !v.hidden && v.videoWidth > 0) || (f && !f.hidden && f.src.startsWith('data:image/jpeg')); }",
+        " return (v && v.classList.contains('shown') && v.videoWidth > 0) || (f && !f.hidden && f.src.startsWith('data:image/jpeg')); }",
         timeout=20_000,
     )
     shoot(page, "08-session-live")

@@ -5,6 +5,7 @@ token over the socket either way."""
 from __future__ import annotations
 
 import functools
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -57,9 +58,24 @@ def _keep_trail(page: Page) -> None:
     page.trail = trail  # type: ignore[attr-defined]
 
 
-def _playing_webrtc(page: Page, timeout: float) -> dict[str, Any]:
+def _playing_webrtc(page: Page, timeout: float, *, api: Api, session_id: str) -> dict[str, Any]:
+    """Wait until the viewer plays WebRTC video. Meanwhile a key press every few seconds keeps
+    the session from expiring (watching is not activity, and the tests' inactivity timeout is
+    12 s): on a loaded machine a first try can fail and the next one comes 2-4 s after it."""
+    last_press = [time.monotonic()]
+
+    def playing() -> dict[str, Any] | bool:
+        if time.monotonic() - last_press[0] > 4:
+            last_press[0] = time.monotonic()
+            pressed = api.message(
+                session_id, {"actionType": "interaction", "action": {"type": "KEY_PRESS", "key": "Escape"}}
+            )
+            assert pressed.status_code == 200, pressed.text
+        media = _media(page)
+        return media["media"] == "webrtc" and media["frames"] > 0 and media
+
     try:
-        return _until(lambda: (m := _media(page))["media"] == "webrtc" and m["frames"] > 0 and m, timeout=timeout)
+        return _until(playing, timeout=timeout)
     except AssertionError as exc:
         raise AssertionError(f"{exc}; media {_media(page)}; trail {page.trail}") from None  # type: ignore[attr-defined]
 
@@ -75,7 +91,7 @@ def _media(page: Page) -> dict[str, Any]:
       const v = document.getElementById('video'), f = document.getElementById('frame');
       const q = v.getVideoPlaybackQuality();
       return {media: document.getElementById('window').dataset.media || '', width: v.videoWidth,
-              height: v.videoHeight, frames: q.totalVideoFrames, videoShown: !v.hidden,
+              height: v.videoHeight, frames: q.totalVideoFrames, videoShown: v.classList.contains('shown'),
               imgShown: !f.hidden, img: (f.getAttribute('src') || '').slice(0, 30),
               title: document.getElementById('title').textContent};
     }""")
@@ -98,7 +114,7 @@ def _click_the_button(page: Page) -> None:
 def test_viewer_plays_webrtc_video_and_clicks_still_work(api: Api, pages: str, browser: Browser) -> None:
     session_id, view_url = _animated(api, pages)
     page = _viewer(browser, view_url)
-    state = _playing_webrtc(page, timeout=40)
+    state = _playing_webrtc(page, timeout=40, api=api, session_id=session_id)
     assert (state["width"], state["height"]) == (1024, 600)
     assert state["videoShown"] and not state["imgShown"]
     html = page.content()
@@ -128,7 +144,7 @@ def test_viewer_falls_back_to_frames_without_webrtc_or_when_whep_fails(api: Api,
 def test_viewer_tries_webrtc_again_after_a_passing_failure_but_not_after_a_refusal(
     api: Api, pages: str, browser: Browser
 ) -> None:
-    view_url = _animated(api, pages)[1]
+    session_id, view_url = _animated(api, pages)
     posts: dict[str, list[int]] = {"busy": [], "refused": []}
 
     def busy_once(route: Any) -> None:
@@ -152,7 +168,7 @@ def test_viewer_tries_webrtc_again_after_a_passing_failure_but_not_after_a_refus
     expired.route("**/whep/**", refused)
     expired.goto(view_url)
     busy.goto(view_url)
-    _playing_webrtc(busy, timeout=40)  # the 503 showed frames, the next try plays
+    _playing_webrtc(busy, timeout=40, api=api, session_id=session_id)  # the 503 showed frames, the next try plays
     assert posts["busy"] == [503, 0]
     assert _jpeg_frames_shown(expired)
     assert posts["refused"] == [403]  # a refusal is not asked again
