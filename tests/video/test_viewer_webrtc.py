@@ -169,6 +169,8 @@ def test_viewer_tries_webrtc_again_after_a_passing_failure_but_not_after_a_refus
     expired.goto(view_url)
     busy.goto(view_url)
     _playing_webrtc(busy, timeout=40, api=api, session_id=session_id)  # the 503 showed frames, the next try plays
-    assert posts["busy"] == [503, 0]
+    # The 503 was tried again; a later try may also fail for a passing reason (no picture in
+    # 10 s on a loaded machine) and is tried again too, until one plays.
+    assert posts["busy"][0] == 503 and set(posts["busy"][1:]) == {0}, posts
     assert _jpeg_frames_shown(expired)
     assert posts["refused"] == [403]  # a refusal is not asked again
