@@ -1,7 +1,7 @@
 """The plain JSON websocket of the live view: /ws/view/<viewer token>/.
 
 Used by the viewer page (templates/viewer.html), also inside the dashboard. Server to client:
-`{"type": "hello", control, state, url, title}`, `{"type": "frame", data, url, title,
+`{"type": "hello", control, humanControl, state, url, title}`, `{"type": "frame", data, url, title,
 timestamp, sentAt}`, `{"type": "event", name, data, eventId}`, `{"type": "error", error, code,
 details}`, `{"type": "end_session", reason}`; never the session id. Client to server: a
 send-message `message` of actionType "interaction" (only with a control token).
@@ -57,6 +57,7 @@ class ViewerConsumer(AsyncJsonWebsocketConsumer):
                 {
                     "type": "hello",
                     "control": self.control,
+                    "humanControl": session.human_control,
                     "state": session.state,
                     "url": session.current_url,
                     "title": session.current_title,

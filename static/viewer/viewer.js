@@ -48,6 +48,11 @@
     }
   }
 
+  function setHumanControl(on) {
+    humanControl = on;
+    if (takeoverBtn) takeoverBtn.textContent = on ? "Release control" : "Take over";
+  }
+
   function send(message) {
     if (ws && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify(message));
   }
@@ -65,15 +70,13 @@
       if (msg.type === "frame") {
         if (!(rtc && rtc.playing)) frame.src = "data:image/jpeg;base64," + msg.data;
         setPage(msg.url, msg.title);
-      } else if (msg.type === "hello") {
+      } else if (msg.type === "hello") {  // also after a reconnect: the state, events missed or not
         setStatus("Live", true);
         setPage(msg.url, msg.title);
+        setHumanControl(!!msg.humanControl);
       } else if (msg.type === "event") {
         var data = msg.data || {};
-        if (data.type === "takeover") {
-          humanControl = data.control === "human";
-          if (takeoverBtn) takeoverBtn.textContent = humanControl ? "Release control" : "Take over";
-        }
+        if (data.type === "takeover") setHumanControl(data.control === "human");
       } else if (msg.type === "end_session") {
         finished = true;
         stopVideo();
@@ -134,6 +137,25 @@
     });
   }
 
+  // What a try received, for the console line of a try that showed nothing.
+  function receivedSoFar(pc) {
+    return pc.getStats().then(function (report) {
+      var seen = [];
+      report.forEach(function (s) {
+        if (s.type === "inbound-rtp" && s.kind === "video") {
+          seen.push("packets " + s.packetsReceived + ", lost " + s.packetsLost + ", frames received " +
+                    s.framesReceived + ", decoded " + s.framesDecoded + ", keyframes " + s.keyFramesDecoded +
+                    ", PLI " + s.pliCount + ", NACK " + s.nackCount + ", codec " + s.decoderImplementation);
+        } else if (s.type === "candidate-pair" && s.nominated) {
+          seen.push("pair " + s.state + ", bytes in " + s.bytesReceived);
+        } else if (s.type === "transport") {
+          seen.push("dtls " + s.dtlsState + ", ice " + s.iceState);
+        }
+      });
+      return seen.join("; ") || "no stats";
+    }).catch(function (error) { return "no stats: " + error; });
+  }
+
   function startVideo() {
     if (!whepUrl || typeof window.RTCPeerConnection !== "function" || finished) return;
     var pc;
@@ -165,7 +187,10 @@
     video.onresize = playing;
     video.onloadeddata = playing;
     // No picture within 10 s (blocked UDP, a proxy, a loaded server): frames until the next try.
-    setTimeout(function () { if (!attempt.playing) videoFailed(attempt, "showed no picture in 10 s", false); }, 10000);
+    setTimeout(function () {
+      if (attempt.playing || rtc !== attempt) return;
+      receivedSoFar(pc).then(function (seen) { videoFailed(attempt, "showed no picture in 10 s (" + seen + ")", false); });
+    }, 10000);
     pc.createOffer().then(function (offer) { return pc.setLocalDescription(offer); })
       .then(function () { return gathered(pc); })
       .then(function () {

@@ -43,23 +43,21 @@ async def _next(ws: Any, kind: str, timeout: float = 10, **match: Any) -> dict[s
 
 
 async def _frames_on_the_bus(session_id: str, seconds: float) -> int:
-    """Count frames the runner publishes (whether or not anyone listens) for a while."""
-    from channels.layers import get_channel_layer
+    """Count frames the worker publishes on the session's Redis channel (whether or not any
+    web process listens) for a while."""
+    from enigma_site.redis import get_async_redis
+    from sessions_app.frames import frames_channel
 
-    layer = get_channel_layer()
-    channel = await layer.new_channel()
-    await layer.group_add(f"frames.{session_id}", channel)
+    pubsub = get_async_redis().pubsub(ignore_subscribe_messages=True)
+    await pubsub.subscribe(frames_channel(session_id))
     count = 0
     deadline = time.monotonic() + seconds
     try:
         while (left := deadline - time.monotonic()) > 0:
-            try:
-                await asyncio.wait_for(layer.receive(channel), left)
-                count += 1
-            except TimeoutError:
-                break
+            message = await pubsub.get_message(timeout=min(left, 0.2))
+            count += message is not None and message["type"] == "message"
     finally:
-        await layer.group_discard(f"frames.{session_id}", channel)
+        await pubsub.aclose()
     return count
 
 
@@ -77,6 +75,7 @@ async def test_viewer_gets_frames_of_an_animated_page_only_while_watching(api: A
             message = json.loads(await asyncio.wait_for(ws.recv(), 5))
             frames += message["type"] == "frame"
         assert frames >= 10, frames
+        assert await _frames_on_the_bus(session_id, 1.0) >= 5  # what the counter below counts
         assert first["url"].endswith("/animated.html")
         assert first["data"][:4] == "/9j/"  # base64 of a JPEG's first bytes
     # The last viewer left: the runner stops the screencast.
@@ -153,3 +152,26 @@ async def test_viewer_socket_with_a_bad_token_is_refused(server: str) -> None:
     with pytest.raises(InvalidStatus):
         async with connect(viewer_ws_url(server, "vt_forged")):
             pass
+
+
+@pytest.mark.asyncio
+async def test_a_viewer_that_connects_after_a_takeover_is_told_who_has_control(api: Any, pages: str) -> None:
+    """The viewer's Take over / Release control button starts from `hello`: a viewer that
+    (re)connects after the takeover event has no event to learn it from."""
+    _, view_url = await asyncio.to_thread(_animated_session, api, pages)
+    token = view_token(view_url)
+    async with connect(viewer_ws_url(api.base, token), max_size=None) as ws:
+        assert (await _next(ws, "hello"))["humanControl"] is False
+        await ws.send(json.dumps({"actionType": "interaction", "action": {"type": "takeOverControl"}}))
+        event = await _next(ws, "event")
+        while event["data"].get("type") != "takeover":
+            event = await _next(ws, "event")
+        assert event["data"]["control"] == "human"
+    async with connect(viewer_ws_url(api.base, token), max_size=None) as ws:
+        assert (await _next(ws, "hello"))["humanControl"] is True
+        await ws.send(json.dumps({"actionType": "interaction", "action": {"type": "releaseControl"}}))
+        event = await _next(ws, "event")
+        while event["data"].get("type") != "takeover":
+            event = await _next(ws, "event")
+    async with connect(viewer_ws_url(api.base, token), max_size=None) as ws:
+        assert (await _next(ws, "hello"))["humanControl"] is False
