@@ -154,6 +154,15 @@ async def test_viewer_socket_with_a_bad_token_is_refused(server: str) -> None:
             pass
 
 
+async def _hand_control(ws: Any, action: str) -> str:
+    """Send takeOverControl / releaseControl; return the control its takeover event names."""
+    await ws.send(json.dumps({"actionType": "interaction", "action": {"type": action}}))
+    event = await _next(ws, "event")
+    while event["data"].get("type") != "takeover":
+        event = await _next(ws, "event")
+    return str(event["data"]["control"])
+
+
 @pytest.mark.asyncio
 async def test_a_viewer_that_connects_after_a_takeover_is_told_who_has_control(api: Any, pages: str) -> None:
     """The viewer's Take over / Release control button starts from `hello`: a viewer that
@@ -162,16 +171,9 @@ async def test_a_viewer_that_connects_after_a_takeover_is_told_who_has_control(a
     token = view_token(view_url)
     async with connect(viewer_ws_url(api.base, token), max_size=None) as ws:
         assert (await _next(ws, "hello"))["humanControl"] is False
-        await ws.send(json.dumps({"actionType": "interaction", "action": {"type": "takeOverControl"}}))
-        event = await _next(ws, "event")
-        while event["data"].get("type") != "takeover":
-            event = await _next(ws, "event")
-        assert event["data"]["control"] == "human"
+        assert await _hand_control(ws, "takeOverControl") == "human"
     async with connect(viewer_ws_url(api.base, token), max_size=None) as ws:
         assert (await _next(ws, "hello"))["humanControl"] is True
-        await ws.send(json.dumps({"actionType": "interaction", "action": {"type": "releaseControl"}}))
-        event = await _next(ws, "event")
-        while event["data"].get("type") != "takeover":
-            event = await _next(ws, "event")
+        assert await _hand_control(ws, "releaseControl") == "agent"
     async with connect(viewer_ws_url(api.base, token), max_size=None) as ws:
         assert (await _next(ws, "hello"))["humanControl"] is False
