@@ -363,11 +363,18 @@ class _Screencast:
         self._busy = asyncio.Lock()
 
     async def start(self, context: BrowserContext, page: Page) -> None:
+        """Stream `page`; a page already closed has nothing to stream (the session follows
+        the next page it opens, if any)."""
         await self._detach()
-        cdp = await context.new_cdp_session(page)
-        self._cdp = cdp
-        cdp.on("Page.screencastFrame", lambda event: self._on_event(cdp, event))
-        await cdp.send("Page.startScreencast", self._params)
+        try:
+            cdp = await context.new_cdp_session(page)
+            self._cdp = cdp
+            cdp.on("Page.screencastFrame", lambda event: self._on_event(cdp, event))
+            await cdp.send("Page.startScreencast", self._params)
+        except PlaywrightError:
+            if not page.is_closed():
+                raise
+            self._cdp = None
 
     async def _on_event(self, cdp: CDPSession, event: dict[str, Any]) -> None:
         # The ack goes first, so Chromium captures the next frame while this one is handed on

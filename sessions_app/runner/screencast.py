@@ -129,7 +129,13 @@ class ScreencastFeed:
             except RedisError:
                 continue
             if not watched and self._live:
-                await self.apply(False)  # stops, or goes on for the recording alone
+                try:
+                    await self.apply(False)  # stops, or goes on for the recording alone
+                except PlaywrightError as exc:  # the page closed under it: the session is ending
+                    logger.info("screencast of session %s: not switched (%s)", runner.session_id, exc.message)
+                    if self._watch is asyncio.current_task():
+                        self._watch = None
+                    return
                 if self._watch is None:
                     return
 

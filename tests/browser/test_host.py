@@ -127,3 +127,25 @@ async def test_closing_sessions_releases_contexts_and_processes(
             break
         await asyncio.sleep(0.1)
     assert len(chromium_processes()) <= len(baseline) + 1
+
+
+async def test_switching_the_screencast_of_a_closed_page_does_not_raise(
+    host: BrowserHost, site: LocalSite, make_policy: Callable[..., NetworkPolicy]
+) -> None:
+    """The session's end can close the page while its screencast runs: the stop that follows
+    or switch (the viewers' watcher, the runner's teardown) has nothing left to stream."""
+    session = await host.acquire(policy=make_policy())
+    try:
+        await session.goto(site.url("/animated"))
+
+        async def on_frame(jpeg: bytes, metadata: dict[str, Any]) -> None:
+            pass
+
+        await session.start_screencast(on_frame, quality=50, every_nth_frame=2)
+        await session.page.close()
+        await session.stop_screencast()
+        # Switching it (live view to recording alone) starts it again: on no page, no error.
+        await session.start_screencast(on_frame, quality=30, every_nth_frame=4)
+        await session.stop_screencast()
+    finally:
+        await session.close()
