@@ -289,6 +289,13 @@ ENIGMA_WARM_POOL = env_int("ENIGMA_WARM_POOL", 2)
 # connections (0: the session lifetime cap, so the start-session token lasts as long as its session).
 ENIGMA_CDP_WARM_POOL = env_int("ENIGMA_CDP_WARM_POOL", 1)
 ENIGMA_CDP_TOKEN_TTL_S = env_int("ENIGMA_CDP_TOKEN_TTL_S", 0)
+# The workers' CDP relay listener, which the web tier's gateway dials (sessions_app/cdp.py):
+# where it binds ("" turns the direct path off: frames then go through Redis), its port (0: any
+# free one) and the host name web hosts reach it by (default: the bound address; set it when
+# binding 0.0.0.0 on a browser host of a fleet).
+ENIGMA_CDP_RELAY_HOST = os.environ.get("ENIGMA_CDP_RELAY_HOST", "127.0.0.1").strip()
+ENIGMA_CDP_RELAY_PORT = env_int("ENIGMA_CDP_RELAY_PORT", 0)
+ENIGMA_CDP_RELAY_ADVERTISE = os.environ.get("ENIGMA_CDP_RELAY_ADVERTISE", "").strip()
 CHROMIUM_PATH = os.environ.get("CHROMIUM_PATH") or default_chromium_path()  # the workers' browser
 ENIGMA_ALLOWED_PRIVATE_HOSTS = frozenset(env_list("ENIGMA_ALLOWED_PRIVATE_HOSTS"))
 

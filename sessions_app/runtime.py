@@ -9,6 +9,7 @@ the worker into the registry and runs the orphan sweep.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import secrets
@@ -74,6 +75,9 @@ class WorkerRuntime:
             chromium_path=settings.CHROMIUM_PATH, warm_pool_size=settings.ENIGMA_WARM_POOL, egress=egress_settings()
         )
         self.cdp = CdpPool(self.host, warm_pool_size=cdp.warm_pool_size())  # CDP sessions' own browsers
+        # Where the gateways dial this worker's CDP relays ("" when that direct path is off).
+        self.cdp_relay_server = cdp.RelayServer(self._cdp_relay)
+        self.cdp_relay_url = ""
         self.provider = get_provider(
             AgentSettings(
                 provider=settings.ENIGMA_AGENT_PROVIDER,
@@ -106,7 +110,16 @@ class WorkerRuntime:
         asyncio.run_coroutine_threadsafe(self._boot(), self.loop).result(timeout=60)
         logger.info("worker %s ready: capacity %s", self.worker_id, self.capacity)
 
+    def _cdp_relay(self, session_id: str) -> cdp.CdpRelay | None:
+        runner = self.runners.get(session_id)
+        return runner.cdp_relay if runner is not None else None
+
     async def _boot(self) -> None:
+        self.cdp_relay_url = await self.cdp_relay_server.start()
+        if self.cdp_relay_server.listening:  # one of the product's own services: no page may reach it
+            gate = self.host.gate
+            own = (*gate.settings.own_addresses, *self.cdp_relay_server.listening)
+            gate.settings = dataclasses.replace(gate.settings, own_addresses=own)
         await self.host.start()
         await self.cdp.start()
         await self._beat()
@@ -368,6 +381,7 @@ class WorkerRuntime:
             await asyncio.sleep(0.2)
             for task in self._background:
                 task.cancel()
+            await self.cdp_relay_server.stop()
             await self.cdp.stop()
             await self.host.stop()
             await db(registry.worker_unregister)(self.worker_id)

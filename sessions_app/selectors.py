@@ -203,7 +203,7 @@ def task_response(task: Task, *, poll_url: str, inline: bool = False) -> dict[st
 
 def session_detail(session: BrowserSession, *, base_url: str) -> dict[str, Any]:
     tasks = list(session.tasks.all())
-    price = price_at(session.created_at)
+    price = price_at(session.created_at) if tasks else None  # a start's polls have no task to price
     return {
         "sessionId": session.pk,
         "state": session.state,

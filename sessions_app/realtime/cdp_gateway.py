@@ -2,8 +2,11 @@
 (Playwright `connect_over_cdp`, Puppeteer `connect({browserWSEndpoint})`).
 
 The path holds an opaque CDP token (sessions_app.cdp), or the session id when the client sends
-the team's API key in an `Authorization: Bearer` header. Frames go through Redis to the relay in
-the session's runner, wherever it runs (see sessions_app/cdp.py for why Redis). The connection
+the team's API key in an `Authorization: Bearer` header. Frames go to the relay in the session's
+runner, wherever it runs: straight to its worker's relay listener when the relay has published
+its address (it does as soon as the session has its browser; the gateway waits up to
+DIRECT_WAIT_S for it, the client's first frames held meanwhile), else through Redis (see
+sessions_app/cdp.py). The connection
 is refused (HTTP 403 to the handshake) for a bad or expired token, another team's session, an
 ended session or one started without `"cdp": true`. Once open, it is closed with 1000 when the
 session ends, 1012 when it moves to another host (reconnect with the same URL), 4401 when its
@@ -18,11 +21,14 @@ import contextlib
 import logging
 import secrets
 import time
-from typing import Any
+from typing import Any, cast
 
 from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from redis.exceptions import RedisError
+from websockets.asyncio.client import ClientConnection
+from websockets.asyncio.client import connect as ws_connect
+from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from accounts.authentication import authenticate_raw_key
 from enigma_site.errors import ApiError
@@ -31,11 +37,14 @@ from enigma_site.redis import get_async_redis, get_redis
 from ..cdp import (
     CLIENT_LEASE_S,
     CLIENT_REFRESH_S,
+    REDIS_PATH,
     ListWriter,
     cdp_token_session,
     clients_key,
     down_key,
     list_pop,
+    relay_at_key,
+    relay_auth,
     revoked_group,
     token_hash,
     token_key,
@@ -48,6 +57,10 @@ logger = logging.getLogger(__name__)
 
 CLOSE_REFUSED = 4403
 CLOSE_REVOKED = 4401
+DIRECT_WAIT_S = 3.0  # how long a new connection waits for its session's relay to publish its address
+# How the relay's close codes reach the client; anything else (the worker went away) says
+# "reconnect": the session is being taken over by another host.
+_PASSED_ON = {1000, 1011, 1012, CLOSE_REVOKED}
 
 
 class CdpRefused(ApiError):
@@ -80,6 +93,7 @@ class CdpGatewayConsumer(AsyncWebsocketConsumer):
     client_id = ""
     token_digest = ""
     up: ListWriter | None = None
+    direct: ClientConnection | None = None
     _tasks: tuple[asyncio.Task[None], ...] = ()
 
     async def connect(self) -> None:
@@ -97,16 +111,59 @@ class CdpGatewayConsumer(AsyncWebsocketConsumer):
         await self.channel_layer.group_add(group_name(self.session_id), self.channel_name)
         await self.channel_layer.group_add(revoked_group(self.session_id), self.channel_name)
         await self.accept()
-        self.up = ListWriter(up_key(self.session_id))
-        self.up.put(self.client_id + "o")
-        await self._lease()
-        self._tasks = (asyncio.ensure_future(self._read_down()), asyncio.ensure_future(self._refresh()))
+        # The client's first frames wait in the consumer's queue while the path is chosen.
+        lease = asyncio.ensure_future(self._lease())
+        self.direct = await self._dial()
+        if self.direct is not None:
+            reader = asyncio.ensure_future(self._read_direct(self.direct))
+        else:
+            self.up = ListWriter(up_key(self.session_id))
+            self.up.put(self.client_id + "o")
+            reader = asyncio.ensure_future(self._read_down())
+        await lease
+        self._tasks = (reader, asyncio.ensure_future(self._refresh()))
+
+    async def _dial(self) -> ClientConnection | None:
+        """A connection to the relay listener of the session's worker, or None (use Redis)."""
+        redis = get_async_redis()
+        deadline = time.monotonic() + DIRECT_WAIT_S
+        try:
+            while not (url := cast("str | None", await redis.get(relay_at_key(self.session_id)))):
+                if time.monotonic() > deadline:
+                    return None
+                await asyncio.sleep(0.005)
+            if url == REDIS_PATH:
+                return None
+            return await ws_connect(
+                f"{url}/{self.session_id}",
+                additional_headers={
+                    "X-Enigma-Client": self.client_id,
+                    "X-Enigma-Relay-Auth": relay_auth(self.session_id, self.client_id),
+                },
+                max_size=None,
+                compression=None,
+                open_timeout=3,
+            )
+        except (OSError, RedisError, InvalidHandshake, TimeoutError) as exc:
+            logger.warning("CDP gateway: no direct path to the relay of a session (%s); using Redis", exc)
+            return None
+
+    async def _read_direct(self, direct: ClientConnection) -> None:
+        try:
+            async for message in direct:
+                await self.send(text_data=message if isinstance(message, str) else message.decode("utf-8", "replace"))
+        except ConnectionClosed:
+            pass
+        code = direct.close_code if direct.close_code in _PASSED_ON else 1012
+        await self.close(code=code)
 
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
-        if self.up is None:
-            return
         data = text_data if text_data is not None else (bytes_data or b"").decode("utf-8", "replace")
-        self.up.put(self.client_id + "m" + data)
+        if self.direct is not None:
+            with contextlib.suppress(ConnectionClosed):  # _read_direct closes the client
+                await self.direct.send(data)
+        elif self.up is not None:
+            self.up.put(self.client_id + "m" + data)
 
     async def disconnect(self, code: int) -> None:
         for task in self._tasks:
@@ -117,6 +174,9 @@ class CdpGatewayConsumer(AsyncWebsocketConsumer):
             redis = get_async_redis()
             await redis.zrem(clients_key(self.session_id), self.client_id)
             await redis.delete(down_key(self.client_id))
+        if self.direct is not None:
+            with contextlib.suppress(OSError, ConnectionClosed):
+                await self.direct.close()
         if self.up is not None:
             self.up.put(self.client_id + "c")
             await self.up.close()

@@ -187,3 +187,68 @@ def test_dashboard_session_page_shows_the_connect_url(api: Api, account: dict[st
     assert "Drive it with your own code" in page, page[page.find("<main") :][:3000]
     assert 'data-copy="#cdp-url"' in page and 'connect_over_cdp("ws://' in page
     assert "/cdp/cdp_" in page
+
+
+def _relay_address(session_id: str) -> str | None:
+    from enigma_site.redis import get_redis
+    from sessions_app.cdp import relay_at_key
+
+    return get_redis().get(relay_at_key(session_id))  # type: ignore[return-value]
+
+
+def _established_to(port: int) -> bool:
+    """Some local TCP connection to `port` is established (/proc/net/tcp, state 01)."""
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "01" and int(fields[2].rsplit(":", 1)[1], 16) == port:
+                return True
+    return False
+
+
+def test_the_gateway_dials_the_relay_directly_and_falls_back_to_redis(api: Api, pages: str) -> None:
+    from websockets.exceptions import InvalidStatus
+    from websockets.sync.client import connect
+
+    from enigma_site.redis import get_redis
+    from sessions_app.cdp import relay_at_key
+
+    session = cdp_session(api)
+    sid = session["sessionId"]
+    wait_until(lambda: _relay_address(sid), timeout=15)
+    url = _relay_address(sid) or ""
+    assert url.startswith("ws://127.0.0.1:"), url
+    port = int(url.rsplit(":", 1)[1])
+    with sync_playwright() as p:
+        browser = p.chromium.connect_over_cdp(session["connectUrl"])
+        assert _established_to(port)  # the gateway's connection to the worker's relay listener
+        page = browser.contexts[0].pages[0]
+        page.goto(f"{pages}/hello.html")
+        assert page.locator("h1").inner_text() == "Hello heading"
+
+        # The listener is one of the product's own services: the session's pages cannot reach it
+        # (this suite allows 127.0.0.1 for its pages, not that port) ...
+        blocked = page.goto(url.replace("ws://", "http://") + "/" + sid)
+        assert blocked is not None and blocked.status == 403
+        assert "own_service" in page.content()
+        page.goto(f"{pages}/hello.html")
+        browser.close()
+        # ... and it opens nothing without the gateway's proof (an HMAC under the shared secret).
+        for headers in ({}, {"X-Enigma-Client": "0" * 16, "X-Enigma-Relay-Auth": "0" * 64}):
+            with pytest.raises(InvalidStatus) as refused:
+                connect(f"{url}/{sid}", additional_headers=headers, open_timeout=5)
+            assert refused.value.response.status_code == 403
+
+        # An address nobody answers at (say its worker died): the client still gets the browser,
+        # through Redis.
+        get_redis().set(relay_at_key(sid), "ws://127.0.0.1:9", ex=60)
+        browser = p.chromium.connect_over_cdp(session["connectUrl"])
+        page = browser.contexts[0].pages[0]
+        assert page.url.endswith("/hello.html")
+        page.goto(f"{pages}/click.html")
+        assert page.title() == "Click target"
+        browser.close()
+    api.post(
+        "/start/send-message",
+        {"sessionId": sid, "message": {"actionType": "state", "newState": "terminate"}},
+    )
