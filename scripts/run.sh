@@ -28,8 +28,8 @@ key=$(printf '%s\n' "$demo" | head -1)
 password=$(printf '%s\n' "$demo" | sed -n 's/^password //p')
 
 programs+=(
-  "worker=.venv/bin/celery -A enigma_site worker -Q browsers,celery --pool threads --concurrency ${ENIGMA_WORKER_CAPACITY:-20} -n browsers@%h --loglevel INFO"
-  "ops=.venv/bin/celery -A enigma_site worker -Q celery --pool threads --concurrency 4 -n ops@%h --loglevel INFO"
+  "worker=scripts/worker.sh browser"
+  "ops=scripts/worker.sh ops"
   "beat=.venv/bin/celery -A enigma_site beat --loglevel INFO --schedule var/celerybeat-schedule"
   "web=.venv/bin/daphne -b $HOST -p $PORT enigma_site.asgi:application"
   "demo-site=.venv/bin/python -m http.server $DEMO_PORT --bind 127.0.0.1 --directory demo_site"
