@@ -471,7 +471,7 @@ class BrowserHost:
             # Chromium's own traffic (the default context) meets the gate on no session's port.
             proxy={"server": f"http://127.0.0.1:{self.gate.base_port}"},
         )
-        self._browser.on("disconnected", lambda _: logger.error("chromium disconnected"))
+        self._browser.on("disconnected", lambda _: None if self._stopping else logger.error("chromium disconnected"))
         await self._refill()
 
     async def stop(self) -> None:

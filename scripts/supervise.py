@@ -4,7 +4,7 @@ Usage: supervise.py NAME=COMMAND [NAME=COMMAND ...]   (each COMMAND is split lik
 
 A program that exits (a crash, or a worker that gave up on a lost broker) is started again after
 a backoff that grows from 1 s to 10 s and resets once it has run for a minute. SIGINT or SIGTERM
-stops every program (TERM, then KILL after 10 s) and exits. Only the standard library is used.
+stops every program (TERM, then KILL after 10 s; Redis last) and exits. Only the standard library is used.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 STOP_GRACE_S = 10.0
 HEALTHY_AFTER_S = 60.0
 MAX_BACKOFF_S = 10.0
+STATE_SERVICES = {"redis"}
 
 
 def say(text: str) -> None:
@@ -43,11 +44,16 @@ class Program:
         self.started_at = time.monotonic()
 
     def signal(self, signum: int) -> None:
-        if self.popen is not None and self.popen.poll() is None:
+        """Signal the program's whole process group (what is left of it after it exited, too)."""
+        if self.popen is not None:
             try:
                 os.killpg(self.popen.pid, signum)
-            except ProcessLookupError:
+            except (ProcessLookupError, PermissionError):
                 pass
+
+    def terminate(self) -> None:
+        if self.popen is not None and self.popen.poll() is None:
+            self.popen.terminate()
 
 
 def parse(specs: list[str]) -> list[Program]:
@@ -61,16 +67,22 @@ def parse(specs: list[str]) -> list[Program]:
 
 
 def stop_all(programs: list[Program]) -> None:
-    for program in programs:
-        program.signal(signal.SIGTERM)
-    deadline = time.monotonic() + STOP_GRACE_S
-    for program in programs:
-        if program.popen is None:
-            continue
-        try:
-            program.popen.wait(max(0.1, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            program.signal(signal.SIGKILL)
+    """TERM each program's leader (a browser worker drains and closes its own Chromium), KILL
+    what is left of its group after the grace. The state services (`redis`) stop last, once
+    the programs that use them are gone."""
+    state = [p for p in programs if p.name in STATE_SERVICES]
+    for group in ([p for p in programs if p not in state], state):
+        for program in group:
+            program.terminate()
+        deadline = time.monotonic() + STOP_GRACE_S
+        for program in group:
+            if program.popen is None:
+                continue
+            try:
+                program.popen.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                pass
+            program.signal(signal.SIGKILL)  # the rest of its process group
             program.popen.wait()
 
 

@@ -89,3 +89,39 @@ def test_supervisor_restarts_a_program_that_exits_and_stops_all_on_sigterm(tmp_p
     assert "crasher exited with code 3; restarting" in output
     ps = subprocess.run(["pgrep", "-f", str(tmp_path / "sleeper")], capture_output=True, text=True)
     assert ps.stdout.strip() == "", "the supervisor left a program running"
+
+
+def test_supervise_stops_the_programs_before_redis_and_leaves_no_child_behind(tmp_path: Path) -> None:
+    # A program that takes a second to stop on TERM (as a worker draining its sessions into
+    # Redis does) and has a child of its own; "redis" notes when its TERM came.
+    user = (
+        f'{sys.executable} -c "import signal, subprocess, sys, time\n'
+        f"child = subprocess.Popen(['sleep', '600', '{tmp_path}'])\n"
+        f"def stop(*_):\n    time.sleep(1); open('{tmp_path / 'user'}', 'w').write(repr(time.time())); sys.exit(0)\n"
+        f"signal.signal(signal.SIGTERM, stop); open('{tmp_path / 'up'}', 'w'); time.sleep(600)\""
+    )
+    redis = (
+        f'{sys.executable} -c "import signal, sys, time\n'
+        f"def stop(*_):\n    open('{tmp_path / 'redis'}', 'w').write(repr(time.time())); sys.exit(0)\n"
+        f'signal.signal(signal.SIGTERM, stop); time.sleep(600)"'
+    )
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "scripts" / "supervise.py"), f"redis={redis}", f"worker={user}"],
+        stdout=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.time() + 15
+        while time.time() < deadline and not (tmp_path / "up").exists():
+            time.sleep(0.1)
+        time.sleep(0.3)  # the child is started too
+        os.kill(proc.pid, signal.SIGINT)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    user_stopped = float((tmp_path / "user").read_text())
+    redis_stopped = float((tmp_path / "redis").read_text())
+    assert redis_stopped >= user_stopped, "redis was stopped while the worker still used it"
+    ps = subprocess.run(["pgrep", "-f", f"sleep 600 {tmp_path}"], capture_output=True, text=True)
+    assert ps.stdout.strip() == "", "the program's child outlived the supervisor"
