@@ -67,7 +67,7 @@ class FrameFeed:
                 frame, self._latest = self._latest, None
                 return frame
 
-    async def close(self) -> None:
+    def close(self) -> None:
         if not self.closed:
             self.closed = True
             self._hub.leave(self)

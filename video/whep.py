@@ -211,7 +211,7 @@ class SessionStream:
         with contextlib.suppress(OSError, ConnectionError, asyncio.CancelledError):
             await self._lease.stop()
             if self._frames is not None:
-                await self._frames.close()
+                self._frames.close()
             await layer.group_discard(group_name(self.session_id), self._channel)
         self._on_idle(self)
 

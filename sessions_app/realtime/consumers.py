@@ -73,7 +73,7 @@ class ViewerConsumer(AsyncJsonWebsocketConsumer):
             self.frames_task.cancel()
             await asyncio.gather(self.frames_task, return_exceptions=True)  # a send to a gone client
         if self.frames is not None:
-            await self.frames.close()
+            self.frames.close()
         if self.lease is not None:
             await self.lease.stop()
         if self.session_id:

@@ -135,7 +135,7 @@ class SocketClient:
         if task is not None:
             task.cancel()
         if frames is not None:
-            await frames.close()
+            frames.close()
         await self.lease.stop()
 
     async def close(self) -> None:

@@ -49,13 +49,13 @@ async def test_a_feed_gets_its_sessions_frames_newest_only_and_nothing_after_clo
         assert (await asyncio.wait_for(second.next(), 1))["data"] == "5"  # each viewer gets it
         with pytest.raises(TimeoutError):  # another session's viewer gets none of them
             await asyncio.wait_for(elsewhere.next(), 0.3)
-        await second.close()
+        second.close()
         await _send(one, 6)
         assert (await asyncio.wait_for(feed.next(), 1))["data"] == "6"
         assert second._latest is None  # closed: nothing more is handed to it
     finally:
         for f in (feed, second, elsewhere):
-            await f.close()
+            f.close()
     hub = frames._hubs[id(asyncio.get_running_loop())]
     assert one not in hub.feeds and other not in hub.feeds
 
@@ -74,4 +74,4 @@ async def test_a_feed_gets_frames_again_after_redis_drops_the_subscription_conne
         frame = await _until_received(feed, session_id, timeout=10)
         assert frame["sessionId"] == session_id
     finally:
-        await feed.close()
+        feed.close()
