@@ -157,6 +157,15 @@ class CdpGatewayConsumer(AsyncWebsocketConsumer):
         code = direct.close_code if direct.close_code in _PASSED_ON else 1012
         await self.close(code=code)
 
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        # Channels runs close_old_connections in a thread before every handler; a client's
+        # frames touch no database, and that hop cost more than the rest of their way through
+        # this process (about 0.5 ms of each round trip).
+        if message["type"] == "websocket.receive":
+            await self.websocket_receive(message)
+        else:
+            await super().dispatch(message)
+
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
         data = text_data if text_data is not None else (bytes_data or b"").decode("utf-8", "replace")
         if self.direct is not None:
