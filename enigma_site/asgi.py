@@ -20,7 +20,9 @@ from . import access_log  # noqa: E402
 access_log.install()  # no API key, viewer token or session id in the access log
 
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
+from django.urls import get_resolver  # noqa: E402
 
+from .gc_freeze import freeze_startup  # noqa: E402
 from .routing import websocket_urlpatterns  # noqa: E402
 
 
@@ -107,3 +109,8 @@ application = ProtocolTypeRouter(
         "websocket": PathDispatch(URLRouter(websocket_urlpatterns)),
     }
 )
+
+# The URL conf (and with it every view module) loads on the first request; load it now so it is
+# frozen with the rest of start-up (enigma_site/gc_freeze.py).
+get_resolver().url_patterns  # noqa: B018
+freeze_startup("web process")

@@ -9,6 +9,8 @@ from typing import Any
 from celery import shared_task
 from celery.signals import worker_ready, worker_shutting_down
 
+from enigma_site.gc_freeze import freeze_startup
+
 from . import registry, signals
 
 logger = logging.getLogger(__name__)
@@ -85,6 +87,7 @@ def _start_runtime(sender: Any = None, **kwargs: Any) -> None:
             sender.add_task_queue(own)
         get_runtime()
         install_drain_on_sigterm()
+        freeze_startup("browser worker")  # Playwright, the agents and Chromium's pool are up
 
 
 @worker_shutting_down.connect
