@@ -126,14 +126,16 @@ def balance_require_positive(*, team: Team | int) -> int:
     return balance
 
 
-def balance_require_for_sessions(*, team: Team | int, sessions: int) -> int:
+def balance_require_for_sessions(*, team: Team | int, sessions: int, balance: int | None = None) -> int:
     """Return the balance, or raise 402 unless it is positive and covers one metering interval
     for each of `sessions` live sessions of the team (the one about to start included).
 
     The same rule ends running sessions (sessions_app.metering.session_meter), so all of a
-    team's sessions together run at most about one interval below zero (decision 8).
+    team's sessions together run at most about one interval below zero (decision 8). `balance`:
+    the team's balance_micros as just read (in the caller's lock), else it is read now.
     """
-    balance = team_balance_micros(team=team)
+    if balance is None:
+        balance = team_balance_micros(team=team)
     required = sessions * meter_interval_micros()
     if balance <= 0 or balance < required:
         raise InsufficientBalance(

@@ -133,23 +133,24 @@ def _admit(team: Team) -> None:
     (402). Call it in the transaction that creates the session: the row lock on the team admits
     concurrent starts of one team one at a time (also on SQLite, whose transactions here are
     IMMEDIATE)."""
-    locked = Team.objects.select_for_update().only("pk", "session_limit").get(pk=team.pk)
+    locked = Team.objects.select_for_update().only("pk", "session_limit", "balance_micros").get(pk=team.pk)
     live = BrowserSession.objects.filter(team_id=team.pk, state__in=BrowserSession.LIVE_STATES).count()
     limit = locked.live_session_limit
     if live >= limit:
         raise SessionLimitReached(
             f"Maximum concurrent sessions reached (limit: {limit})", details={"current": live, "limit": limit}
         )
-    balance_require_for_sessions(team=team.pk, sessions=live + 1)
+    balance_require_for_sessions(team=team.pk, sessions=live + 1, balance=locked.balance_micros)
 
 
 def _require_capacity(*, warm_usable: bool) -> str:
     """The host the new session goes to (sessions_app.registry.placement_choose); 503 when the
     fleet's slots are taken (pending, active and orphaned sessions, wherever they run) or no
     host that takes new sessions has a free one."""
-    capacity = registry.total_capacity()
+    hosts = registry.live_hosts()  # the fleet is read before the database (see live_hosts)
+    capacity = sum(h.capacity for h in hosts)  # a draining host offers none
     used = BrowserSession.objects.filter(state__in=BrowserSession.LIVE_STATES).count()
-    host = registry.placement_choose(warm_usable=warm_usable) if used < capacity else None
+    host = registry.placement_choose(warm_usable=warm_usable, hosts=hosts) if used < capacity else None
     if host is None:
         raise ServiceUnavailable("No available instances.", details={"capacity": capacity, "inUse": used})
     return host
