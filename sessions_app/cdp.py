@@ -97,7 +97,7 @@ def relay_at_key(session_id: str) -> str:
 
 def relay_auth(session_id: str, client_id: str) -> str:
     """What the gateway shows a worker's relay listener to open `client_id` of the session."""
-    message = f"cdp-relay:{session_id}:{client_id}".encode()
+    message = f"cdp-relay:{session_id}:{client_id}".encode("utf-8", "replace")
     return hmac.new(settings.SECRET_KEY.encode(), message, hashlib.sha256).hexdigest()
 
 
@@ -474,7 +474,13 @@ class RelayServer:
     def _authorize(self, connection: ServerConnection, request: Request) -> Response | None:
         session_id, client_id = self._ids(request)
         given = request.headers.get("X-Enigma-Relay-Auth", "")
-        if len(client_id) != CLIENT_ID_LENGTH or not hmac.compare_digest(given, relay_auth(session_id, client_id)):
+        # As bytes: compare_digest raises on a str with non-ASCII characters.
+        expected = relay_auth(session_id, client_id).encode("utf-8", "replace")
+        if (
+            len(client_id) != CLIENT_ID_LENGTH
+            or not (session_id + client_id).isascii()
+            or not hmac.compare_digest(given.encode("utf-8", "replace"), expected)
+        ):
             return connection.respond(403, "refused\n")
         return None
 

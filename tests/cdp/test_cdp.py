@@ -4,6 +4,7 @@ product: Playwright's connect_over_cdp (Python here, Puppeteer through tests/js/
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -238,6 +239,17 @@ def test_the_gateway_dials_the_relay_directly_and_falls_back_to_redis(api: Api, 
             with pytest.raises(InvalidStatus) as refused:
                 connect(f"{url}/{sid}", additional_headers=headers, open_timeout=5)
             assert refused.value.response.status_code == 403
+        # Odd bytes in the proof are refused as plainly (not an error in the listener).
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+            raw.sendall(
+                f"GET /{sid} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+                f"X-Enigma-Client: {'0' * 16}\r\n".encode()
+                + b"X-Enigma-Relay-Auth: "
+                + "\u00e9".encode("latin-1") * 64
+                + b"\r\n\r\n"
+            )
+            assert raw.recv(200).startswith(b"HTTP/1.1 403"), "the listener did not refuse a non-ASCII proof"
 
         # An address nobody answers at (say its worker died): the client still gets the browser,
         # through Redis.
