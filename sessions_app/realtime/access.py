@@ -1,5 +1,5 @@
 """Who may open a session's socket, and what a socket may do with what it presented (sync: call
-through database_sync_to_async).
+through `socket_db`).
 
 - An API key of the session's team: everything send-message allows.
 - A viewer token: watch; interaction messages (click, type, take over) only if it grants control.
@@ -11,8 +11,11 @@ through database_sync_to_async).
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
+
+from channels.db import database_sync_to_async
 
 from accounts.authentication import authenticate_raw_key
 from enigma_site.errors import ApiError
@@ -23,6 +26,16 @@ from ..schema import parse_message
 from ..selectors import SessionNotFound
 from ..services import session_ended_error, session_message
 from ..streaming import viewer_token_read
+
+T = TypeVar("T")
+
+
+def socket_db(func: Callable[..., T]) -> Callable[..., Awaitable[T]]:
+    """`func` (sync, using the database) as a coroutine for a socket's handler, on the loop's
+    thread pool. Channels' default runs every socket's database step of the process on one
+    thread: a message whose write waited on a lock held up every other socket's connect, and
+    with it the live events it should have been getting."""
+    return database_sync_to_async(func, thread_sensitive=False)
 
 
 class ViewerReadOnly(ApiError):

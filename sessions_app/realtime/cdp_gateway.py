@@ -23,7 +23,6 @@ import secrets
 import time
 from typing import Any, cast
 
-from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncWebsocketConsumer
 from redis.exceptions import RedisError
 from websockets.asyncio.client import ClientConnection
@@ -32,7 +31,7 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from accounts.authentication import authenticate_raw_key
 from enigma_site.errors import ApiError
-from enigma_site.redis import get_async_redis, get_redis
+from enigma_site.redis import get_async_redis
 
 from ..cdp import (
     CLIENT_LEASE_S,
@@ -52,6 +51,7 @@ from ..cdp import (
 )
 from ..events import group_name
 from ..models import BrowserSession
+from .access import socket_db
 
 logger = logging.getLogger(__name__)
 
@@ -100,7 +100,7 @@ class CdpGatewayConsumer(AsyncWebsocketConsumer):
         headers = dict(self.scope.get("headers") or [])
         authorization = headers.get(b"authorization", b"").decode("latin-1")
         try:
-            session, self.token_digest = await database_sync_to_async(cdp_authorize)(
+            session, self.token_digest = await socket_db(cdp_authorize)(
                 self.scope["url_route"]["kwargs"]["token"], authorization
             )
         except ApiError:
@@ -234,6 +234,6 @@ class CdpGatewayConsumer(AsyncWebsocketConsumer):
     async def cdp_revoked(self, message: dict[str, Any]) -> None:
         if not self.token_digest:
             return  # opened with the API key, not a token
-        alive = await database_sync_to_async(lambda: get_redis().exists(token_key(self.token_digest)))()
+        alive = await get_async_redis().exists(token_key(self.token_digest))
         if not alive:
             await self.close(code=CLOSE_REVOKED)

@@ -13,14 +13,13 @@ import asyncio
 import logging
 from typing import Any
 
-from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from enigma_site.errors import ApiError
 
 from ..events import group_name
 from ..frames import FrameFeed, frames_watch
-from .access import error_payload, viewer_grant_read, viewer_message_apply, without_session_id
+from .access import error_payload, socket_db, viewer_grant_read, viewer_message_apply, without_session_id
 from .sio import RUNNER_STARTED
 from .viewers import ViewerLease
 
@@ -40,7 +39,7 @@ class ViewerConsumer(AsyncJsonWebsocketConsumer):
     async def connect(self) -> None:
         token = self.scope["url_route"]["kwargs"]["token"]
         try:
-            session, self.control = await database_sync_to_async(viewer_grant_read)(token)
+            session, self.control = await socket_db(viewer_grant_read)(token)
         except ApiError:
             await self.close(code=CLOSE_INVALID_TOKEN)
             return
@@ -81,9 +80,7 @@ class ViewerConsumer(AsyncJsonWebsocketConsumer):
 
     async def receive_json(self, content: Any, **kwargs: Any) -> None:
         try:
-            await database_sync_to_async(viewer_message_apply)(
-                session_id=self.session_id, control=self.control, raw=content
-            )
+            await socket_db(viewer_message_apply)(session_id=self.session_id, control=self.control, raw=content)
         except ApiError as exc:
             await self.send_json(self.shown(error_payload(exc)))
         except Exception:

@@ -21,7 +21,6 @@ from typing import Any, cast
 
 import redis.exceptions
 import socketio
-from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.db import DatabaseError
 
@@ -31,7 +30,14 @@ from enigma_site.redis import get_async_redis, get_redis
 
 from ..events import events_after, group_name
 from ..frames import FrameFeed, frames_watch
-from .access import SocketGrant, error_payload, socket_message_apply, socket_session_authorize, without_session_id
+from .access import (
+    SocketGrant,
+    error_payload,
+    socket_db,
+    socket_message_apply,
+    socket_session_authorize,
+    without_session_id,
+)
 from .viewers import ViewerLease
 
 logger = logging.getLogger(__name__)
@@ -172,9 +178,7 @@ class SocketClient:
     async def _replay(self) -> None:
         """Send the log after the cursor (events missed while not listening)."""
         while not (self.closed or self.ended):
-            rows = await database_sync_to_async(events_after)(
-                session_id=self.session_id, after=self.cursor, limit=REPLAY_PAGE
-            )
+            rows = await socket_db(events_after)(session_id=self.session_id, after=self.cursor, limit=REPLAY_PAGE)
             for row in rows:
                 await self._emit(row["name"], row["data"], row["id"])
                 if self.closed or self.ended:
@@ -224,7 +228,7 @@ class SocketClient:
 @sio.event
 async def connect(sid: str, environ: dict[str, Any], auth: Any) -> None:
     try:
-        grant = await database_sync_to_async(socket_session_authorize)(auth)
+        grant = await socket_db(socket_session_authorize)(auth)
     except ApiError as exc:
         raise socketio.exceptions.ConnectionRefusedError(
             exc.message, {"code": exc.code, "details": exc.details}
@@ -267,7 +271,7 @@ async def on_message(sid: str, data: Any = None) -> dict[str, Any]:
     try:
         if isinstance(data, str):  # a message sent as JSON text gets the REST body's checks
             data = json_loads(data.encode("utf-8", "surrogatepass"))
-        return await database_sync_to_async(socket_message_apply)(grant=client.grant, raw=data)
+        return await socket_db(socket_message_apply)(grant=client.grant, raw=data)
     except ApiError as exc:
         body = client.shown(error_payload(exc))
     except Exception:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import threading
+import time
 from typing import Any
 
 import pytest
@@ -177,3 +179,58 @@ async def test_active_sockets_lists_open_connections(api: Any) -> None:
     await asyncio.sleep(0.3)
     after = (await asyncio.to_thread(api.get, "/start/active-sockets")).json()
     assert sid not in after["sockets"]
+
+
+def _hold_the_task_table(seconds: float, held: threading.Event) -> None:
+    """Keep the tasks table locked against writes for `seconds` (a slow write elsewhere)."""
+    from django.db import connection
+
+    settings_dict = connection.settings_dict
+    raw: Any
+    if connection.vendor == "sqlite":
+        import sqlite3
+
+        raw = sqlite3.connect(settings_dict["NAME"], isolation_level=None)
+        raw.execute("BEGIN IMMEDIATE")
+    else:
+        import psycopg
+
+        raw = psycopg.connect(
+            dbname=settings_dict["NAME"],
+            user=settings_dict.get("USER") or None,
+            password=settings_dict.get("PASSWORD") or None,
+            host=settings_dict.get("HOST") or "127.0.0.1",
+            port=settings_dict.get("PORT") or 5432,
+        )
+        raw.execute("LOCK TABLE sessions_app_task IN EXCLUSIVE MODE")
+    held.set()
+    time.sleep(seconds)
+    raw.rollback()
+    raw.close()
+
+
+@pytest.mark.asyncio
+async def test_one_sockets_slow_write_does_not_hold_up_another_sockets_connect(api: Any, pages: str) -> None:
+    # Every socket's database step ran on one thread per web process: a message waiting on a
+    # lock held the connect (and the replay, hence the live events) of every other socket.
+    session_id = await asyncio.to_thread(session_start, api)
+    writer = socketio.AsyncClient(reconnection=False)
+    await writer.connect(api.base, auth={"sessionId": session_id, "apiKey": api.key}, transports=["websocket"])
+    held = threading.Event()
+    lock = asyncio.ensure_future(asyncio.to_thread(_hold_the_task_table, 4.0, held))
+    await asyncio.to_thread(held.wait, 10)
+    # A new task is a write to the tasks table: it waits for the lock.
+    answer = asyncio.ensure_future(
+        writer.call("message", {"actionType": "newTask", "taskDetails": task_details(pages)}, timeout=30)
+    )
+    await asyncio.sleep(0.5)
+    reader = socketio.AsyncClient(reconnection=False)
+    started = time.monotonic()
+    await reader.connect(api.base, auth={"sessionId": session_id}, transports=["websocket"], wait_timeout=15)
+    connect_s = time.monotonic() - started
+    await lock
+    ack = await answer
+    await reader.disconnect()
+    await writer.disconnect()
+    assert ack["success"] is True, ack
+    assert connect_s < 1.5, f"the connect waited {connect_s:.1f} s behind another socket's write"
