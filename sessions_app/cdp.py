@@ -41,6 +41,7 @@ import hmac
 import json
 import logging
 import secrets
+import socket
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -298,7 +299,7 @@ class CdpRelay:
         self._closing = False
         self._reader = asyncio.ensure_future(self._read())
         # Published even when the direct path is off (REDIS_PATH), so a gateway need not wait.
-        self._address = runner.runtime.cdp_relay_url or REDIS_PATH
+        self._address = runner.runtime.cdp_relay_server.url or REDIS_PATH
         self._published = asyncio.ensure_future(self._publish())
 
     async def _publish(self) -> None:
@@ -316,11 +317,7 @@ class CdpRelay:
                 if client_id not in self.clients:
                     break
                 text = message if isinstance(message, str) else message.decode("utf-8", "replace")
-                try:
-                    await self._handle(client_id, "m", text)
-                except (OSError, ConnectionClosed, RuntimeError) as exc:
-                    logger.info("CDP client of session %s failed: %s", self.session_id, exc)
-                    await self._drop(client_id, 1011, "browser connection failed")
+                if not await self._handle_or_drop(client_id, "m", text):
                     return
         except ConnectionClosed:
             pass
@@ -341,11 +338,17 @@ class CdpRelay:
                     entry[CLIENT_ID_LENGTH : CLIENT_ID_LENGTH + 1],
                     entry[CLIENT_ID_LENGTH + 1 :],
                 )
-                try:
-                    await self._handle(client_id, op, data)
-                except (OSError, ConnectionClosed, RuntimeError) as exc:
-                    logger.info("CDP client of session %s failed: %s", self.session_id, exc)
-                    await self._drop(client_id, 1011, "browser connection failed")
+                await self._handle_or_drop(client_id, op, data)
+
+    async def _handle_or_drop(self, client_id: str, op: str, data: str) -> bool:
+        """_handle; a client whose browser connection failed is dropped (False)."""
+        try:
+            await self._handle(client_id, op, data)
+        except (OSError, ConnectionClosed, RuntimeError) as exc:
+            logger.info("CDP client of session %s failed: %s", self.session_id, exc)
+            await self._drop(client_id, 1011, "browser connection failed")
+            return False
+        return True
 
     async def _handle(self, client_id: str, op: str, data: str, down: DirectWriter | None = None) -> None:
         if op == "o":
@@ -453,8 +456,6 @@ class RelayServer:
         port = next(iter(self._server.sockets)).getsockname()[1]
         advertised = settings.ENIGMA_CDP_RELAY_ADVERTISE or (host if host not in ("0.0.0.0", "::") else "")
         if not advertised:
-            import socket
-
             advertised = socket.getfqdn()
         shown = f"[{advertised}]" if ":" in advertised else advertised
         self.url = f"ws://{shown}:{port}"

@@ -230,12 +230,14 @@ def live_hosts(*, exclude: Iterable[str] = ()) -> list[HostInfo]:
     ]
 
 
-def placement_choose(
-    *, warm_usable: bool, exclude: Iterable[str] = (), hosts: list[HostInfo] | None = None
-) -> str | None:
-    """The host a new session goes to, or None when no host has a free slot. `hosts`: what
-    live_hosts() just returned, else it is read now."""
-    hosts = [h for h in (live_hosts(exclude=exclude) if hosts is None else hosts) if h.free > 0]
+def placement_choose(*, warm_usable: bool, exclude: Iterable[str] = ()) -> str | None:
+    """The host a new session goes to, or None when no host has a free slot."""
+    return placement_pick(live_hosts(exclude=exclude), warm_usable=warm_usable)
+
+
+def placement_pick(hosts: list[HostInfo], *, warm_usable: bool) -> str | None:
+    """The host among `hosts` (as live_hosts() returned them) a new session goes to, or None."""
+    hosts = [h for h in hosts if h.free > 0]
     if not hosts:
         return None
     best = max(hosts, key=lambda h: (warm_usable and h.warm_free > 0, h.free, random.random()))

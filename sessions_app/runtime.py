@@ -75,9 +75,8 @@ class WorkerRuntime:
             chromium_path=settings.CHROMIUM_PATH, warm_pool_size=settings.ENIGMA_WARM_POOL, egress=egress_settings()
         )
         self.cdp = CdpPool(self.host, warm_pool_size=cdp.warm_pool_size())  # CDP sessions' own browsers
-        # Where the gateways dial this worker's CDP relays ("" when that direct path is off).
+        # Where the gateways dial this worker's CDP relays (its url is "" when that path is off).
         self.cdp_relay_server = cdp.RelayServer(self._cdp_relay)
-        self.cdp_relay_url = ""
         self.provider = get_provider(
             AgentSettings(
                 provider=settings.ENIGMA_AGENT_PROVIDER,
@@ -115,7 +114,7 @@ class WorkerRuntime:
         return runner.cdp_relay if runner is not None else None
 
     async def _boot(self) -> None:
-        self.cdp_relay_url = await self.cdp_relay_server.start()
+        await self.cdp_relay_server.start()
         if self.cdp_relay_server.listening:  # one of the product's own services: no page may reach it
             gate = self.host.gate
             own = (*gate.settings.own_addresses, *self.cdp_relay_server.listening)

@@ -150,7 +150,7 @@ def _require_capacity(*, warm_usable: bool) -> str:
     hosts = registry.live_hosts()  # the fleet is read before the database (see live_hosts)
     capacity = sum(h.capacity for h in hosts)  # a draining host offers none
     used = BrowserSession.objects.filter(state__in=BrowserSession.LIVE_STATES).count()
-    host = registry.placement_choose(warm_usable=warm_usable, hosts=hosts) if used < capacity else None
+    host = registry.placement_pick(hosts, warm_usable=warm_usable) if used < capacity else None
     if host is None:
         raise ServiceUnavailable("No available instances.", details={"capacity": capacity, "inUse": used})
     return host

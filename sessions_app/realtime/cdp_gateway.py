@@ -127,11 +127,13 @@ class CdpGatewayConsumer(AsyncWebsocketConsumer):
         """A connection to the relay listener of the session's worker, or None (use Redis)."""
         redis = get_async_redis()
         deadline = time.monotonic() + DIRECT_WAIT_S
+        pause = 0.005  # doubling to 50 ms: a session still being placed is not polled 600 times
         try:
             while not (url := cast("str | None", await redis.get(relay_at_key(self.session_id)))):
                 if time.monotonic() > deadline:
                     return None
-                await asyncio.sleep(0.005)
+                await asyncio.sleep(pause)
+                pause = min(0.05, pause * 2)
             if url == REDIS_PATH:
                 return None
             return await ws_connect(
